@@ -1,0 +1,64 @@
+//! The on-disk cache of compiled components, keyed by the component's SHA-256 and the engine's
+//! compatibility hash (wasmtime version + configuration), so a restart or a re-deploy of the
+//! same bytes never compiles twice.
+//!
+//! Loading a cached artifact maps native code into the process: the cache folder must be
+//! writable by the host alone, never by style authors.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// A folder of precompiled components.
+pub struct ComponentCache {
+    dir: PathBuf,
+    engine_key: String,
+}
+
+impl ComponentCache {
+    /// Opens (creating it if needed) the cache folder for this engine's configuration.
+    pub fn open(dir: &Path, engine: &Engine) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the component cache {}", dir.display()))?;
+        let mut hasher = std::hash::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Ok(ComponentCache {
+            dir: dir.to_path_buf(),
+            engine_key: format!("{:016x}", hasher.finish()),
+        })
+    }
+
+    /// The cached compilation of `wasm` (whose SHA-256 is `digest`), compiling and storing it
+    /// on a miss. An unreadable or incompatible cache entry is replaced.
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        digest: &str,
+    ) -> anyhow::Result<Component> {
+        let path = self.dir.join(format!("{digest}-{}.cwasm", self.engine_key));
+        if path.exists() {
+            // SAFETY: the file was written by `precompile_component` of an engine with the same
+            // compatibility hash, into a folder only the host writes; wasmtime still checks its
+            // header and refuses an artifact from another version or configuration.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(component) => return Ok(component),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "recompiling a stale cache entry")
+                }
+            }
+        }
+        let compiled = engine
+            .precompile_component(wasm)
+            .map_err(anyhow::Error::from)?;
+        let partial = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&partial, &compiled)
+            .and_then(|()| std::fs::rename(&partial, &path))
+            .with_context(|| format!("writing {}", path.display()))?;
+        // SAFETY: as above; the bytes were produced just now by this engine.
+        unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)
+    }
+}

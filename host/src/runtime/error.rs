@@ -1,0 +1,104 @@
+//! Typed failures of a style call.
+
+use std::fmt;
+
+use super::bindings::StyleError;
+
+/// Which export of a style was being called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Describe,
+    Plan,
+    PostProcess,
+}
+
+impl fmt::Display for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Call::Describe => "describe",
+            Call::Plan => "plan",
+            Call::PostProcess => "post-process",
+        })
+    }
+}
+
+/// Why a style call failed. Every variant names the style; the host keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The style itself returned one of its errors (e.g. invalid options).
+    #[error("style '{style}': {error}")]
+    Style { style: String, error: StyleError },
+    /// The call ran past its wall-clock deadline and was interrupted.
+    #[error("style '{style}' ran past its {limit_ms} ms deadline in {call}")]
+    Timeout {
+        style: String,
+        call: Call,
+        limit_ms: u64,
+    },
+    /// The instance asked for more memory than its cap.
+    #[error("style '{style}' hit its {limit_mib} MiB memory cap in {call}")]
+    MemoryLimit {
+        style: String,
+        call: Call,
+        limit_mib: usize,
+    },
+    /// The guest's call stack overflowed.
+    #[error("style '{style}' overflowed its stack in {call}")]
+    StackOverflow { style: String, call: Call },
+    /// The guest trapped (a panic, `unreachable`, an out-of-bounds access…).
+    #[error("style '{style}' crashed in {call}: {message}")]
+    Trap {
+        style: String,
+        call: Call,
+        message: String,
+    },
+    /// The guest returned something the contract forbids (e.g. an image of the wrong size).
+    #[error("style '{style}' returned a bad result from {call}: {message}")]
+    BadOutput {
+        style: String,
+        call: Call,
+        message: String,
+    },
+    /// No instance could be made (e.g. every pooled slot is busy).
+    #[error("style '{style}' could not be instantiated: {message}")]
+    Instantiate { style: String, message: String },
+}
+
+impl CallError {
+    /// A stable, machine-readable code for clients and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CallError::Style {
+                error: StyleError::InvalidOptions(_),
+                ..
+            } => "invalid_options",
+            CallError::Style {
+                error: StyleError::UnusableInput(_),
+                ..
+            } => "unusable_input",
+            CallError::Style {
+                error: StyleError::Internal(_),
+                ..
+            } => "style_internal_error",
+            CallError::Timeout { .. } => "style_timeout",
+            CallError::MemoryLimit { .. } => "style_memory_limit",
+            CallError::StackOverflow { .. } => "style_stack_overflow",
+            CallError::Trap { .. } => "style_trap",
+            CallError::BadOutput { .. } => "style_bad_output",
+            CallError::Instantiate { .. } => "style_unavailable",
+        }
+    }
+
+    /// The id of the style that failed.
+    pub fn style(&self) -> &str {
+        match self {
+            CallError::Style { style, .. }
+            | CallError::Timeout { style, .. }
+            | CallError::MemoryLimit { style, .. }
+            | CallError::StackOverflow { style, .. }
+            | CallError::Trap { style, .. }
+            | CallError::BadOutput { style, .. }
+            | CallError::Instantiate { style, .. } => style,
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The plugin runtime: one wasmtime [`Engine`] for the whole process, components compiled once
+//! (and cached on disk), and a fresh, sandboxed instance from the pooling allocator for every
+//! call, so that nothing of one request survives into another.
+
+mod bindings;
+mod cache;
+mod error;
+mod sandbox;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+pub use bindings::{
+    Analysis, Capabilities, ControlKind, ControlMap, Face, IdentityMethod, Image, Landmarks,
+    Options, ParamKind, ParamSpec, Plan, Point, Rect, Size, StyleError, StyleInfo,
+};
+pub use error::{Call, CallError};
+pub use sandbox::{Sandbox, Stop};
+
+use bindings::{Style, StylePre};
+use cache::ComponentCache;
+
+/// How often the epoch ticks; deadlines are checked at each tick.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Limits that apply to every call of one style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallLimits {
+    /// Wall-clock budget of `describe` and `plan`.
+    pub plan: Duration,
+    /// Wall-clock budget of `post-process`.
+    pub post_process: Duration,
+    /// Most linear memory one instance may have, in bytes.
+    pub memory: usize,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        CallLimits {
+            plan: Duration::from_millis(50),
+            post_process: Duration::from_secs(2),
+            memory: 256 << 20,
+        }
+    }
+}
+
+impl CallLimits {
+    fn deadline(&self, call: Call) -> Duration {
+        match call {
+            Call::Describe | Call::Plan => self.plan,
+            Call::PostProcess => self.post_process,
+        }
+    }
+}
+
+/// Settings of the plugin runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Limits of a style whose manifest overrides none.
+    pub defaults: CallLimits,
+    /// The most a manifest may raise each limit to.
+    pub ceilings: CallLimits,
+    /// Instances that may exist at once (the pooling allocator's size).
+    pub max_instances: u32,
+    /// Where compiled components are cached; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            defaults: CallLimits::default(),
+            ceilings: CallLimits {
+                plan: Duration::from_secs(1),
+                post_process: Duration::from_secs(30),
+                memory: 1 << 30,
+            },
+            max_instances: 128,
+            cache_dir: None,
+        }
+    }
+}
+
+/// The process-wide plugin runtime.
+pub struct StyleRuntime {
+    engine: Engine,
+    linker: Linker<Sandbox>,
+    cache: Option<ComponentCache>,
+    config: RuntimeConfig,
+    ticker: EpochTicker,
+}
+
+impl StyleRuntime {
+    /// Builds the engine, the linker (WASI p2 with nothing granted, plus `log`) and starts the
+    /// epoch ticker.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Arc<Self>> {
+        let mut pool = PoolingAllocationConfig::new();
+        let instances = config.max_instances;
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 2)
+            .total_tables(instances * 8)
+            .total_stacks(instances)
+            .max_memory_size(config.ceilings.memory);
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm)
+            .map_err(anyhow::Error::from)
+            .context("configuring the wasm engine")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        Style::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(anyhow::Error::from)?;
+
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(ComponentCache::open(dir, &engine)?),
+            None => None,
+        };
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Arc::new(StyleRuntime {
+            engine,
+            linker,
+            cache,
+            config,
+            ticker,
+        }))
+    }
+
+    /// The runtime's settings.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Compiles (or loads from the cache) a component and checks that it implements the
+    /// `style` world. Blocking: call it off the async runtime's workers.
+    pub fn compile(
+        self: &Arc<Self>,
+        style: &str,
+        wasm: &[u8],
+        digest: &str,
+        limits: CallLimits,
+        assets: Option<PathBuf>,
+    ) -> anyhow::Result<StyleComponent> {
+        let component = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, wasm, digest)?,
+            None => Component::new(&self.engine, wasm).map_err(anyhow::Error::from)?,
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("the component imports something the host does not grant")?;
+        let pre = StylePre::new(pre)
+            .map_err(anyhow::Error::from)
+            .context("the component does not implement the likeness:style world")?;
+        Ok(StyleComponent {
+            style: style.to_string(),
+            runtime: Arc::clone(self),
+            pre,
+            limits,
+            assets,
+        })
+    }
+}
+
+impl Drop for StyleRuntime {
+    fn drop(&mut self) {
+        self.ticker.stop();
+    }
+}
+
+/// A compiled style, ready to be instantiated once per call. It keeps its runtime (and so the
+/// epoch ticker that enforces its deadlines) alive.
+pub struct StyleComponent {
+    style: String,
+    runtime: Arc<StyleRuntime>,
+    pre: StylePre<Sandbox>,
+    limits: CallLimits,
+    assets: Option<PathBuf>,
+}
+
+impl StyleComponent {
+    /// The limits each call of this style runs under.
+    pub fn limits(&self) -> CallLimits {
+        self.limits
+    }
+
+    /// Calls `describe` in a fresh instance.
+    pub async fn describe(&self) -> Result<StyleInfo, CallError> {
+        let (mut store, style) = self.instantiate(Call::Describe).await?;
+        let result = style.call_describe(&mut store).await;
+        self.finish(Call::Describe, &store, result)
+    }
+
+    /// Calls `plan` in a fresh instance.
+    pub async fn plan(
+        &self,
+        analysis: &Analysis,
+        capabilities: &Capabilities,
+        options: &Options,
+    ) -> Result<Plan, CallError> {
+        let (mut store, style) = self.instantiate(Call::Plan).await?;
+        let result = style
+            .call_plan(&mut store, analysis, capabilities, options)
+            .await;
+        self.finish(Call::Plan, &store, result)?
+            .map_err(|error| self.style_error(error))
+    }
+
+    /// Calls `post-process` in a fresh instance and checks that the image it returns has the
+    /// input's size.
+    pub async fn post_process(
+        &self,
+        image: &Image,
+        analysis: &Analysis,
+        plan: &Plan,
+        options: &Options,
+    ) -> Result<Image, CallError> {
+        let (mut store, style) = self.instantiate(Call::PostProcess).await?;
+        let result = style
+            .call_post_process(&mut store, image, analysis, plan, options)
+            .await;
+        let output = self
+            .finish(Call::PostProcess, &store, result)?
+            .map_err(|e| self.style_error(e))?;
+        let expected = image.width as usize * image.height as usize * 4;
+        if output.width != image.width || output.height != image.height {
+            return Err(self.bad_output(format!(
+                "{}x{} image for a {}x{} input",
+                output.width, output.height, image.width, image.height
+            )));
+        }
+        if output.rgba.len() != expected {
+            return Err(self.bad_output(format!(
+                "{} bytes of RGBA for {}x{} (expected {expected})",
+                output.rgba.len(),
+                output.width,
+                output.height
+            )));
+        }
+        Ok(output)
+    }
+
+    async fn instantiate(&self, call: Call) -> Result<(Store<Sandbox>, Style), CallError> {
+        let deadline = Instant::now() + self.limits.deadline(call);
+        let sandbox = Sandbox::new(
+            &self.style,
+            self.limits.memory,
+            deadline,
+            self.assets.as_deref(),
+        )
+        .map_err(|e| CallError::Instantiate {
+            style: self.style.clone(),
+            message: e.to_string(),
+        })?;
+        let mut store = Store::new(&self.runtime.engine, sandbox);
+        store.limiter(|s| s);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            Ok(if ctx.data_mut().deadline_passed() {
+                wasmtime::UpdateDeadline::Interrupt
+            } else {
+                wasmtime::UpdateDeadline::Yield(1)
+            })
+        });
+        match self.pre.instantiate_async(&mut store).await {
+            Ok(style) => Ok((store, style)),
+            Err(error) => Err(self.classify(call, &store, error)),
+        }
+    }
+
+    fn finish<R>(
+        &self,
+        call: Call,
+        store: &Store<Sandbox>,
+        result: wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        store.data().flush_output();
+        result.map_err(|error| self.classify(call, store, error))
+    }
+
+    fn classify(&self, call: Call, store: &Store<Sandbox>, error: wasmtime::Error) -> CallError {
+        let style = self.style.clone();
+        let limit_ms = self.limits.deadline(call).as_millis() as u64;
+        match store.data().stopped() {
+            Some(Stop::Deadline) => {
+                return CallError::Timeout {
+                    style,
+                    call,
+                    limit_ms,
+                };
+            }
+            Some(Stop::Memory) => {
+                return CallError::MemoryLimit {
+                    style,
+                    call,
+                    limit_mib: self.limits.memory >> 20,
+                };
+            }
+            None => {}
+        }
+        match error.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::StackOverflow) => CallError::StackOverflow { style, call },
+            Some(wasmtime::Trap::Interrupt) => CallError::Timeout {
+                style,
+                call,
+                limit_ms,
+            },
+            Some(trap) => CallError::Trap {
+                style,
+                call,
+                message: trap.to_string(),
+            },
+            None => CallError::Trap {
+                style,
+                call,
+                message: format!("{error:#}"),
+            },
+        }
+    }
+
+    fn style_error(&self, error: StyleError) -> CallError {
+        CallError::Style {
+            style: self.style.clone(),
+            error,
+        }
+    }
+
+    fn bad_output(&self, message: String) -> CallError {
+        CallError::BadOutput {
+            style: self.style.clone(),
+            call: Call::PostProcess,
+            message,
+        }
+    }
+}
+
+/// A thread that advances the engine's epoch every [`EPOCH_TICK`] until stopped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("likeness-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The per-call sandbox: a style instance's store state, what it may touch and what it may use.
+//!
+//! Every call gets a fresh [`Sandbox`]: WASI with no capability granted (no environment, no
+//! arguments, no network, stdin empty, stdout/stderr captured into a bounded buffer), except a
+//! read-only `/assets` pre-open when the style's manifest asks for it; a memory cap enforced by a
+//! [`ResourceLimiter`]; and the wall-clock deadline checked at every epoch tick.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::{Level, likeness};
+
+/// Most bytes of stdout + stderr kept from one call; the rest is dropped.
+const OUTPUT_CAP: usize = 64 * 1024;
+/// Most `log` messages kept from one call.
+const LOG_MESSAGES_CAP: usize = 64;
+/// Longest `log` message kept (longer ones are cut).
+const LOG_MESSAGE_CAP: usize = 4 * 1024;
+
+/// Why a call was stopped by the sandbox rather than failing on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The wall-clock deadline passed.
+    Deadline,
+    /// The guest asked for more linear memory than its cap.
+    Memory,
+}
+
+/// The store state of one style instance.
+pub struct Sandbox {
+    style: String,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    memory_cap: usize,
+    deadline: Instant,
+    stopped: Option<Stop>,
+    output: GuestOutput,
+    log_messages: usize,
+}
+
+impl Sandbox {
+    /// A sandbox for one call of `style`, ending at `deadline`, with `assets` pre-opened
+    /// read-only at `/assets` when given.
+    pub fn new(
+        style: &str,
+        memory_cap: usize,
+        deadline: Instant,
+        assets: Option<&Path>,
+    ) -> wasmtime::Result<Self> {
+        let output = GuestOutput::default();
+        let mut builder = WasiCtxBuilder::new();
+        builder
+            .stdout(output.clone())
+            .stderr(output.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        if let Some(dir) = assets {
+            builder.preopened_dir(dir, "/assets", FsPerms::ReadOnly)?;
+        }
+        Ok(Sandbox {
+            style: style.to_string(),
+            wasi: builder.build(),
+            table: ResourceTable::new(),
+            memory_cap,
+            deadline,
+            stopped: None,
+            output,
+            log_messages: 0,
+        })
+    }
+
+    /// Why the sandbox stopped the call, if it did.
+    pub fn stopped(&self) -> Option<Stop> {
+        self.stopped
+    }
+
+    /// Decides at an epoch tick whether the guest may go on.
+    pub(crate) fn deadline_passed(&mut self) -> bool {
+        if Instant::now() >= self.deadline {
+            self.stopped = Some(Stop::Deadline);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Writes what the guest printed into the host's log, tagged with the style id.
+    pub fn flush_output(&self) {
+        let (bytes, dropped) = self.output.take();
+        if bytes.is_empty() {
+            return;
+        }
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            tracing::info!(target: "likeness::style_output", style = %self.style, "{line}");
+        }
+        if dropped > 0 {
+            tracing::warn!(target: "likeness::style_output", style = %self.style, dropped, "style output over {OUTPUT_CAP} bytes was dropped");
+        }
+    }
+}
+
+impl WasiView for Sandbox {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl ResourceLimiter for Sandbox {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            self.stopped = Some(Stop::Memory);
+            wasmtime::bail!(
+                "style '{}' asked for {} MiB of memory; its cap is {} MiB",
+                self.style,
+                desired >> 20,
+                self.memory_cap >> 20
+            );
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // A table element costs a pointer; hold tables to a small share of the memory cap.
+        Ok(desired.saturating_mul(size_of::<usize>()) <= self.memory_cap / 16)
+    }
+}
+
+impl likeness::style::log::Host for Sandbox {
+    fn log(&mut self, level: Level, message: String) {
+        self.log_messages += 1;
+        if self.log_messages > LOG_MESSAGES_CAP {
+            if self.log_messages == LOG_MESSAGES_CAP + 1 {
+                tracing::warn!(style = %self.style, "style logged over {LOG_MESSAGES_CAP} messages in one call; the rest are dropped");
+            }
+            return;
+        }
+        let mut message = message;
+        if message.len() > LOG_MESSAGE_CAP {
+            let mut end = LOG_MESSAGE_CAP;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
+        let style = self.style.as_str();
+        match level {
+            Level::Trace => tracing::trace!(target: "likeness::style_log", style, "{message}"),
+            Level::Debug => tracing::debug!(target: "likeness::style_log", style, "{message}"),
+            Level::Info => tracing::info!(target: "likeness::style_log", style, "{message}"),
+            Level::Warn => tracing::warn!(target: "likeness::style_log", style, "{message}"),
+            Level::Error => tracing::error!(target: "likeness::style_log", style, "{message}"),
+        }
+    }
+}
+
+impl likeness::style::types::Host for Sandbox {}
+
+/// A guest's stdout/stderr: kept up to [`OUTPUT_CAP`] bytes, the rest counted and dropped.
+/// Writes never fail, so a chatty guest is never killed for printing.
+#[derive(Clone, Default)]
+struct GuestOutput(Arc<Mutex<OutputBuffer>>);
+
+#[derive(Default)]
+struct OutputBuffer {
+    bytes: Vec<u8>,
+    dropped: usize,
+}
+
+impl GuestOutput {
+    fn push(&self, data: &[u8]) {
+        let mut buffer = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let room = OUTPUT_CAP.saturating_sub(buffer.bytes.len());
+        let kept = room.min(data.len());
+        buffer.bytes.extend_from_slice(&data[..kept]);
+        buffer.dropped += data.len() - kept;
+    }
+
+    fn take(&self) -> (Vec<u8>, usize) {
+        let mut buffer = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let dropped = std::mem::take(&mut buffer.dropped);
+        (std::mem::take(&mut buffer.bytes), dropped)
+    }
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for GuestOutput {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for GuestOutput {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(OUTPUT_CAP)
+    }
+}
+
+impl tokio::io::AsyncWrite for GuestOutput {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.push(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}

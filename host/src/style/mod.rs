@@ -1,0 +1,12 @@
+//! Style packages: their manifest, loading and validation, the registry that serves them, hot
+//! reload, and building the first-party styles from source.
+
+pub mod build;
+pub mod manifest;
+pub mod package;
+pub mod registry;
+pub mod watch;
+
+pub use manifest::Manifest;
+pub use package::LoadedStyle;
+pub use registry::{Registry, StyleState, StyleStatus};

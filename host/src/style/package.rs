@@ -1,0 +1,210 @@
+//! Loading a style package: the checks every package passes before it may serve, shared by the
+//! registry and `likeness styles check`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::{Context as _, bail, ensure};
+use sha2::{Digest, Sha256};
+
+use super::manifest::Manifest;
+use crate::runtime::{
+    Analysis, Capabilities, Face, IdentityMethod, Image, Landmarks, Plan, Point, Rect,
+    StyleComponent, StyleInfo, StyleRuntime,
+};
+
+/// Largest component file accepted.
+const COMPONENT_MAX_BYTES: u64 = 64 << 20;
+
+/// A validated package, compiled and ready to serve.
+pub struct LoadedStyle {
+    /// The package's manifest.
+    pub manifest: Manifest,
+    /// What the style said of itself in `describe()`.
+    pub info: StyleInfo,
+    /// SHA-256 of the component.
+    pub digest: String,
+    /// The package folder.
+    pub dir: PathBuf,
+    /// When this version was loaded.
+    pub loaded_at: SystemTime,
+    /// The compiled component.
+    pub component: StyleComponent,
+}
+
+impl std::fmt::Debug for LoadedStyle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedStyle")
+            .field("id", &self.manifest.id)
+            .field("version", &self.manifest.version)
+            .field("digest", &self.digest)
+            .finish()
+    }
+}
+
+/// Loads the package in `dir` and validates it: manifest schema, folder name, component hash,
+/// world match, `describe()` agreeing with the manifest, and dry `plan` and `post-process` calls
+/// on synthetic analyses. Compilation runs on a blocking thread, off the request path.
+pub async fn load(runtime: &Arc<StyleRuntime>, dir: &Path) -> anyhow::Result<Arc<LoadedStyle>> {
+    let manifest = Manifest::read(dir)?;
+    let folder = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    ensure!(
+        folder == manifest.id,
+        "the package folder '{folder}' must be named after the style id '{}'",
+        manifest.id
+    );
+
+    let wasm_path = dir.join(&manifest.component);
+    let size = std::fs::metadata(&wasm_path)
+        .with_context(|| format!("reading the component {}", wasm_path.display()))?
+        .len();
+    ensure!(
+        size <= COMPONENT_MAX_BYTES,
+        "the component is {size} bytes; the limit is {COMPONENT_MAX_BYTES}"
+    );
+    let wasm =
+        std::fs::read(&wasm_path).with_context(|| format!("reading {}", wasm_path.display()))?;
+    let digest = hex::encode(Sha256::digest(&wasm));
+    ensure!(
+        digest == manifest.sha256,
+        "the sha256 of {} is {digest}, but style.toml says {}",
+        manifest.component,
+        manifest.sha256
+    );
+
+    let config = runtime.config();
+    let limits = manifest.limits(config.defaults, config.ceilings)?;
+    let assets = if manifest.grants.assets {
+        let assets = dir.join("assets");
+        ensure!(
+            assets.is_dir(),
+            "style.toml grants assets, but {} is not a folder",
+            assets.display()
+        );
+        Some(assets)
+    } else {
+        None
+    };
+
+    let component = {
+        let runtime = runtime.clone();
+        let id = manifest.id.clone();
+        let digest = digest.clone();
+        tokio::task::spawn_blocking(move || runtime.compile(&id, &wasm, &digest, limits, assets))
+            .await
+            .context("the compiler thread failed")?
+            .with_context(|| format!("compiling {}", manifest.component))?
+    };
+
+    let info = component.describe().await?;
+    for (field, said, manifest_says) in [
+        ("id", &info.id, &manifest.id),
+        ("name", &info.name, &manifest.name),
+        ("version", &info.version, &manifest.version),
+    ] {
+        ensure!(
+            said == manifest_says,
+            "describe() says {field} '{said}', but style.toml says '{manifest_says}'"
+        );
+    }
+    dry_run(&component).await?;
+
+    Ok(Arc::new(LoadedStyle {
+        manifest,
+        info,
+        digest,
+        dir: dir.to_path_buf(),
+        loaded_at: SystemTime::now(),
+        component,
+    }))
+}
+
+/// Plans a one-face and a no-face photo with and without diffusion capabilities, then
+/// post-processes a small photo with the plan for a host without diffusion.
+async fn dry_run(component: &StyleComponent) -> anyhow::Result<()> {
+    let mut fallback_plan = None;
+    for analysis in [synthetic_analysis(1), synthetic_analysis(0)] {
+        for capabilities in [Capabilities::none(), Capabilities::all()] {
+            let plan = component
+                .plan(&analysis, &capabilities, &Vec::new())
+                .await
+                .context("the dry plan failed")?;
+            check_plan(&plan, &capabilities)?;
+            if capabilities.identity_methods.is_empty() {
+                fallback_plan = Some(plan);
+            }
+        }
+    }
+    let plan = fallback_plan.expect("the loop plans without capabilities");
+    let (width, height) = (64, 48);
+    let photo = Image {
+        width,
+        height,
+        rgba: vec![128; (width * height * 4) as usize],
+    };
+    component
+        .post_process(&photo, &synthetic_analysis(0), &plan, &Vec::new())
+        .await
+        .context("the dry post-process failed")?;
+    Ok(())
+}
+
+fn check_plan(plan: &Plan, capabilities: &Capabilities) -> anyhow::Result<()> {
+    let runnable = |method: IdentityMethod| {
+        method == IdentityMethod::None || capabilities.identity_methods.contains(&method)
+    };
+    if !runnable(plan.method) || !runnable(plan.fallback) {
+        bail!(
+            "the dry plan chose {} (fallback {}), which a host with {:?} cannot run",
+            plan.method.as_str(),
+            plan.fallback.as_str(),
+            capabilities.identity_methods
+        );
+    }
+    ensure!(
+        plan.size.width > 0 && plan.size.height > 0,
+        "the dry plan has an empty output size"
+    );
+    ensure!(
+        !plan.reason.trim().is_empty(),
+        "the dry plan gives no reason"
+    );
+    Ok(())
+}
+
+/// A 1024x1024 photo's analysis with `faces` evenly sized, well-placed faces.
+fn synthetic_analysis(faces: usize) -> Analysis {
+    let faces = (0..faces)
+        .map(|i| {
+            let x = 300.0 + i as f32 * 300.0;
+            let p = |dx: f32, dy: f32| Point {
+                x: x + dx,
+                y: 400.0 + dy,
+            };
+            Face {
+                bbox: Rect {
+                    x1: x,
+                    y1: 300.0,
+                    x2: x + 250.0,
+                    y2: 600.0,
+                },
+                score: 0.99,
+                landmarks: Landmarks {
+                    left_eye: p(70.0, 0.0),
+                    right_eye: p(180.0, 0.0),
+                    nose: p(125.0, 60.0),
+                    mouth_left: p(85.0, 130.0),
+                    mouth_right: p(165.0, 130.0),
+                },
+                share: 250.0 * 300.0 / (1024.0 * 1024.0),
+                dominant: i == 0,
+            }
+        })
+        .collect();
+    Analysis {
+        width: 1024,
+        height: 1024,
+        faces,
+    }
+}

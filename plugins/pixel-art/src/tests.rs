@@ -1,0 +1,235 @@
+use super::*;
+use likeness_sdk::testing::{all_capabilities, manifest_value, no_capabilities, photo, portrait};
+
+fn opts(pairs: &[(&str, &str)]) -> Options {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn describe_matches_the_manifest() {
+    let info = PixelArt::describe();
+    let manifest = include_str!("../style.toml");
+    assert_eq!(
+        manifest_value(manifest, "id").as_deref(),
+        Some(info.id.as_str())
+    );
+    assert_eq!(
+        manifest_value(manifest, "name").as_deref(),
+        Some(info.name.as_str())
+    );
+    assert_eq!(
+        manifest_value(manifest, "version").as_deref(),
+        Some(info.version.as_str())
+    );
+    assert_eq!(
+        manifest_value(manifest, "description").as_deref(),
+        Some(info.description.as_str())
+    );
+    assert_eq!(
+        manifest_value(manifest, "component").as_deref(),
+        Some("pixel-art.wasm")
+    );
+    let names: Vec<&str> = info.params.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["caption", "seed", "pixel-size", "palette"]);
+    assert_eq!(info.params[2].default_value, "8");
+    assert_eq!(info.params[3].default_value, "pico8");
+    assert_eq!(info.params[3].choices, ["pico8", "gameboy", "nes", "c64"]);
+}
+
+#[test]
+fn plan_prefers_pulid() {
+    let plan = PixelArt::plan(
+        portrait(640, 640),
+        all_capabilities(),
+        opts(&[("palette", "nes")]),
+    )
+    .unwrap();
+    assert_eq!(plan.method, IdentityMethod::Pulid);
+    assert_eq!(plan.reference_face, Some(0));
+    assert!(plan.prompt.starts_with("pixel art portrait of a person"));
+    assert_eq!((plan.steps, plan.guidance), (4, 1.2));
+    assert_eq!((plan.size.width, plan.size.height), (1024, 1024));
+    assert_eq!(plan.seed, None);
+}
+
+#[test]
+fn plan_without_diffusion_is_none() {
+    let plan = PixelArt::plan(portrait(512, 512), no_capabilities(), Vec::new()).unwrap();
+    assert_eq!(plan.method, IdentityMethod::None);
+    assert!(plan.reason.contains("pixel-art look"));
+}
+
+#[test]
+fn plan_rejects_bad_options() {
+    let cases: [&[(&str, &str)]; 5] = [
+        &[("pixel-size", "1")],
+        &[("pixel-size", "65")],
+        &[("pixel-size", "eight")],
+        &[("palette", "cga")],
+        &[("line-strength", "1")],
+    ];
+    for bad in cases {
+        match PixelArt::plan(portrait(512, 512), all_capabilities(), opts(bad)) {
+            Err(StyleError::InvalidOptions(m)) => assert!(m.contains(bad[0].0), "{m}"),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    assert!(
+        PixelArt::plan(
+            portrait(512, 512),
+            all_capabilities(),
+            opts(&[("pixel-size", "2")])
+        )
+        .is_ok()
+    );
+    assert!(
+        PixelArt::plan(
+            portrait(512, 512),
+            all_capabilities(),
+            opts(&[("pixel-size", "64")])
+        )
+        .is_ok()
+    );
+}
+
+fn plan_for(method: IdentityMethod) -> Plan {
+    let mut plan = PixelArt::plan(portrait(64, 48), all_capabilities(), Vec::new()).unwrap();
+    plan.method = method;
+    plan
+}
+
+fn colours(image: &Image) -> Vec<Color> {
+    let mut seen: Vec<Color> = Vec::new();
+    for p in image.rgba.chunks_exact(4) {
+        let c = [p[0], p[1], p[2]];
+        if !seen.contains(&c) {
+            seen.push(c);
+        }
+    }
+    seen
+}
+
+#[test]
+fn output_is_on_the_palette_and_the_grid() {
+    for (name, style) in &PALETTES {
+        for method in [IdentityMethod::None, IdentityMethod::Pulid] {
+            let out = PixelArt::post_process(
+                photo(100, 70).into_image(),
+                portrait(100, 70),
+                plan_for(method),
+                opts(&[("palette", name), ("pixel-size", "6")]),
+            )
+            .unwrap();
+            assert_eq!(
+                (out.width, out.height, out.rgba.len()),
+                (100, 70, 100 * 70 * 4)
+            );
+            let used = colours(&out);
+            assert!(
+                used.iter().all(|c| style.colors.contains(c)),
+                "{name}: {used:?}"
+            );
+            assert!(used.len() >= 2, "{name}: {used:?}");
+            let rgba = Rgba::from_image(out).unwrap();
+            for y in 0..70 {
+                for x in 0..100 {
+                    assert_eq!(rgba.pixel(x, y), rgba.pixel(x / 6 * 6, y / 6 * 6));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn palette_colours_map_to_themselves() {
+    // An image already made of palette colours in 8 x 8 blocks comes back unchanged.
+    let mut image = Rgba::new(16 * 8, 8);
+    for (i, p) in image.data.chunks_exact_mut(4).enumerate() {
+        let c = PICO8[(i % 128) / 8];
+        p[..3].copy_from_slice(&c);
+    }
+    let mut quantised = image.clone();
+    quantised.quantize(&PICO8);
+    assert_eq!(quantised, image);
+    // Pure mid-grey goes to PICO-8's grey-ish neighbours, never to a saturated colour.
+    let mut grey = Rgba::new(1, 1);
+    grey.data[..3].copy_from_slice(&[128, 128, 128]);
+    grey.quantize(&PICO8);
+    assert!(
+        [[0x5f, 0x57, 0x4f], [0x83, 0x76, 0x9c], [0xc2, 0xc3, 0xc7]].contains(&[
+            grey.data[0],
+            grey.data[1],
+            grey.data[2]
+        ])
+    );
+}
+
+#[test]
+fn gameboy_follows_brightness() {
+    let mut ramp = Rgba::new(256, 8);
+    for (i, p) in ramp.data.chunks_exact_mut(4).enumerate() {
+        let v = (i % 256) as u8;
+        p[..3].copy_from_slice(&[v, v, v]);
+    }
+    let out = pixelize(&ramp, 8, "gameboy", false);
+    assert_eq!(out.pixel(0, 0), [0x0f, 0x38, 0x0f, 255]);
+    assert_eq!(out.pixel(255, 0), [0x9b, 0xbc, 0x0f, 255]);
+    assert_eq!(colours(&out.into_image()).len(), 4);
+}
+
+#[test]
+fn post_process_rejects_a_bad_buffer() {
+    let bad = Image {
+        width: 4,
+        height: 4,
+        rgba: vec![0; 65],
+    };
+    match PixelArt::post_process(
+        bad,
+        portrait(4, 4),
+        plan_for(IdentityMethod::Pulid),
+        Vec::new(),
+    ) {
+        Err(StyleError::UnusableInput(_)) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[global_allocator]
+static ALLOC: likeness_sdk::testing::CountingAlloc = likeness_sdk::testing::CountingAlloc;
+
+/// The peak heap at 640 x 640, times 4, must leave room under the host's default 256 MiB for a
+/// 1280 x 1280 image (the largest the host sends), the allocator's slack and the bindings' copies.
+#[test]
+fn peak_memory_fits_the_default_limit() {
+    let input = photo(640, 640);
+    let (out, peak) = likeness_sdk::testing::peak_heap(|| pixelize(&input, 8, "nes", true));
+    assert_eq!(out.data.len(), 640 * 640 * 4);
+    let at_1280 = peak * 4;
+    println!(
+        "peak heap: {} MiB at 640 x 640, about {} MiB at 1280 x 1280",
+        peak >> 20,
+        at_1280 >> 20
+    );
+    assert!(
+        at_1280 < 160 << 20,
+        "about {} MiB at 1280 x 1280",
+        at_1280 >> 20
+    );
+}
+
+/// Renders the previews (`cargo test --release -p style-pixel-art -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn preview() {
+    for palette in ["pico8", "gameboy", "nes", "c64"] {
+        let name = format!("{ID}-{palette}");
+        let paths =
+            likeness_sdk::preview::render_previews(&name, |p, _| pixelize(p, 8, palette, true))
+                .unwrap();
+        println!("{paths:#?}");
+    }
+}

@@ -1,0 +1,236 @@
+use super::*;
+use likeness_sdk::testing::{all_capabilities, manifest_value, no_capabilities, photo, portrait};
+
+fn opts(pairs: &[(&str, &str)]) -> Options {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The committed paper texture.
+fn paper() -> Plane {
+    load_paper(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/paper.pgm")).unwrap()
+}
+
+/// The procedural cold-press paper of `assets/paper.pgm`: 256 x 256, tiling seamlessly. A
+/// large cloudy variation, a medium tooth and a fine grain, mostly light with dark pits.
+fn generate_paper_texture() -> Plane {
+    const SIDE: u32 = 256;
+    let coarse = noise::fractal_noise(SIDE, SIDE, 64.0, 4, 11, true);
+    let tooth = noise::fractal_noise(SIDE, SIDE, 8.0, 3, 23, true);
+    let grain = noise::value_noise(SIDE, SIDE, 2.0, 37, true);
+    let mut paper = coarse.clone();
+    for ((p, &t), &g) in paper.data.iter_mut().zip(&tooth.data).zip(&grain.data) {
+        *p = 0.25 * *p + 0.5 * t + 0.25 * g;
+    }
+    paper.normalize();
+    // Mostly high surface with narrower pits: skew the distribution up.
+    paper.map(|v| 1.0 - (1.0 - v) * (1.0 - v));
+    paper
+}
+
+/// Rewrites `assets/paper.pgm` (`cargo test -p style-watercolor -- --ignored generate_paper`).
+#[test]
+#[ignore]
+fn generate_paper() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/paper.pgm");
+    std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/assets")).unwrap();
+    std::fs::write(path, generate_paper_texture().to_pgm()).unwrap();
+}
+
+#[test]
+fn committed_paper_is_the_generated_one() {
+    let committed =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/paper.pgm")).unwrap();
+    assert!(
+        committed == generate_paper_texture().to_pgm(),
+        "run the ignored generate_paper test"
+    );
+    let p = paper();
+    assert_eq!((p.width, p.height), (256, 256));
+    let mean = p.mean();
+    assert!((0.4..0.9).contains(&mean), "{mean}");
+}
+
+#[test]
+fn describe_matches_the_manifest() {
+    let info = Watercolor::describe();
+    let manifest = include_str!("../style.toml");
+    assert_eq!(
+        manifest_value(manifest, "id").as_deref(),
+        Some(info.id.as_str())
+    );
+    assert_eq!(
+        manifest_value(manifest, "name").as_deref(),
+        Some(info.name.as_str())
+    );
+    assert_eq!(
+        manifest_value(manifest, "version").as_deref(),
+        Some(info.version.as_str())
+    );
+    assert_eq!(
+        manifest_value(manifest, "description").as_deref(),
+        Some(info.description.as_str())
+    );
+    assert_eq!(
+        manifest_value(manifest, "component").as_deref(),
+        Some("watercolor.wasm")
+    );
+    assert!(manifest.contains("[grants]\nassets = true"));
+    let names: Vec<&str> = info.params.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["caption", "seed", "paper"]);
+}
+
+#[test]
+fn plan_prefers_instantid() {
+    let plan = Watercolor::plan(
+        portrait(1000, 1000),
+        all_capabilities(),
+        opts(&[("caption", "an old man")]),
+    )
+    .unwrap();
+    assert_eq!(plan.method, IdentityMethod::InstantId);
+    assert_eq!(plan.reference_face, Some(0));
+    assert!(
+        plan.prompt
+            .starts_with("watercolor painting of an old man, loose brushstrokes")
+    );
+    assert_eq!(
+        (plan.steps, plan.guidance, plan.identity_weight),
+        (30, 5.0, 0.8)
+    );
+}
+
+#[test]
+fn plan_without_diffusion_is_none() {
+    let plan = Watercolor::plan(portrait(512, 512), no_capabilities(), Vec::new()).unwrap();
+    assert_eq!(plan.method, IdentityMethod::None);
+    assert!(plan.reason.contains("watercolor look"));
+}
+
+#[test]
+fn plan_rejects_bad_options() {
+    for bad in [
+        &[("paper", "rough")][..],
+        &[("paper", "2")],
+        &[("pixel-size", "8")],
+    ] {
+        match Watercolor::plan(portrait(512, 512), all_capabilities(), opts(bad)) {
+            Err(StyleError::InvalidOptions(m)) => assert!(m.contains(bad[0].0), "{m}"),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+}
+
+fn plan_for(method: IdentityMethod) -> Plan {
+    let mut plan = Watercolor::plan(portrait(64, 48), all_capabilities(), Vec::new()).unwrap();
+    plan.method = method;
+    plan
+}
+
+#[test]
+fn painting_keeps_the_size() {
+    let texture = paper();
+    for (w, h) in [(300, 200), (1, 1), (2, 500)] {
+        let input = photo(w, h);
+        let out = paint(&input, &portrait(w, h), &texture, 0.6, 3);
+        assert_eq!(
+            (out.width, out.height, out.data.len()),
+            (w, h, (w * h * 4) as usize)
+        );
+        let mut papered = input.clone();
+        apply_paper(&mut papered, &texture, 1.0);
+        assert_eq!((papered.width, papered.height), (w, h));
+    }
+}
+
+#[test]
+fn paper_shows_on_white() {
+    // Bare white paper gets the texture's relief, within a few percent of white.
+    let mut white = Rgba::new(300, 300);
+    white.data.iter_mut().for_each(|v| *v = 255);
+    apply_paper(&mut white, &paper(), 1.0);
+    let values: Vec<u8> = white.data.chunks_exact(4).map(|p| p[1]).collect();
+    let (lo, hi) = (*values.iter().min().unwrap(), *values.iter().max().unwrap());
+    assert!(lo >= 200 && hi == 255 && lo < 245, "{lo}..{hi}");
+    // Strength 0 leaves it alone.
+    let mut plain = Rgba::new(10, 10);
+    plain.data.iter_mut().for_each(|v| *v = 200);
+    let before = plain.clone();
+    apply_paper(&mut plain, &paper(), 0.0);
+    assert_eq!(plain, before);
+}
+
+#[test]
+fn missing_paper_is_an_internal_error_naming_it() {
+    match load_paper("/no/such/assets/paper.pgm") {
+        Err(StyleError::Internal(m)) => assert!(m.contains("/no/such/assets/paper.pgm"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // Natively there is no /assets: post-process reports the asset.
+    if !std::path::Path::new(PAPER_PATH).exists() {
+        match Watercolor::post_process(
+            photo(8, 8).into_image(),
+            portrait(8, 8),
+            plan_for(IdentityMethod::None),
+            Vec::new(),
+        ) {
+            Err(StyleError::Internal(m)) => assert!(m.contains(PAPER_PATH), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn post_process_rejects_a_bad_buffer_first() {
+    let bad = Image {
+        width: 3,
+        height: 3,
+        rgba: vec![0; 3],
+    };
+    match Watercolor::post_process(
+        bad,
+        portrait(3, 3),
+        plan_for(IdentityMethod::InstantId),
+        Vec::new(),
+    ) {
+        Err(StyleError::UnusableInput(_)) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[global_allocator]
+static ALLOC: likeness_sdk::testing::CountingAlloc = likeness_sdk::testing::CountingAlloc;
+
+/// The peak heap at 640 x 640, times 4, must leave room under the host's default 256 MiB for a
+/// 1280 x 1280 image (the largest the host sends), the allocator's slack and the bindings' copies.
+#[test]
+fn peak_memory_fits_the_default_limit() {
+    let texture = paper();
+    let input = photo(640, 640);
+    let (out, peak) =
+        likeness_sdk::testing::peak_heap(|| paint(&input, &portrait(640, 640), &texture, 0.6, 1));
+    assert_eq!(out.data.len(), 640 * 640 * 4);
+    let at_1280 = peak * 4;
+    println!(
+        "peak heap: {} MiB at 640 x 640, about {} MiB at 1280 x 1280",
+        peak >> 20,
+        at_1280 >> 20
+    );
+    assert!(
+        at_1280 < 160 << 20,
+        "about {} MiB at 1280 x 1280",
+        at_1280 >> 20
+    );
+}
+
+/// Renders the previews (`cargo test --release -p style-watercolor -- --ignored --nocapture preview`).
+#[test]
+#[ignore]
+fn preview() {
+    let texture = paper();
+    let paths =
+        likeness_sdk::preview::render_previews(ID, |p, a| paint(p, a, &texture, 0.6, 0)).unwrap();
+    println!("{paths:#?}");
+}

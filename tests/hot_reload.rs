@@ -1,0 +1,297 @@
+//! Operators replace, break and delete packages under live traffic; no request is dropped.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use likeness_host::runtime::{Analysis, Capabilities, Options};
+use likeness_host::style::{Registry, StyleState, watch};
+
+const GEN_A: &str = "0.1.0-generation-a";
+const GEN_B: &str = "0.1.0-generation-b";
+/// Slow calls, so that requests are in flight while the package changes.
+const LIMITS: &str = "[limits]\nplan_ms = 1000";
+
+fn sleepy(ms: u32) -> Options {
+    vec![("sleep-ms".to_string(), ms.to_string())]
+}
+
+fn analysis() -> Analysis {
+    Analysis {
+        width: 512,
+        height: 512,
+        faces: Vec::new(),
+    }
+}
+
+/// The version that answers a plan of style `id` now.
+async fn serving_version(registry: &Registry, id: &str) -> Option<String> {
+    let style = registry.get(id)?;
+    let plan = style
+        .component
+        .plan(&analysis(), &Capabilities::none(), &Vec::new())
+        .await
+        .ok()?;
+    plan.reason.strip_prefix("behaving ").map(str::to_string)
+}
+
+/// Polls until style `id` answers as `version`, and returns how long that took.
+async fn wait_for_version(
+    registry: &Registry,
+    id: &str,
+    version: &str,
+    limit: Duration,
+) -> Duration {
+    let started = Instant::now();
+    while serving_version(registry, id).await.as_deref() != Some(version) {
+        assert!(
+            started.elapsed() < limit,
+            "{id} still serves {:?} after {limit:?}",
+            serving_version(registry, id).await
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+/// Atomically replaces a package the way a deploy tool does: write aside, then rename over.
+fn deploy(styles: &Path, id: &str, version: &str, wasm: &[u8], extra: &str) {
+    let staging = tempfile::tempdir_in(styles).unwrap();
+    let package = common::write_package(staging.path(), id, version, wasm, extra);
+    let old = styles.join(format!(".{id}.old"));
+    let target = styles.join(id);
+    if target.exists() {
+        std::fs::rename(&target, &old).unwrap();
+    }
+    std::fs::rename(&package, &target).unwrap();
+    let _ = std::fs::remove_dir_all(&old);
+}
+
+async fn watched_registry(styles: &Path) -> (Arc<Registry>, watch::StyleWatcher) {
+    let registry = Registry::new(common::runtime(), styles);
+    registry.load_all().await.unwrap();
+    let watcher = watch::watch(registry.clone()).unwrap();
+    (registry, watcher)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replacing_a_package_under_load_drops_nothing() {
+    let styles = tempfile::tempdir().unwrap();
+    common::write_package(
+        styles.path(),
+        "hostile",
+        GEN_A,
+        common::hostile_wasm(),
+        LIMITS,
+    );
+    let (registry, _watcher) = watched_registry(styles.path()).await;
+    assert_eq!(
+        serving_version(&registry, "hostile").await.as_deref(),
+        Some(GEN_A)
+    );
+
+    // 20 requests in flight, each holding the version it started with.
+    let in_flight: Vec<_> = (0..20)
+        .map(|_| {
+            let style = registry.get("hostile").unwrap();
+            tokio::spawn(async move {
+                style
+                    .component
+                    .plan(&analysis(), &Capabilities::none(), &sleepy(400))
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    deploy(
+        styles.path(),
+        "hostile",
+        GEN_B,
+        &common::hostile_wasm_generation_b(),
+        LIMITS,
+    );
+    let took = wait_for_version(&registry, "hostile", GEN_B, Duration::from_secs(1)).await;
+
+    for request in in_flight {
+        let plan = request
+            .await
+            .unwrap()
+            .expect("a request in flight failed during the reload");
+        assert_eq!(
+            plan.reason,
+            format!("behaving {GEN_A}"),
+            "an in-flight request switched versions"
+        );
+    }
+    let status = registry.status("hostile").unwrap();
+    assert_eq!(status.version.as_deref(), Some(GEN_B));
+    assert_eq!(status.last_error, None);
+    println!("new version served {took:?} after the deploy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broken_packages_are_rejected_and_the_old_version_keeps_serving() {
+    let styles = tempfile::tempdir().unwrap();
+    common::write_package(
+        styles.path(),
+        "hostile",
+        GEN_A,
+        common::hostile_wasm(),
+        LIMITS,
+    );
+    let (registry, _watcher) = watched_registry(styles.path()).await;
+
+    let corrupt: Vec<u8> = common::hostile_wasm().iter().take(5000).copied().collect();
+    let wrong_world = wat::parse_str("(component)").unwrap();
+    let core_module = wat::parse_str("(module (func (export \"plan\")))").unwrap();
+    type BreakIt = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, BreakIt, &str)> = vec![
+        (
+            "corrupt component",
+            Box::new(move |dir| deploy(dir, "hostile", GEN_B, &corrupt, LIMITS)),
+            "compiling hostile.wasm",
+        ),
+        (
+            "wrong world",
+            Box::new(move |dir| deploy(dir, "hostile", GEN_B, &wrong_world, LIMITS)),
+            "world",
+        ),
+        (
+            "core module",
+            Box::new(move |dir| deploy(dir, "hostile", GEN_B, &core_module, LIMITS)),
+            "compiling hostile.wasm",
+        ),
+        (
+            "hash mismatch",
+            Box::new(|dir| {
+                deploy(
+                    dir,
+                    "hostile",
+                    GEN_B,
+                    &common::hostile_wasm_generation_b(),
+                    LIMITS,
+                );
+                // Tamper with the component after the manifest was written.
+                let mut wasm = common::hostile_wasm_generation_b();
+                let last = wasm.len() - 1;
+                wasm[last] ^= 1;
+                std::fs::write(dir.join("hostile").join("hostile.wasm"), wasm).unwrap();
+            }),
+            "sha256",
+        ),
+        (
+            "describe disagrees",
+            Box::new(|dir| {
+                deploy(
+                    dir,
+                    "hostile",
+                    GEN_A,
+                    &common::hostile_wasm_generation_b(),
+                    LIMITS,
+                )
+            }),
+            "describe() says version",
+        ),
+    ];
+
+    for (case, break_it, complaint) in cases {
+        let (_, rejections_before) = registry.reload_counts();
+        break_it(styles.path());
+        let started = Instant::now();
+        while registry.reload_counts().1 == rejections_before {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{case}: never rejected"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let status = registry.status("hostile").unwrap();
+        let error = status.last_error.clone().unwrap_or_default();
+        assert!(
+            error.contains(complaint),
+            "{case}: the reason '{error}' should mention '{complaint}'"
+        );
+        assert_eq!(status.state, StyleState::Serving, "{case}");
+        assert_eq!(status.version.as_deref(), Some(GEN_A), "{case}");
+        assert_eq!(
+            serving_version(&registry, "hostile").await.as_deref(),
+            Some(GEN_A),
+            "{case}: the old version stopped serving"
+        );
+    }
+
+    // A good package afterwards is accepted and clears the error.
+    deploy(
+        styles.path(),
+        "hostile",
+        GEN_B,
+        &common::hostile_wasm_generation_b(),
+        LIMITS,
+    );
+    wait_for_version(&registry, "hostile", GEN_B, Duration::from_secs(2)).await;
+    assert_eq!(registry.status("hostile").unwrap().last_error, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_package_retires_after_its_requests_finish() {
+    let styles = tempfile::tempdir().unwrap();
+    common::write_package(
+        styles.path(),
+        "hostile",
+        GEN_A,
+        common::hostile_wasm(),
+        LIMITS,
+    );
+    let (registry, _watcher) = watched_registry(styles.path()).await;
+
+    let style = registry.get("hostile").unwrap();
+    let request = tokio::spawn(async move {
+        style
+            .component
+            .plan(&analysis(), &Capabilities::none(), &sleepy(300))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    std::fs::remove_dir_all(styles.path().join("hostile")).unwrap();
+
+    let started = Instant::now();
+    while registry.get("hostile").is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the deleted style still serves"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(registry.status("hostile").is_none());
+    let plan = request
+        .await
+        .unwrap()
+        .expect("the request in flight failed when its package was deleted");
+    assert_eq!(plan.reason, format!("behaving {GEN_A}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_package_that_never_validated_is_listed_as_failed() {
+    let styles = tempfile::tempdir().unwrap();
+    common::write_package(
+        styles.path(),
+        "hostile",
+        GEN_B,
+        common::hostile_wasm(),
+        LIMITS,
+    );
+    let registry = Registry::new(common::runtime(), styles.path());
+    registry.load_all().await.unwrap();
+    assert!(registry.get("hostile").is_none());
+    let status = registry.status("hostile").unwrap();
+    assert_eq!(status.state, StyleState::Failed);
+    assert!(
+        status
+            .last_error
+            .unwrap()
+            .contains("describe() says version '0.1.0-generation-a'")
+    );
+}

@@ -1,0 +1,301 @@
+//! Plan selection of the four first-party styles, through real components in real wasmtime:
+//! zero faces, one face, several faces of similar size and one tiny face, with and without
+//! diffusion capabilities.
+
+mod common;
+
+use std::sync::Arc;
+
+use likeness_host::runtime::{
+    Analysis, CallError, Capabilities, ControlKind, Face, IdentityMethod, Image, Landmarks, Plan,
+    Point, Rect, StyleError,
+};
+use likeness_host::style::{LoadedStyle, package};
+
+/// Each first-party style and the identity method it prefers for one clear face.
+const STYLES: [(&str, IdentityMethod); 4] = [
+    ("anime", IdentityMethod::InstantId),
+    ("claymation", IdentityMethod::Pulid),
+    ("pixel-art", IdentityMethod::Pulid),
+    ("watercolor", IdentityMethod::InstantId),
+];
+
+async fn load(id: &str) -> Arc<LoadedStyle> {
+    package::load(&common::runtime(), &common::first_party_styles().join(id))
+        .await
+        .unwrap()
+}
+
+/// A face whose box is `size` pixels square with its top-left corner at (x, y).
+fn face(x: f32, y: f32, size: f32, image: (u32, u32), dominant: bool) -> Face {
+    let p = |fx: f32, fy: f32| Point {
+        x: x + fx * size,
+        y: y + fy * size,
+    };
+    Face {
+        bbox: Rect {
+            x1: x,
+            y1: y,
+            x2: x + size,
+            y2: y + size,
+        },
+        score: 0.99,
+        landmarks: Landmarks {
+            left_eye: p(0.3, 0.4),
+            right_eye: p(0.7, 0.4),
+            nose: p(0.5, 0.6),
+            mouth_left: p(0.35, 0.8),
+            mouth_right: p(0.65, 0.8),
+        },
+        share: size * size / (image.0 * image.1) as f32,
+        dominant,
+    }
+}
+
+/// The four situations of the fallback rules, on a 1024x768 photo.
+fn situations() -> Vec<(&'static str, Analysis)> {
+    let size = (1024, 768);
+    let photo = |faces| Analysis {
+        width: size.0,
+        height: size.1,
+        faces,
+    };
+    vec![
+        ("no face", photo(vec![])),
+        (
+            "one clear face",
+            photo(vec![face(380.0, 200.0, 260.0, size, true)]),
+        ),
+        (
+            "two faces of similar size",
+            photo(vec![
+                face(100.0, 200.0, 240.0, size, true),
+                face(600.0, 220.0, 220.0, size, false),
+            ]),
+        ),
+        (
+            "one tiny face",
+            photo(vec![face(500.0, 300.0, 30.0, size, true)]),
+        ),
+    ]
+}
+
+async fn plan_for(style: &LoadedStyle, analysis: &Analysis, capabilities: &Capabilities) -> Plan {
+    style
+        .component
+        .plan(analysis, capabilities, &Vec::new())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_diffusion_every_style_plans_method_none() {
+    for (id, _) in STYLES {
+        let style = load(id).await;
+        for (situation, analysis) in situations() {
+            let plan = plan_for(&style, &analysis, &Capabilities::none()).await;
+            assert_eq!(plan.method, IdentityMethod::None, "{id}, {situation}");
+            assert_eq!(plan.fallback, IdentityMethod::None, "{id}, {situation}");
+            assert_eq!(plan.steps, 0, "{id}, {situation}");
+            assert!(
+                plan.reason.to_lowercase().contains("diffusion"),
+                "{id}, {situation}: {}",
+                plan.reason
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_diffusion_one_clear_face_gets_the_preferred_identity_method() {
+    for (id, preferred) in STYLES {
+        let style = load(id).await;
+        let (_, analysis) = &situations()[1];
+        let plan = plan_for(&style, analysis, &Capabilities::all()).await;
+        assert_eq!(plan.method, preferred, "{id}: {}", plan.reason);
+        assert_eq!(plan.fallback, IdentityMethod::Controlnet, "{id}");
+        assert_eq!(plan.reference_face, Some(0), "{id}");
+        assert!(plan.identity_weight > 0.0, "{id}");
+        assert!(
+            plan.steps > 0 && plan.size.width % 64 == 0 && plan.size.height % 64 == 0,
+            "{id}: {plan:?}"
+        );
+        assert!(!plan.prompt.is_empty() && !plan.reason.is_empty(), "{id}");
+        if preferred == IdentityMethod::InstantId {
+            let keypoints = plan
+                .control_maps
+                .iter()
+                .any(|m| m.kind == ControlKind::FaceKeypoints);
+            assert!(
+                keypoints,
+                "{id}: InstantID needs the keypoint image for IdentityNet"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_diffusion_no_face_several_faces_or_a_tiny_face_fall_back_to_controlnet() {
+    for (id, _) in STYLES {
+        let style = load(id).await;
+        for (situation, analysis) in situations()
+            .into_iter()
+            .filter(|(s, _)| *s != "one clear face")
+        {
+            let plan = plan_for(&style, &analysis, &Capabilities::all()).await;
+            assert_eq!(
+                plan.method,
+                IdentityMethod::Controlnet,
+                "{id}, {situation}: {}",
+                plan.reason
+            );
+            assert_eq!(plan.reference_face, None, "{id}, {situation}");
+            let kinds: Vec<ControlKind> = plan.control_maps.iter().map(|m| m.kind).collect();
+            assert!(
+                kinds.contains(&ControlKind::Canny),
+                "{id}, {situation}: {kinds:?}"
+            );
+            assert!(
+                !kinds.contains(&ControlKind::FaceKeypoints),
+                "{id}, {situation}: {kinds:?}"
+            );
+            for map in &plan.control_maps {
+                assert!(
+                    map.weight > 0.0
+                        && (0.0..=1.0).contains(&map.start)
+                        && map.start <= map.end
+                        && map.end <= 1.0
+                );
+            }
+            let reason = plan.reason.to_lowercase();
+            let explained = match situation {
+                "no face" => reason.contains("no face"),
+                "two faces of similar size" => reason.contains('2') || reason.contains("two"),
+                _ => reason.contains("small"),
+            };
+            assert!(
+                explained,
+                "{id}, {situation}: the reason does not say why: {}",
+                plan.reason
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_follows_what_the_host_can_run() {
+    let (_, one_face) = &situations()[1];
+    let controlnet_canny_only = Capabilities {
+        identity_methods: vec![IdentityMethod::Controlnet],
+        control_maps: vec![ControlKind::Canny],
+    };
+    for (id, preferred) in STYLES {
+        let style = load(id).await;
+        let plan = plan_for(&style, one_face, &controlnet_canny_only).await;
+        assert_eq!(
+            plan.method,
+            IdentityMethod::Controlnet,
+            "{id}: {}",
+            plan.reason
+        );
+        assert!(
+            plan.control_maps
+                .iter()
+                .all(|m| m.kind == ControlKind::Canny),
+            "{id}: {plan:?}"
+        );
+
+        let other = if preferred == IdentityMethod::InstantId {
+            IdentityMethod::Pulid
+        } else {
+            IdentityMethod::InstantId
+        };
+        let only_other = Capabilities {
+            identity_methods: vec![other, IdentityMethod::Controlnet],
+            control_maps: vec![ControlKind::Canny, ControlKind::FaceKeypoints],
+        };
+        let plan = plan_for(&style, one_face, &only_other).await;
+        assert_eq!(plan.method, other, "{id}: {}", plan.reason);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_options_are_the_clients_error() {
+    let (_, analysis) = &situations()[1];
+    for (id, _) in STYLES {
+        let style = load(id).await;
+        for options in [
+            vec![("no-such-option", "1")],
+            vec![("seed", "not-a-number")],
+        ] {
+            let options = options
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let error = style
+                .component
+                .plan(analysis, &Capabilities::all(), &options)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    CallError::Style {
+                        error: StyleError::InvalidOptions(_),
+                        ..
+                    }
+                ),
+                "{id}: {error:?}"
+            );
+            assert_eq!(error.code(), "invalid_options");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_diffusion_post_process_renders_the_look_from_the_photo() {
+    // A photo-like test card: a gradient with a disc, so filters have edges and tones to work on.
+    let (width, height) = (320u32, 240u32);
+    let mut rgba = Vec::with_capacity((width * height * 4) as usize);
+    for y in 0..height {
+        for x in 0..width {
+            let inside = (x as i32 - 160).pow(2) + (y as i32 - 120).pow(2) < 70 * 70;
+            let (r, g, b) = if inside {
+                (220, 170, 140)
+            } else {
+                ((x * 255 / width) as u8, (y * 255 / height) as u8, 90)
+            };
+            rgba.extend_from_slice(&[r, g, b, 255]);
+        }
+    }
+    let photo = Image {
+        width,
+        height,
+        rgba,
+    };
+    let analysis = Analysis {
+        width,
+        height,
+        faces: vec![face(110.0, 70.0, 100.0, (width, height), true)],
+    };
+    for (id, _) in STYLES {
+        let style = load(id).await;
+        let plan = plan_for(&style, &analysis, &Capabilities::none()).await;
+        let styled = style
+            .component
+            .post_process(&photo, &analysis, &plan, &Vec::new())
+            .await
+            .unwrap();
+        assert_eq!((styled.width, styled.height), (width, height), "{id}");
+        let changed = styled
+            .rgba
+            .iter()
+            .zip(&photo.rgba)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!(
+            changed > photo.rgba.len() / 10,
+            "{id} left the photo almost untouched ({changed} bytes changed)"
+        );
+    }
+}
