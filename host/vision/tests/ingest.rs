@@ -1,0 +1,279 @@
+//! Hostile and unusual uploads: each gives its typed error or a correct decode, never a panic,
+//! and nothing large is allocated for a file that only declares large dimensions.
+
+use std::time::Instant;
+
+use image::{ImageBuffer, Rgb, RgbImage, Rgba};
+use likeness_vision::ingest::{self, Format, IngestError, Limits};
+
+fn limits() -> Limits {
+    Limits::default()
+}
+
+fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let mut crc = flate2::Crc::new();
+    crc.update(kind);
+    crc.update(data);
+    out.extend_from_slice(&crc.sum().to_be_bytes());
+}
+
+/// A hand-made PNG whose IHDR declares `w x h` RGB8, with a tiny (bogus) IDAT.
+fn png_declaring(w: u32, h: u32) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    png_chunk(&mut out, b"IHDR", &ihdr);
+    png_chunk(
+        &mut out,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
+    png_chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+fn sample_rgb(w: u32, h: u32) -> RgbImage {
+    ImageBuffer::from_fn(w, h, |x, y| {
+        Rgb([(x * 7) as u8, (y * 5) as u8, ((x + y) * 3) as u8])
+    })
+}
+
+fn jpeg_bytes(img: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode_image(img)
+        .expect("encode");
+    out
+}
+
+#[test]
+fn zero_bytes_is_empty_upload() {
+    let e = ingest::decode(&[], &limits()).unwrap_err();
+    assert_eq!(e, IngestError::Empty);
+    assert_eq!((e.code(), e.http_status()), ("empty_upload", 400));
+}
+
+#[test]
+fn text_named_jpg_is_unsupported() {
+    let e = ingest::decode(b"hello, this is not a photo\n", &limits()).unwrap_err();
+    assert_eq!((e.code(), e.http_status()), ("unsupported_image", 415));
+    assert!(e.to_string().contains("text"), "{e}");
+}
+
+#[test]
+fn gif_bmp_and_animated_gif_are_unsupported() {
+    // A 1x1 two-frame animated GIF, written by hand.
+    let mut gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff".to_vec();
+    gif.extend_from_slice(b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00");
+    for _ in 0..2 {
+        gif.extend_from_slice(b"\x21\xf9\x04\x00\x0a\x00\x00\x00");
+        gif.extend_from_slice(b"\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00");
+    }
+    gif.push(0x3b);
+    let e = ingest::decode(&gif, &limits()).unwrap_err();
+    assert_eq!(e.code(), "unsupported_image");
+    assert!(e.to_string().contains("gif"), "{e}");
+    let e = ingest::decode(b"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0", &limits()).unwrap_err();
+    assert_eq!(e.code(), "unsupported_image");
+}
+
+#[test]
+fn png_declaring_100000_squared_is_refused_before_decoding() {
+    let bytes = png_declaring(100_000, 100_000);
+    let t = Instant::now();
+    let e = ingest::decode(&bytes, &limits()).unwrap_err();
+    assert_eq!((e.code(), e.http_status()), ("image_too_large", 413));
+    assert!(t.elapsed().as_millis() < 500, "took {:?}", t.elapsed());
+    // Within the side limit but over the pixel limit (11000 x 11000 = 121 MP).
+    let e = ingest::decode(&png_declaring(11_000, 11_000), &limits()).unwrap_err();
+    assert_eq!(e.code(), "image_too_large");
+    // A small declared size with a broken stream is corrupt, not too large.
+    let e = ingest::decode(&png_declaring(64, 64), &limits()).unwrap_err();
+    assert_eq!((e.code(), e.http_status()), ("corrupt_image", 422));
+}
+
+#[test]
+fn jpeg_declaring_huge_dimensions_is_refused() {
+    // SOI, SOF0 declaring 60000 x 60000 x 3, then EOI: nothing to decode.
+    let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08];
+    jpeg.extend_from_slice(&60000u16.to_be_bytes());
+    jpeg.extend_from_slice(&60000u16.to_be_bytes());
+    jpeg.extend_from_slice(&[3, 1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0]);
+    jpeg.extend_from_slice(&[0xFF, 0xD9]);
+    let e = ingest::decode(&jpeg, &limits()).unwrap_err();
+    assert!(
+        matches!(e.code(), "image_too_large" | "corrupt_image"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn upload_size_limit_is_checked_first() {
+    let small = Limits {
+        max_upload_bytes: 10,
+        ..Limits::default()
+    };
+    let e = ingest::decode(&[0xFF; 11], &small).unwrap_err();
+    assert_eq!(
+        e,
+        IngestError::UploadTooLarge {
+            size: 11,
+            limit: 10
+        }
+    );
+    assert_eq!(e.http_status(), 413);
+}
+
+#[test]
+fn truncated_jpeg_is_corrupt_or_decodes_without_panic() {
+    let bytes = jpeg_bytes(&sample_rgb(256, 256));
+    for cut in [3, 20, bytes.len() / 4, bytes.len() / 2, bytes.len() - 2] {
+        match ingest::decode(&bytes[..cut], &limits()) {
+            Ok(d) => assert_eq!(d.image.dimensions(), (256, 256), "cut {cut}"),
+            Err(e) => assert_eq!(e.code(), "corrupt_image", "cut {cut}: {e}"),
+        }
+    }
+    // Garbage after a valid JPEG header.
+    let mut junk = bytes[..200].to_vec();
+    junk.extend(std::iter::repeat_n(0xAB, 5000));
+    if let Err(e) = ingest::decode(&junk, &limits()) {
+        assert_eq!(e.code(), "corrupt_image");
+    }
+}
+
+#[test]
+fn sixteen_bit_png_and_alpha_are_converted() {
+    // 16-bit RGB.
+    let img16: ImageBuffer<Rgb<u16>, Vec<u16>> =
+        ImageBuffer::from_fn(8, 4, |x, _| Rgb([(x as u16) * 8000, 65535, 0]));
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb16(img16)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .expect("encode");
+    let d = ingest::decode(&png, &limits()).expect("decode 16-bit");
+    assert_eq!(d.format, Format::Png);
+    assert_eq!(d.image.get_pixel(0, 0).0, [0, 255, 0]);
+    assert_eq!(
+        d.image.get_pixel(7, 0).0[0],
+        ((7u32 * 8000 + 128) / 257) as u8
+    );
+    // 16-bit RGBA, half transparent black over white -> mid grey; fully transparent -> white.
+    let rgba: ImageBuffer<Rgba<u16>, Vec<u16>> = ImageBuffer::from_fn(2, 1, |x, _| {
+        if x == 0 {
+            Rgba([0, 0, 0, 32896])
+        } else {
+            Rgba([0, 0, 0, 0])
+        }
+    });
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgba16(rgba)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .expect("encode");
+    let d = ingest::decode(&png, &limits()).expect("decode rgba16");
+    let p = d.image.get_pixel(0, 0).0;
+    assert!(p.iter().all(|&v| (126..=129).contains(&v)), "{p:?}");
+    assert_eq!(d.image.get_pixel(1, 0).0, [255, 255, 255]);
+    // Greyscale PNG.
+    let grey = image::GrayImage::from_fn(3, 3, |x, y| image::Luma([(x * 40 + y) as u8]));
+    let mut png = Vec::new();
+    grey.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .expect("encode");
+    let d = ingest::decode(&png, &limits()).expect("decode grey");
+    assert_eq!(d.image.get_pixel(2, 1).0, [81, 81, 81]);
+}
+
+#[test]
+fn cmyk_jpeg_decodes_to_the_right_colours() {
+    // Made by tools/vision-bench/golden.py with PIL: patches red, green, blue, white.
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/cmyk.jpg"
+    ))
+    .expect("read");
+    let d = ingest::decode(&bytes, &limits()).expect("decode CMYK JPEG");
+    assert_eq!(d.image.dimensions(), (16, 16));
+    let close = |p: [u8; 3], q: [u8; 3]| {
+        p.iter()
+            .zip(q)
+            .all(|(a, b)| (i16::from(*a) - i16::from(b)).abs() <= 40)
+    };
+    for ((x, y), want) in [
+        ((3, 3), [255, 0, 0]),
+        ((12, 3), [0, 255, 0]),
+        ((3, 12), [0, 0, 255]),
+        ((12, 12), [255, 255, 255]),
+    ] {
+        let got = d.image.get_pixel(x, y).0;
+        assert!(close(got, want), "({x},{y}) {got:?} vs {want:?}");
+    }
+}
+
+#[test]
+fn webp_decodes() {
+    let img = sample_rgb(32, 16);
+    let mut webp = Vec::new();
+    image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
+        .encode(img.as_raw(), 32, 16, image::ExtendedColorType::Rgb8)
+        .expect("encode");
+    let d = ingest::decode(&webp, &limits()).expect("decode webp");
+    assert_eq!(d.format, Format::Webp);
+    assert_eq!(d.image, img);
+    // Truncated WebP: typed error.
+    let e = ingest::decode(&webp[..webp.len() / 2], &limits()).unwrap_err();
+    assert_eq!(e.code(), "corrupt_image");
+}
+
+#[test]
+fn working_size_rules() {
+    assert_eq!(ingest::working_size(512, 512), (1024, 1024));
+    assert_eq!(ingest::working_size(4000, 3000), (1280, 960));
+    assert_eq!(ingest::working_size(3000, 4000), (960, 1280));
+    assert_eq!(ingest::working_size(1920, 1080), (1280, 704));
+    for (w, h) in [(640, 480), (1000, 3000), (17, 9000), (1, 1)] {
+        let (a, b) = ingest::working_size(w, h);
+        assert!(
+            a % 64 == 0 && b % 64 == 0 && a.max(b) <= 1280 && a.min(b) <= 1024,
+            "{w}x{h} -> {a}x{b}"
+        );
+    }
+    let resized = ingest::to_working_size(&sample_rgb(300, 200));
+    assert_eq!(resized.dimensions(), (1280, 832));
+}
+
+#[test]
+fn errors_serialise_to_stable_codes() {
+    let all = [
+        IngestError::Empty,
+        IngestError::UploadTooLarge { size: 2, limit: 1 },
+        IngestError::DimensionsTooLarge {
+            width: 1,
+            height: 1,
+            max_side: 1,
+            max_pixels: 1,
+        },
+        IngestError::Unsupported {
+            detected: "gif".into(),
+        },
+        IngestError::Corrupt {
+            format: "PNG",
+            reason: "x".into(),
+        },
+    ];
+    let codes: Vec<_> = all.iter().map(|e| (e.code(), e.http_status())).collect();
+    assert_eq!(
+        codes,
+        [
+            ("empty_upload", 400),
+            ("image_too_large", 413),
+            ("image_too_large", 413),
+            ("unsupported_image", 415),
+            ("corrupt_image", 422)
+        ]
+    );
+    assert!(all.iter().all(|e| e.to_string().len() > 10));
+}
