@@ -1,0 +1,59 @@
+//! Likeness diffusion: SDXL + ControlNet + InstantID + PuLID on ONNX Runtime, from a model pack
+//! whose contract is docs/model-packs.md.
+//!
+//! ```no_run
+//! use likeness_diffusion::{CancelToken, DiffusionEngine, EngineOptions, GenerationInput, Method, OrtRuntime, RuntimeOptions};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let lib = OrtRuntime::locate_library(std::path::Path::new(".")).ok_or("no ONNX Runtime")?;
+//! let runtime = OrtRuntime::load(&lib, RuntimeOptions::default())?;
+//! let engine = DiffusionEngine::load(std::path::Path::new("models/sdxl"), runtime, EngineOptions { slots: 1 })?;
+//! let caps = engine.capabilities();
+//! let input = GenerationInput::new(Method::Controlnet, "a watercolor portrait", 8, 5.0, 42);
+//! let image = engine.generate(&input, &|k, n| println!("step {k}/{n}"), &CancelToken::new())?;
+//! println!("{}x{}, {:?}", image.width, image.height, caps.methods);
+//! # Ok(()) }
+//! ```
+//!
+//! Mapping from the WIT plan (`wit/style.wit`) to [`GenerationInput`]: `method` -> [`Method`]
+//! (`none` never reaches the engine; `fallback` is the host's business), `prompt`,
+//! `negative-prompt`, `control-maps` -> [`ControlMap`] (same fields), `identity-weight`,
+//! `steps`, `guidance`, `size` -> `width`/`height`, `seed` -> `seed` (the host draws one when
+//! the plan has none), `reference-face` -> the host picks that face's embedding / aligned crop /
+//! PuLID features and its keypoint image. Control images, the face embedding (or aligned face),
+//! the PuLID features and the optional img2img photo come from the host's vision layer.
+//!
+//! Modules, one per part: [`tokenizer`], [`text`] (both text encoders), [`scheduler`],
+//! [`unet`] (one UNet step), [`control`], [`instantid`], [`pulid`], [`vae`], `pipeline` (the
+//! loop), [`engine`] (public entry point, slots, capabilities), [`pack`] + [`manifest`] +
+//! [`onnx`] (the pack contract), [`runtime`] (ONNX Runtime), [`noise`], [`image`].
+
+pub mod control;
+pub mod engine;
+pub mod error;
+pub mod image;
+pub mod instantid;
+pub mod manifest;
+pub mod noise;
+pub mod onnx;
+pub mod pack;
+mod pipeline;
+pub mod pulid;
+pub mod runtime;
+pub mod scheduler;
+pub mod text;
+pub mod tokenizer;
+pub mod unet;
+pub mod vae;
+
+pub use control::ControlKind;
+pub use engine::{
+    CancelToken, Capabilities, ControlImage, ControlMap, DiffusionEngine, EngineOptions, Generated,
+    GenerationInput, Img2Img, Method,
+};
+pub use error::{DiffusionError, PackError};
+pub use image::{Image, RgbImage};
+pub use pack::{Pack, Role};
+pub use pipeline::MAX_STEPS;
+pub use pulid::PulidFeatures;
+pub use runtime::{HostTensor, OrtRuntime, Provider, ProviderChoice, RuntimeOptions};
+pub use scheduler::{SamplerKind, Spacing};
