@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use likeness_diffusion::noise::gaussian;
 use likeness_diffusion::{
     CancelToken, ControlImage, ControlKind, ControlMap, DiffusionEngine, EngineOptions,
-    GenerationInput, Image, Method, OrtRuntime, PulidFeatures, RuntimeOptions,
+    GenerationInput, Image, Method, PulidFeatures, Runtime, RuntimeOptions,
 };
 
 const RUNS: usize = 9;
@@ -96,7 +96,7 @@ fn input(method: Method, guidance: f32, size: u32) -> GenerationInput {
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let Some(lib) = OrtRuntime::locate_library(&root) else {
+    let Some(lib) = likeness_diffusion::locate_library(&root) else {
         eprintln!(
             "ONNX Runtime library not found (ORT_DYLIB_PATH or models/runtime/): benchmark skipped"
         );
@@ -108,7 +108,7 @@ fn main() {
         intra_threads: 1,
         ..Default::default()
     };
-    let runtime = OrtRuntime::load(&lib, options).expect("ONNX Runtime loads");
+    let runtime = Runtime::init(&lib, options).expect("ONNX Runtime loads");
     let providers = runtime.providers().to_vec();
     let engine = DiffusionEngine::load(&tiny_pack(&root), runtime, EngineOptions { slots: 1 })
         .expect("tiny pack loads");

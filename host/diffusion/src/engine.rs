@@ -12,7 +12,9 @@ use crate::error::{DiffusionError, PackError};
 use crate::image::{Image, RgbImage};
 use crate::pack::{Pack, Role};
 use crate::pulid::PulidFeatures;
-use crate::runtime::{Graph, HostTensor, OrtRuntime};
+use likeness_vision::Runtime;
+
+use crate::runtime::{Graph, HostTensor};
 use crate::scheduler::{SamplerKind, Spacing};
 use crate::tokenizer::ClipTokenizer;
 
@@ -260,10 +262,12 @@ impl std::fmt::Debug for DiffusionEngine {
 
 impl DiffusionEngine {
     /// Loads and verifies the pack in `pack_dir` (manifest, checksums, graph signatures,
-    /// tokenizers). Sessions are built at first use ([`DiffusionEngine::preload`] builds them now).
+    /// tokenizers). Sessions are built at first use ([`DiffusionEngine::preload`] builds them now)
+    /// on `runtime`, the process's ONNX Runtime that the vision layer shares
+    /// ([`Runtime::init`] returns the same one to every caller).
     pub fn load(
         pack_dir: &Path,
-        runtime: Arc<OrtRuntime>,
+        runtime: Arc<Runtime>,
         options: EngineOptions,
     ) -> Result<Arc<Self>, PackError> {
         let pack = Pack::load(pack_dir)?;

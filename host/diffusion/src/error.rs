@@ -59,9 +59,6 @@ pub enum PackError {
         /// What is wrong.
         reason: String,
     },
-    /// ONNX Runtime cannot be loaded.
-    #[error("ONNX Runtime: {0}")]
-    Runtime(String),
 }
 
 /// Why a generation failed.

@@ -2,10 +2,11 @@
 //! whose contract is docs/model-packs.md.
 //!
 //! ```no_run
-//! use likeness_diffusion::{CancelToken, DiffusionEngine, EngineOptions, GenerationInput, Method, OrtRuntime, RuntimeOptions};
+//! use likeness_diffusion::{CancelToken, DiffusionEngine, EngineOptions, GenerationInput, Method, Runtime, RuntimeOptions};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let lib = OrtRuntime::locate_library(std::path::Path::new(".")).ok_or("no ONNX Runtime")?;
-//! let runtime = OrtRuntime::load(&lib, RuntimeOptions::default())?;
+//! let lib = likeness_diffusion::locate_library(std::path::Path::new(".")).ok_or("no ONNX Runtime")?;
+//! // The process's one ONNX Runtime, shared with the vision layer (`likeness_vision::Vision`).
+//! let runtime = Runtime::init(&lib, RuntimeOptions::default())?;
 //! let engine = DiffusionEngine::load(std::path::Path::new("models/sdxl"), runtime, EngineOptions { slots: 1 })?;
 //! let caps = engine.capabilities();
 //! let input = GenerationInput::new(Method::Controlnet, "a watercolor portrait", 8, 5.0, 42);
@@ -25,7 +26,11 @@
 //! Modules, one per part: [`tokenizer`], [`text`] (both text encoders), [`scheduler`],
 //! [`unet`] (one UNet step), [`control`], [`instantid`], [`pulid`], [`vae`], `pipeline` (the
 //! loop), [`engine`] (public entry point, slots, capabilities), [`pack`] + [`manifest`] +
-//! [`onnx`] (the pack contract), [`runtime`] (ONNX Runtime), [`noise`], [`image`].
+//! [`onnx`] (the pack contract), [`runtime`] (sessions and I/O binding), [`noise`], [`image`].
+//!
+//! ONNX Runtime itself (the environment, the execution providers, session options) is owned by
+//! [`likeness_vision::Runtime`], re-exported here as [`Runtime`]: the engine takes an
+//! `Arc<Runtime>`, so the host runs vision and diffusion on one environment.
 
 pub mod control;
 pub mod engine;
@@ -52,8 +57,9 @@ pub use engine::{
 };
 pub use error::{DiffusionError, PackError};
 pub use image::{Image, RgbImage};
+pub use likeness_vision::runtime::{Provider, ProviderChoice, Runtime, RuntimeOptions};
 pub use pack::{Pack, Role};
 pub use pipeline::MAX_STEPS;
 pub use pulid::PulidFeatures;
-pub use runtime::{HostTensor, OrtRuntime, Provider, ProviderChoice, RuntimeOptions};
+pub use runtime::{HostTensor, locate_library};
 pub use scheduler::{SamplerKind, Spacing};

@@ -1,11 +1,10 @@
-//! The ONNX Runtime layer of the engine: the environment and execution providers
-//! ([`OrtRuntime`]), and lazily built sessions run through I/O bindings ([`Graph`]).
+//! The ONNX Runtime layer of the engine: lazily built sessions run through I/O bindings
+//! ([`Graph`]).
 //!
-//! Why not `likeness_vision::Runtime`: its sessions take one f32 input, and it keeps its
-//! `ort` environment private, while ONNX Runtime allows one environment per process. So this
-//! crate has its own small layer that either creates the environment ([`OrtRuntime::load`]) or
-//! adopts one created elsewhere ([`OrtRuntime::with_environment`]), so that the host can share a
-//! single environment between vision and diffusion.
+//! The environment and the execution-provider choice belong to [`likeness_vision::Runtime`], the
+//! process's one owner of ONNX Runtime (which allows one environment per process): every graph
+//! builds its session from [`Runtime::session_builder`], so vision and diffusion share the
+//! environment, the providers, the thread count and the session options.
 //!
 //! Tensors: inputs are converted to each graph input's element type (fp32, fp16, int64), so one
 //! engine runs fp32 and fp16 packs. On a GPU provider, constant inputs are uploaded once per
@@ -18,233 +17,63 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use half::f16;
-use ort::environment::Environment;
 use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, Tensor};
 
-use crate::error::{DiffusionError, PackError};
+use likeness_vision::Runtime;
+
+use crate::error::DiffusionError;
 use crate::onnx::ElemType;
 use crate::pack::GraphInfo;
 
-/// Which execution providers to ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ProviderChoice {
-    /// TensorRT, then CUDA, when the runtime library ships them; CPU otherwise.
-    #[default]
-    Auto,
-    /// CPU only.
-    Cpu,
-    /// CUDA when available, else CPU.
-    Cuda,
-    /// TensorRT, then CUDA, then CPU.
-    TensorRt,
-}
-
-/// An execution provider sessions are registered with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Provider {
-    /// NVIDIA TensorRT.
-    TensorRt,
-    /// NVIDIA CUDA.
-    Cuda,
-    /// The CPU provider (always last).
-    Cpu,
-}
-
-/// Options of [`OrtRuntime`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RuntimeOptions {
-    /// Provider preference.
-    pub provider: ProviderChoice,
-    /// Intra-op threads per session; 0 lets ONNX Runtime choose.
-    pub intra_threads: usize,
-}
-
-/// A loaded ONNX Runtime: environment plus the providers sessions will use.
-pub struct OrtRuntime {
-    env: Environment,
-    providers: Vec<Provider>,
-    options: RuntimeOptions,
-}
-
-impl std::fmt::Debug for OrtRuntime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OrtRuntime")
-            .field("providers", &self.providers)
-            .field("options", &self.options)
-            .finish()
+/// Finds the ONNX Runtime library: `ORT_DYLIB_PATH` when it names a file, else the newest
+/// `<root>/models/runtime/libonnxruntime.so*` (see also
+/// [`likeness_vision::fetch::runtime_library_path`], the file the model fetch installs).
+pub fn locate_library(root: &Path) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from)
+        && p.is_file()
+    {
+        return Some(p);
     }
-}
-
-impl OrtRuntime {
-    /// Loads ONNX Runtime from `library` (e.g. `models/runtime/libonnxruntime.so.1.32.0`) and
-    /// creates the process's environment. The path is checked first (ort would panic later on a
-    /// bad one). Fails when another environment already exists in this process: then use
-    /// [`OrtRuntime::with_environment`] with that one.
-    pub fn load(library: &Path, options: RuntimeOptions) -> Result<Arc<OrtRuntime>, PackError> {
-        let canonical = library.canonicalize().map_err(|e| {
-            PackError::Runtime(format!(
-                "the library {} cannot be opened ({e}); set ORT_DYLIB_PATH or fetch models/runtime",
-                library.display()
-            ))
-        })?;
-        if !canonical.is_file() {
-            return Err(PackError::Runtime(format!(
-                "{} is not a file",
-                canonical.display()
-            )));
-        }
-        let env = ort::init_from(&canonical)
-            .map_err(|e| PackError::Runtime(format!("loading {}: {e}", canonical.display())))?
-            .with_name("likeness-diffusion")
-            .with_telemetry(false)
-            .build()
-            .map_err(|e| PackError::Runtime(format!("creating the environment: {e}")))?;
-        Ok(Self::with_environment(env, canonical.parent(), options))
-    }
-
-    /// Adopts an environment created elsewhere in the process (e.g. by the vision layer).
-    /// `library_dir` is where the provider libraries would sit (GPU providers are used only when
-    /// their libraries are there and ort reports them available).
-    pub fn with_environment(
-        env: Environment,
-        library_dir: Option<&Path>,
-        options: RuntimeOptions,
-    ) -> Arc<OrtRuntime> {
-        let providers = select_providers(library_dir, options.provider);
-        tracing::info!(?providers, "diffusion runtime ready");
-        Arc::new(OrtRuntime {
-            env,
-            providers,
-            options,
+    let dir = root.join("models").join("runtime");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.so"))
         })
-    }
+        .collect();
+    found.sort();
+    found.pop()
+}
 
-    /// Providers in order of preference (CPU last).
-    pub fn providers(&self) -> &[Provider] {
-        &self.providers
-    }
-
-    /// Whether sessions run on a GPU provider.
-    pub fn on_gpu(&self) -> bool {
-        self.providers.first().is_some_and(|p| *p != Provider::Cpu)
-    }
-
-    /// Finds the library: `ORT_DYLIB_PATH`, else `<root>/models/runtime/libonnxruntime.so*`.
-    pub fn locate_library(root: &Path) -> Option<PathBuf> {
-        if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from)
-            && p.is_file()
-        {
-            return Some(p);
-        }
-        let dir = root.join("models").join("runtime");
-        let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
-            })
-            .collect();
-        found.sort();
-        found.pop()
-    }
-
-    fn session(&self, info: &GraphInfo) -> Result<Session, DiffusionError> {
-        let err = |e: ort::Error<ort::session::builder::SessionBuilder>| {
-            DiffusionError::inference(info.role.key(), format!("{}: {e}", info.path.display()))
-        };
-        let mut builder = Session::builder(&self.env)
-            .map_err(|e| DiffusionError::inference(info.role.key(), e))?
-            .with_optimization_level(GraphOptimizationLevel::All)
-            .map_err(err)?;
-        if self.options.intra_threads > 0 {
-            builder = builder
-                .with_intra_threads(self.options.intra_threads)
-                .map_err(err)?;
-        }
-        let eps = gpu_providers(&self.providers);
-        if !eps.is_empty() {
-            builder = builder.with_execution_providers(eps).map_err(err)?;
-        }
-        builder.commit_from_file(&info.path).map_err(|e| {
+/// Builds the session of one pack graph from the shared runtime's configured builder.
+fn build_session(runtime: &Runtime, info: &GraphInfo) -> Result<Session, DiffusionError> {
+    runtime
+        .session_builder()
+        .map_err(|e| DiffusionError::inference(info.role.key(), e))?
+        .commit_from_file(&info.path)
+        .map_err(|e| {
             DiffusionError::inference(info.role.key(), format!("{}: {e}", info.path.display()))
         })
+}
+
+/// Device memory for outputs that stay on the GPU; `None` on CPU.
+fn device_memory(runtime: &Runtime) -> Option<MemoryInfo<'static>> {
+    if !runtime.on_gpu() {
+        return None;
     }
-
-    fn device_memory(&self) -> Option<MemoryInfo<'static>> {
-        if !self.on_gpu() {
-            return None;
-        }
-        MemoryInfo::new(
-            AllocationDevice::CUDA,
-            0,
-            AllocatorType::Device,
-            MemoryType::Default,
-        )
-        .ok()
-    }
-}
-
-#[cfg(feature = "gpu")]
-fn gpu_providers(providers: &[Provider]) -> Vec<ort::ep::ExecutionProviderDispatch> {
-    providers
-        .iter()
-        .filter_map(|p| match p {
-            Provider::TensorRt => Some(ort::ep::TensorRT::default().build()),
-            Provider::Cuda => Some(ort::ep::CUDA::default().build()),
-            Provider::Cpu => None,
-        })
-        .collect()
-}
-
-#[cfg(not(feature = "gpu"))]
-fn gpu_providers(_: &[Provider]) -> Vec<ort::ep::ExecutionProviderDispatch> {
-    Vec::new()
-}
-
-#[cfg(feature = "gpu")]
-fn gpu_available() -> (bool, bool) {
-    use ort::ep::ExecutionProvider as _;
-    (
-        ort::ep::CUDA::is_available().unwrap_or(false),
-        ort::ep::TensorRT::is_available().unwrap_or(false),
+    MemoryInfo::new(
+        AllocationDevice::CUDA,
+        0,
+        AllocatorType::Device,
+        MemoryType::Default,
     )
-}
-
-#[cfg(not(feature = "gpu"))]
-fn gpu_available() -> (bool, bool) {
-    (false, false)
-}
-
-fn select_providers(dir: Option<&Path>, choice: ProviderChoice) -> Vec<Provider> {
-    let has = |name: &str| dir.is_some_and(|d| d.join(name).is_file());
-    let (cuda, trt) = gpu_available();
-    let cuda_ok = cuda && has("libonnxruntime_providers_cuda.so");
-    let trt_ok = trt && has("libonnxruntime_providers_tensorrt.so");
-    let mut out = Vec::new();
-    match choice {
-        ProviderChoice::Cpu => {}
-        ProviderChoice::Auto | ProviderChoice::TensorRt => {
-            if trt_ok {
-                out.push(Provider::TensorRt);
-            }
-            if cuda_ok {
-                out.push(Provider::Cuda);
-            }
-        }
-        ProviderChoice::Cuda => {
-            if cuda_ok {
-                out.push(Provider::Cuda);
-            }
-        }
-    }
-    out.push(Provider::Cpu);
-    out
+    .ok()
 }
 
 /// A host tensor: shape and f32 data (row-major).
@@ -347,7 +176,7 @@ pub enum Place {
 /// A graph of the pack with its lazily built session.
 pub struct Graph {
     info: GraphInfo,
-    runtime: Arc<OrtRuntime>,
+    runtime: Arc<Runtime>,
     session: Mutex<Option<Session>>,
     run_nanos: AtomicU64,
 }
@@ -366,7 +195,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Graph {
     /// A graph whose session is built at first use.
-    pub fn new(info: GraphInfo, runtime: Arc<OrtRuntime>) -> Graph {
+    pub fn new(info: GraphInfo, runtime: Arc<Runtime>) -> Graph {
         Graph {
             info,
             runtime,
@@ -398,7 +227,7 @@ impl Graph {
     pub fn ensure_loaded(&self) -> Result<(), DiffusionError> {
         let mut guard = lock(&self.session);
         if guard.is_none() {
-            *guard = Some(self.runtime.session(&self.info)?);
+            *guard = Some(build_session(&self.runtime, &self.info)?);
         }
         Ok(())
     }
@@ -518,7 +347,7 @@ impl Graph {
         }
         let mut guard = lock(&self.session);
         if guard.is_none() {
-            *guard = Some(self.runtime.session(&self.info)?);
+            *guard = Some(build_session(&self.runtime, &self.info)?);
         }
         let Some(session) = guard.as_mut() else {
             return Err(DiffusionError::inference(
@@ -542,7 +371,7 @@ impl Graph {
             MemoryType::Default,
         )
         .map_err(err)?;
-        let device = self.runtime.device_memory();
+        let device = device_memory(&self.runtime);
         for (name, place) in outputs {
             let mem = match (place, &device) {
                 (Place::Device, Some(d)) => d,

@@ -1,6 +1,10 @@
 //! The ONNX Runtime layer: one process-wide environment loaded from an explicit library path, the
 //! execution-provider choice, and pools of sessions shared across requests.
 //!
+//! This is the process's one owner of ONNX Runtime: the diffusion engine (`likeness-diffusion`)
+//! builds its sessions from the same [`Runtime`] through [`Runtime::session_builder`], so both
+//! crates share the environment and the provider choice.
+//!
 //! ONNX Runtime allows one environment per process and `ort` refuses a second one, so the
 //! [`Runtime`] is a process-wide singleton: [`Runtime::init`] returns the same `Arc` to every caller
 //! that names the same library.
@@ -10,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::value::{Tensor, ValueType};
 use serde::Serialize;
 
@@ -183,33 +187,56 @@ impl Runtime {
         })
     }
 
-    fn session(&self, path: &Path) -> Result<Session> {
-        let model_err = |reason: String| VisionError::Model {
-            file: path.to_path_buf(),
-            reason,
-        };
+    /// The process's ONNX Runtime environment, for code that builds its own sessions (the
+    /// diffusion engine) on this runtime.
+    pub fn environment(&self) -> &ort::environment::Environment {
+        &self.env
+    }
+
+    /// Whether sessions run on a GPU provider (the first provider is not the CPU).
+    pub fn on_gpu(&self) -> bool {
+        self.providers.first().is_some_and(|p| *p != Provider::Cpu)
+    }
+
+    /// A session builder on this runtime's environment with its options in force: full graph
+    /// optimisation, flush-to-zero when `flush_denormals`, `intra_threads`, and the execution
+    /// providers in order (a provider that fails to register falls back to the next, then CPU).
+    /// Every session of the process, vision's pools and the diffusion engine's graphs, starts here.
+    pub fn session_builder(&self) -> Result<SessionBuilder> {
+        self.configured_builder()
+            .map_err(|e| VisionError::Runtime(format!("configuring a session: {e}")))
+    }
+
+    fn configured_builder(&self) -> std::result::Result<SessionBuilder, String> {
         let mut builder = Session::builder(&self.env)
-            .map_err(|e| model_err(e.to_string()))?
+            .map_err(|e| e.to_string())?
             .with_optimization_level(GraphOptimizationLevel::All)
-            .map_err(|e| model_err(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
         if self.options.flush_denormals {
-            builder = builder
-                .with_flush_to_zero()
-                .map_err(|e| model_err(e.to_string()))?;
+            builder = builder.with_flush_to_zero().map_err(|e| e.to_string())?;
         }
         if self.options.intra_threads > 0 {
             builder = builder
                 .with_intra_threads(self.options.intra_threads)
-                .map_err(|e| model_err(e.to_string()))?;
+                .map_err(|e| e.to_string())?;
         }
         let eps = gpu_providers(&self.providers);
         if !eps.is_empty() {
             // Registration failures fall back to the next provider, then to CPU (ort's default).
             builder = builder
                 .with_execution_providers(eps)
-                .map_err(|e| model_err(e.to_string()))?;
+                .map_err(|e| e.to_string())?;
         }
-        builder
+        Ok(builder)
+    }
+
+    fn session(&self, path: &Path) -> Result<Session> {
+        let model_err = |reason: String| VisionError::Model {
+            file: path.to_path_buf(),
+            reason,
+        };
+        self.configured_builder()
+            .map_err(model_err)?
             .commit_from_file(path)
             .map_err(|e| model_err(e.to_string()))
     }

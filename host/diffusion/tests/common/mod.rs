@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use likeness_diffusion::{DiffusionEngine, EngineOptions, OrtRuntime, RuntimeOptions};
+use likeness_diffusion::{DiffusionEngine, EngineOptions, Runtime, RuntimeOptions};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -20,10 +20,10 @@ pub fn python() -> String {
 }
 
 /// The process's ONNX Runtime (one environment per process).
-pub fn runtime() -> Arc<OrtRuntime> {
-    static RT: OnceLock<Arc<OrtRuntime>> = OnceLock::new();
+pub fn runtime() -> Arc<Runtime> {
+    static RT: OnceLock<Arc<Runtime>> = OnceLock::new();
     RT.get_or_init(|| {
-        let lib = OrtRuntime::locate_library(&repo_root()).unwrap_or_else(|| {
+        let lib = likeness_diffusion::locate_library(&repo_root()).unwrap_or_else(|| {
             panic!(
                 "ONNX Runtime library not found: set ORT_DYLIB_PATH, or put libonnxruntime.so.1.32.0 in {}/models/runtime \
                  (pip download --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64 --python-version 3.11 \
@@ -31,7 +31,7 @@ pub fn runtime() -> Arc<OrtRuntime> {
                 repo_root().display()
             )
         });
-        OrtRuntime::load(&lib, RuntimeOptions { intra_threads: 1, ..Default::default() }).expect("ONNX Runtime loads")
+        Runtime::init(&lib, RuntimeOptions { intra_threads: 1, ..Default::default() }).expect("ONNX Runtime loads")
     })
     .clone()
 }
