@@ -6,8 +6,27 @@
 //!
 //! - [`runtime`]: the wasmtime engine, the per-call sandbox and typed call errors;
 //! - [`style`]: style packages (manifest, validation), the hot-reloading registry, `styles build`;
-//! - [`server`]: the HTTP API.
+//! - [`pipeline`]: one generation, from upload to styled image;
+//! - [`admission`]: the bounded queue, generation slots and CPU slots;
+//! - [`jobs`]: asynchronous generations, their events and their TTL;
+//! - [`output`]: encoding results (PNG, JPEG, WebP);
+//! - [`service`]: the pipeline behind admission, with metrics, jobs and the shutdown drain;
+//! - [`metrics`]: the Prometheus metrics;
+//! - [`config`]: `likeness serve` settings (file, environment, flags);
+//! - [`server`]: the HTTP API;
+//! - [`batch`]: `likeness run`, styling photos in-process;
+//! - [`scaffold`]: `likeness styles new`, a new style crate from a template.
 
+pub mod admission;
+pub mod batch;
+pub mod config;
+pub mod diffuse;
+pub mod jobs;
+pub mod metrics;
+pub mod output;
+pub mod pipeline;
 pub mod runtime;
+pub mod scaffold;
 pub mod server;
+pub mod service;
 pub mod style;

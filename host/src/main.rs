@@ -1,15 +1,22 @@
 //! The `likeness` command: the service and its operator tools.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use likeness_host::config::{ServeArgs, ServeConfig};
+use likeness_host::output::OutputFormat;
+use likeness_host::pipeline::Pipeline;
 use likeness_host::runtime::{RuntimeConfig, StyleRuntime};
-use likeness_host::server::{AppState, router};
+use likeness_host::server::{self, AppState};
+use likeness_host::service::Service;
 use likeness_host::style::{self, Registry};
+use likeness_host::{batch, scaffold};
+use likeness_vision::{Vision, fetch, ingest};
 
 #[derive(Parser)]
 #[command(
@@ -24,21 +31,46 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the HTTP service, hot-reloading the styles folder.
-    Serve {
-        /// Address to listen on.
-        #[arg(long, env = "LIKENESS_ADDR", default_value = "127.0.0.1:8080")]
-        addr: SocketAddr,
-        /// The folder of style packages to serve and watch.
+    /// Runs the HTTP service, hot-reloading the styles folder. Settings come from --config FILE
+    /// (TOML), then LIKENESS_* variables, then flags.
+    Serve(ServeArgs),
+    /// Styles photos in-process (no server), writing <out>/<stem>.<style>.<ext>. Exits 1 when
+    /// any photo failed.
+    Run {
+        /// The style to apply.
+        #[arg(long)]
+        style: String,
+        /// The photos.
+        #[arg(required = true)]
+        photos: Vec<PathBuf>,
+        /// Where the results go.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// A style option, NAME=VALUE (repeatable).
+        #[arg(long = "option", value_name = "NAME=VALUE")]
+        options: Vec<String>,
+        /// The result format: png, jpeg or webp.
+        #[arg(long, default_value = "png")]
+        format: String,
+        /// The folder of style packages.
         #[arg(long, env = "LIKENESS_STYLES", default_value = "styles")]
         styles: PathBuf,
-        /// Where compiled components are cached (writable by this host alone).
+        /// The folder of model packs.
+        #[arg(long, env = "LIKENESS_MODELS", default_value = "models")]
+        models: PathBuf,
+        /// Where compiled components are cached.
         #[arg(long, env = "LIKENESS_CACHE", default_value = ".cache/components")]
         cache_dir: PathBuf,
     },
     /// Manages style packages.
     #[command(subcommand)]
     Styles(StylesCommand),
+    /// Manages the face-analysis model packs.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Face tools.
+    #[command(subcommand)]
+    Faces(FacesCommand),
 }
 
 #[derive(Subcommand)]
@@ -62,13 +94,51 @@ enum StylesCommand {
         #[arg(long, default_value = "styles")]
         out: PathBuf,
     },
+    /// Scaffolds a new style crate plugins/NAME (added to the cargo workspace).
+    New {
+        /// The style id: lowercase letters, digits and dashes.
+        name: String,
+        /// The folder of style crates, inside a cargo workspace.
+        #[arg(long, default_value = "plugins")]
+        plugins: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Fetches the default model packs and the ONNX Runtime library (idempotent).
+    Fetch {
+        /// The folder of model packs.
+        #[arg(long, env = "LIKENESS_MODELS", default_value = "models")]
+        models: PathBuf,
+    },
+    /// Verifies every installed pack (checksums, roles).
+    Check {
+        /// The folder of model packs.
+        #[arg(long, env = "LIKENESS_MODELS", default_value = "models")]
+        models: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum FacesCommand {
+    /// Prints the cosine similarity of the dominant faces of two photos (1 = same).
+    Compare {
+        /// The first photo.
+        a: PathBuf,
+        /// The second photo.
+        b: PathBuf,
+        /// The folder of model packs.
+        #[arg(long, env = "LIKENESS_MODELS", default_value = "models")]
+        models: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into()),
+                .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn,ort=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -91,12 +161,104 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve {
-            addr,
+        Command::Serve(args) => serve(ServeConfig::resolve(args)?).await,
+        Command::Run {
+            style,
+            photos,
+            out,
+            options,
+            format,
             styles,
+            models,
             cache_dir,
-        } => serve(addr, styles, cache_dir).await,
-        Command::Styles(StylesCommand::Check { dir }) => {
+        } => {
+            let format = OutputFormat::parse(&format)
+                .with_context(|| format!("unknown format '{format}': use png, jpeg or webp"))?;
+            let options = options
+                .iter()
+                .map(|pair| {
+                    pair.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .with_context(|| format!("option '{pair}' is not NAME=VALUE"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let registry = load_registry(&styles, &cache_dir).await?;
+            let vision = load_vision(&models).await?;
+            let pipeline = Pipeline::new(registry, vision, ingest::Limits::default());
+            let items = batch::run(&pipeline, &style, &photos, &out, &options, format).await?;
+            let failed = items.iter().filter(|item| item.result.is_err()).count();
+            println!(
+                "{} of {} photos styled with '{style}' into {}",
+                items.len() - failed,
+                items.len(),
+                out.display()
+            );
+            Ok(exit_code(failed == 0))
+        }
+        Command::Styles(command) => styles_command(command).await,
+        Command::Models(ModelsCommand::Fetch { models }) => {
+            let report =
+                tokio::task::spawn_blocking(move || fetch::fetch_default_packs(&models)).await??;
+            for path in &report.fetched {
+                println!("fetched {}", path.display());
+            }
+            println!(
+                "{} files fetched, {} already present",
+                report.fetched.len(),
+                report.present.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models(ModelsCommand::Check { models }) => {
+            let packs = likeness_vision::check_packs(&models)?;
+            let mut ok = !packs.is_empty();
+            for pack in &packs {
+                let roles: Vec<&str> = pack.roles.iter().map(|r| r.as_str()).collect();
+                match &pack.problem {
+                    None => println!("ok      {:<12} {}", pack.name, roles.join(", ")),
+                    Some(problem) => {
+                        ok = false;
+                        println!("invalid {:<12} {problem}", pack.name);
+                    }
+                }
+            }
+            let library = fetch::runtime_library_path(&models);
+            if library.is_file() {
+                println!("ok      {:<12} {}", "runtime", library.display());
+            } else {
+                ok = false;
+                println!("missing {:<12} {}", "runtime", library.display());
+            }
+            if packs.is_empty() {
+                println!(
+                    "no model packs in {}: run `likeness models fetch`",
+                    models.display()
+                );
+            }
+            Ok(exit_code(ok))
+        }
+        Command::Faces(FacesCommand::Compare { a, b, models }) => {
+            let vision = load_vision(&models).await?;
+            let similarity = tokio::task::spawn_blocking(move || {
+                let read = |path: &Path| -> anyhow::Result<image::RgbImage> {
+                    let bytes = std::fs::read(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let decoded = ingest::decode(&bytes, &ingest::Limits::default())
+                        .with_context(|| format!("decoding {}", path.display()))?;
+                    Ok(decoded.image)
+                };
+                anyhow::Ok(vision.compare_dominant(&read(&a)?, &read(&b)?)?)
+            })
+            .await??;
+            println!("{similarity:.4}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn styles_command(command: StylesCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        StylesCommand::Check { dir } => {
             let runtime = StyleRuntime::new(RuntimeConfig::default())?;
             match style::package::load(&runtime, &dir).await {
                 Ok(style) => {
@@ -112,7 +274,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Styles(StylesCommand::List { styles }) => {
+        StylesCommand::List { styles } => {
             let runtime = StyleRuntime::new(RuntimeConfig::default())?;
             let registry = Registry::new(runtime, styles);
             registry.load_all().await?;
@@ -125,14 +287,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     status.id, version, status.state
                 );
             }
-            let all_valid = statuses.iter().all(|s| s.last_error.is_none());
-            Ok(if all_valid {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(exit_code(statuses.iter().all(|s| s.last_error.is_none())))
         }
-        Command::Styles(StylesCommand::Build { ids, plugins, out }) => {
+        StylesCommand::Build { ids, plugins, out } => {
             let built = tokio::task::spawn_blocking(move || {
                 style::build::build_styles(&plugins, &out, &ids, None)
             })
@@ -142,27 +299,117 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        StylesCommand::New { name, plugins } => {
+            let made = scaffold::new_style(&plugins, &name)?;
+            println!("created {}", made.dir.display());
+            if let Some(workspace) = made.workspace {
+                println!("added it to the members of {}", workspace.display());
+            }
+            println!("next: likeness styles build {name} && likeness styles check styles/{name}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
-async fn serve(addr: SocketAddr, styles: PathBuf, cache_dir: PathBuf) -> anyhow::Result<ExitCode> {
-    let config = RuntimeConfig {
-        cache_dir: Some(cache_dir),
+fn exit_code(success: bool) -> ExitCode {
+    if success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The styles of `dir`, loaded and validated (compiled components cached in `cache_dir`).
+async fn load_registry(dir: &Path, cache_dir: &Path) -> anyhow::Result<Arc<Registry>> {
+    let runtime = StyleRuntime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir.to_path_buf()),
         ..RuntimeConfig::default()
-    };
-    let runtime = StyleRuntime::new(config)?;
-    std::fs::create_dir_all(&styles).with_context(|| format!("creating {}", styles.display()))?;
-    let registry = Registry::new(runtime, &styles);
+    })?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let registry = Registry::new(runtime, dir);
     registry.load_all().await?;
+    Ok(registry)
+}
+
+/// The face-analysis engine on the packs in `models`.
+async fn load_vision(models: &Path) -> anyhow::Result<Arc<Vision>> {
+    let dir = models.to_path_buf();
+    let vision = tokio::task::spawn_blocking(move || {
+        Vision::load(&dir, &fetch::runtime_library_path(&dir))
+    })
+    .await?
+    .with_context(|| {
+        format!(
+            "loading the face models from {} (run `likeness models fetch --models {}` first)",
+            models.display(),
+            models.display()
+        )
+    })?;
+    Ok(Arc::new(vision))
+}
+
+/// Loads the diffusion model pack on the vision engine's ONNX Runtime (one per process).
+async fn load_diffusion(
+    pack: &Path,
+    vision: &Arc<Vision>,
+) -> anyhow::Result<Arc<likeness_diffusion::DiffusionEngine>> {
+    let (dir, runtime) = (pack.to_path_buf(), vision.runtime().clone());
+    let engine = tokio::task::spawn_blocking(move || {
+        likeness_diffusion::DiffusionEngine::load(&dir, runtime, Default::default())
+    })
+    .await?
+    .with_context(|| format!("loading the diffusion model pack {}", pack.display()))?;
+    let capabilities = engine.capabilities();
+    tracing::info!(pack = %pack.display(), methods = ?capabilities.methods, "diffusion model pack loaded");
+    Ok(engine)
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
+    let registry = load_registry(&config.styles, &config.cache_dir).await?;
     let _watcher = style::watch::watch(Arc::clone(&registry))?;
-    let listener = tokio::net::TcpListener::bind(addr)
+    let vision = load_vision(&config.models).await?;
+    let limits = ingest::Limits {
+        max_upload_bytes: config.limits.max_upload_bytes,
+        ..ingest::Limits::default()
+    };
+    let mut pipeline = Pipeline::new(registry, vision.clone(), limits);
+    if let Some(pack) = &config.diffusion_pack {
+        pipeline = pipeline.with_diffusion(load_diffusion(pack, &vision).await?);
+    }
+    let service = Service::new(pipeline, &config);
+    let state = AppState::new(service, &config);
+    let listener = tokio::net::TcpListener::bind(config.addr)
         .await
-        .with_context(|| format!("binding {addr}"))?;
-    tracing::info!(%addr, styles = %styles.display(), "likeness is listening");
-    axum::serve(listener, router(AppState { registry }))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+        .with_context(|| format!("binding {}", config.addr))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, styles = %config.styles.display(), "likeness is listening");
+    // One line on stdout for scripts (the port, when --addr asked for port 0).
+    println!("listening on http://{addr}");
+    std::io::stdout().flush()?;
+    let drain = Duration::from_secs(config.shutdown.drain_secs);
+    let finished = server::serve(listener, state, shutdown_signal(), drain).await?;
+    tracing::info!(drained = finished, "likeness stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
 }

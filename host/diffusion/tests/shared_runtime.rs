@@ -47,7 +47,7 @@ fn vision_and_diffusion_share_one_runtime() {
         },
     )
     .expect("the vision engine loads next to the shared runtime");
-    assert!(std::ptr::eq(vision.runtime(), Arc::as_ptr(&runtime)));
+    assert!(Arc::ptr_eq(vision.runtime(), &runtime));
 
     // Diffusion on the same Arc.
     let engine = DiffusionEngine::load(

@@ -260,8 +260,8 @@ impl Vision {
         })
     }
 
-    /// The runtime in use.
-    pub fn runtime(&self) -> &Runtime {
+    /// The runtime in use (the process's one ONNX Runtime; share it with other engines).
+    pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
     }
 

@@ -1,0 +1,352 @@
+//! Settings of `likeness serve`: built-in defaults, overridden by a TOML file (`--config FILE`),
+//! overridden by environment variables (`LIKENESS_*`), overridden by command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use serde::Deserialize;
+
+/// Everything `likeness serve` needs to know.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub addr: SocketAddr,
+    /// The folder of style packages to serve and watch.
+    pub styles: PathBuf,
+    /// The folder of model packs (`likeness models fetch` fills it).
+    pub models: PathBuf,
+    /// Where compiled components are cached (writable by this host alone).
+    pub cache_dir: PathBuf,
+    /// A diffusion model pack (docs/model-packs.md); without one every style runs method
+    /// `none`.
+    pub diffusion_pack: Option<PathBuf>,
+    /// Upload limits.
+    pub limits: LimitsConfig,
+    /// Queue and concurrency limits.
+    pub admission: AdmissionConfig,
+    /// Asynchronous jobs.
+    pub jobs: JobsConfig,
+    /// API keys, rate limits and CORS.
+    pub access: AccessConfig,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownConfig,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            styles: PathBuf::from("styles"),
+            models: PathBuf::from("models"),
+            cache_dir: PathBuf::from(".cache/components"),
+            diffusion_pack: None,
+            limits: LimitsConfig::default(),
+            admission: AdmissionConfig::default(),
+            jobs: JobsConfig::default(),
+            access: AccessConfig::default(),
+            shutdown: ShutdownConfig::default(),
+        }
+    }
+}
+
+/// Upload limits (`[limits]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest photo accepted, in bytes (default 20 MiB). Request bodies may be a little larger
+    /// (multipart framing, base64 in JSON).
+    pub max_upload_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_upload_bytes: likeness_vision::Limits::default().max_upload_bytes,
+        }
+    }
+}
+
+/// Queue and concurrency limits (`[admission]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdmissionConfig {
+    /// Generations (and, separately, analyses) that may wait for a slot; beyond that requests
+    /// are shed with 429.
+    pub queue: usize,
+    /// Generations that may run at once.
+    pub generation_slots: usize,
+    /// CPU stages (decode and analyse, post-process, encode) that may run at once.
+    pub cpu_slots: usize,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        AdmissionConfig {
+            queue: 32,
+            generation_slots: cores.clamp(1, 8),
+            cpu_slots: cores,
+        }
+    }
+}
+
+/// Asynchronous jobs (`[jobs]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Seconds a finished job (its result, or its error) is kept before it is deleted.
+    pub ttl_secs: u64,
+    /// Most jobs kept at once (raised to at least `admission.queue +
+    /// admission.generation_slots`); when full, the oldest finished ones are deleted first.
+    pub max_stored: usize,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            ttl_secs: 600,
+            max_stored: 256,
+        }
+    }
+}
+
+impl JobsConfig {
+    /// How long a finished job is kept.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_secs)
+    }
+}
+
+/// API keys, rate limits and CORS (`[access]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Keys accepted in `Authorization: Bearer KEY`; empty: the API is open.
+    pub api_keys: Vec<String>,
+    /// Requests per second each key may make on average.
+    pub rate_per_second: f64,
+    /// Requests a key may make in a burst.
+    pub burst: u32,
+    /// Origins allowed to call the API from a browser (`*` for any); empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            api_keys: Vec::new(),
+            rate_per_second: 10.0,
+            burst: 20,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// Graceful shutdown (`[shutdown]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Seconds in-flight work may take to finish after SIGTERM or Ctrl-C; what is left then is
+    /// canceled.
+    pub drain_secs: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { drain_secs: 30 }
+    }
+}
+
+/// The flags (and environment variables) of `likeness serve`; each overrides the config file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// A TOML config file (see the README); flags and LIKENESS_* variables override it.
+    #[arg(long, env = "LIKENESS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "LIKENESS_ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// The folder of style packages to serve and watch [default: styles].
+    #[arg(long, env = "LIKENESS_STYLES")]
+    pub styles: Option<PathBuf>,
+    /// The folder of model packs [default: models].
+    #[arg(long, env = "LIKENESS_MODELS")]
+    pub models: Option<PathBuf>,
+    /// Where compiled components are cached [default: .cache/components].
+    #[arg(long, env = "LIKENESS_CACHE")]
+    pub cache_dir: Option<PathBuf>,
+    /// A diffusion model pack folder (holding pack.toml) [default: none: non-neural looks only].
+    #[arg(long, env = "LIKENESS_DIFFUSION_PACK")]
+    pub diffusion_pack: Option<PathBuf>,
+    /// Largest photo accepted, in bytes [default: 20971520].
+    #[arg(long, env = "LIKENESS_MAX_UPLOAD_BYTES")]
+    pub max_upload_bytes: Option<usize>,
+    /// Generations that may wait for a slot before requests are shed [default: 32].
+    #[arg(long, env = "LIKENESS_QUEUE")]
+    pub queue: Option<usize>,
+    /// Generations that may run at once [default: cores, at most 8].
+    #[arg(long, env = "LIKENESS_GENERATION_SLOTS")]
+    pub generation_slots: Option<usize>,
+    /// CPU stages that may run at once [default: cores].
+    #[arg(long, env = "LIKENESS_CPU_SLOTS")]
+    pub cpu_slots: Option<usize>,
+    /// Seconds a finished job is kept [default: 600].
+    #[arg(long, env = "LIKENESS_JOB_TTL_SECS")]
+    pub job_ttl_secs: Option<u64>,
+    /// API keys, comma-separated; when set, requests to /v1 need `Authorization: Bearer KEY`.
+    #[arg(
+        long,
+        env = "LIKENESS_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Option<Vec<String>>,
+    /// Requests per second per API key [default: 10].
+    #[arg(long, env = "LIKENESS_RATE_PER_SECOND")]
+    pub rate_per_second: Option<f64>,
+    /// Burst of requests per API key [default: 20].
+    #[arg(long, env = "LIKENESS_BURST")]
+    pub burst: Option<u32>,
+    /// Origins allowed by CORS, comma-separated (`*` for any).
+    #[arg(long, env = "LIKENESS_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Option<Vec<String>>,
+    /// Seconds in-flight work may take to finish on shutdown [default: 30].
+    #[arg(long, env = "LIKENESS_DRAIN_SECS")]
+    pub drain_secs: Option<u64>,
+}
+
+impl ServeConfig {
+    /// Reads a config file.
+    pub fn from_file(path: &Path) -> anyhow::Result<ServeConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// The settings: defaults, then the config file named by `args`, then `args` (flags and
+    /// environment, which clap has already merged).
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<ServeConfig> {
+        let mut config = match &args.config {
+            Some(path) => ServeConfig::from_file(path)?,
+            None => ServeConfig::default(),
+        };
+        config.apply(args);
+        config.validate()?;
+        // Every admitted job must fit, so that only finished ones are ever evicted.
+        let admitted = config.admission.queue + config.admission.generation_slots;
+        config.jobs.max_stored = config.jobs.max_stored.max(admitted);
+        Ok(config)
+    }
+
+    fn apply(&mut self, args: ServeArgs) {
+        fn set<T>(slot: &mut T, value: Option<T>) {
+            if let Some(value) = value {
+                *slot = value;
+            }
+        }
+        set(&mut self.addr, args.addr);
+        set(&mut self.styles, args.styles);
+        set(&mut self.models, args.models);
+        set(&mut self.cache_dir, args.cache_dir);
+        if args.diffusion_pack.is_some() {
+            self.diffusion_pack = args.diffusion_pack;
+        }
+        set(&mut self.limits.max_upload_bytes, args.max_upload_bytes);
+        set(&mut self.admission.queue, args.queue);
+        set(&mut self.admission.generation_slots, args.generation_slots);
+        set(&mut self.admission.cpu_slots, args.cpu_slots);
+        set(&mut self.jobs.ttl_secs, args.job_ttl_secs);
+        set(&mut self.access.api_keys, args.api_keys.map(non_empty));
+        set(&mut self.access.rate_per_second, args.rate_per_second);
+        set(&mut self.access.burst, args.burst);
+        set(
+            &mut self.access.cors_origins,
+            args.cors_origins.map(non_empty),
+        );
+        set(&mut self.shutdown.drain_secs, args.drain_secs);
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        ensure!(
+            self.limits.max_upload_bytes > 0,
+            "limits.max_upload_bytes must be positive"
+        );
+        ensure!(
+            self.admission.generation_slots > 0 && self.admission.cpu_slots > 0,
+            "admission.generation_slots and admission.cpu_slots must be positive"
+        );
+        ensure!(
+            self.access.rate_per_second > 0.0 && self.access.rate_per_second.is_finite(),
+            "access.rate_per_second must be a positive number"
+        );
+        ensure!(self.access.burst > 0, "access.burst must be positive");
+        ensure!(
+            self.access
+                .api_keys
+                .iter()
+                .all(|key| !key.contains(char::is_whitespace)),
+            "API keys must not contain whitespace"
+        );
+        Ok(())
+    }
+}
+
+/// Drops empty entries (`LIKENESS_API_KEYS=` means no keys; `a,,b` means a and b).
+fn non_empty(values: Vec<String>) -> Vec<String> {
+    values
+        .into_iter()
+        .map(|value| value.trim().to_string())
+        .filter(|value| !value.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("likeness.toml");
+        std::fs::write(
+            &file,
+            "addr = \"127.0.0.1:9000\"\nstyles = \"from-file\"\n[admission]\nqueue = 3\n[access]\napi_keys = [\"k1\"]\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            styles: Some("from-flag".into()),
+            api_keys: Some(vec!["a".into(), " ".into(), "b".into()]),
+            ..ServeArgs::default()
+        };
+        let config = ServeConfig::resolve(args).unwrap();
+        assert_eq!(config.addr.port(), 9000);
+        assert_eq!(config.styles, PathBuf::from("from-flag"));
+        assert_eq!(config.admission.queue, 3);
+        assert_eq!(config.access.api_keys, ["a", "b"]);
+        assert_eq!(config.models, PathBuf::from("models"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "adress = \"127.0.0.1:1\"\n").unwrap();
+        let error = ServeConfig::resolve(ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(format!("{error:#}").contains("adress"), "{error:#}");
+
+        let error = ServeConfig::resolve(ServeArgs {
+            generation_slots: Some(0),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(error.to_string().contains("generation_slots"), "{error}");
+    }
+}

@@ -1,0 +1,182 @@
+//! A finished generation made ready for clients: the image encoded (PNG, JPEG or WebP) and the
+//! facts of the run (style version, plan, faces, stage timings).
+
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::codecs::webp::WebPEncoder;
+use image::{ExtendedColorType, ImageEncoder};
+
+use crate::pipeline::Generation;
+use crate::runtime::{Image, Plan};
+
+/// JPEG quality of encoded results.
+const JPEG_QUALITY: u8 = 90;
+
+/// An image format results can be returned in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// PNG (lossless; the default).
+    #[default]
+    Png,
+    /// JPEG, quality 90.
+    Jpeg,
+    /// WebP (lossless).
+    Webp,
+}
+
+impl OutputFormat {
+    /// Every format, in order of preference.
+    pub const ALL: [OutputFormat; 3] = [OutputFormat::Png, OutputFormat::Jpeg, OutputFormat::Webp];
+
+    /// The format's name: `png`, `jpeg` or `webp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Png => "png",
+            OutputFormat::Jpeg => "jpeg",
+            OutputFormat::Webp => "webp",
+        }
+    }
+
+    /// The format's media type.
+    pub fn mime(self) -> &'static str {
+        match self {
+            OutputFormat::Png => "image/png",
+            OutputFormat::Jpeg => "image/jpeg",
+            OutputFormat::Webp => "image/webp",
+        }
+    }
+
+    /// The usual file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Png => "png",
+            OutputFormat::Jpeg => "jpg",
+            OutputFormat::Webp => "webp",
+        }
+    }
+
+    /// The format named `name` (`png`, `jpeg`/`jpg`, `webp`; any case).
+    pub fn parse(name: &str) -> Option<OutputFormat> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "png" => Some(OutputFormat::Png),
+            "jpeg" | "jpg" => Some(OutputFormat::Jpeg),
+            "webp" => Some(OutputFormat::Webp),
+            _ => None,
+        }
+    }
+
+    /// The format of the media type `mime` (e.g. `image/png`).
+    pub fn from_mime(mime: &str) -> Option<OutputFormat> {
+        Self::ALL
+            .into_iter()
+            .find(|format| format.mime().eq_ignore_ascii_case(mime.trim()))
+    }
+
+    /// Encodes an RGBA image (alpha is dropped for JPEG).
+    pub fn encode(self, image: &Image) -> Result<Vec<u8>, image::ImageError> {
+        let mut out = Vec::new();
+        let (w, h) = (image.width, image.height);
+        match self {
+            OutputFormat::Png => {
+                PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Adaptive)
+                    .write_image(&image.rgba, w, h, ExtendedColorType::Rgba8)?
+            }
+            OutputFormat::Jpeg => {
+                let rgb: Vec<u8> = image
+                    .rgba
+                    .chunks_exact(4)
+                    .flat_map(|p| [p[0], p[1], p[2]])
+                    .collect();
+                JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY).write_image(
+                    &rgb,
+                    w,
+                    h,
+                    ExtendedColorType::Rgb8,
+                )?
+            }
+            OutputFormat::Webp => WebPEncoder::new_lossless(&mut out).write_image(
+                &image.rgba,
+                w,
+                h,
+                ExtendedColorType::Rgba8,
+            )?,
+        }
+        Ok(out)
+    }
+}
+
+/// A finished generation, encoded.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The generation's id (also the job's, for asynchronous ones).
+    pub id: String,
+    /// The style that ran.
+    pub style_id: String,
+    /// The version of the style that ran.
+    pub style_version: String,
+    /// The style's plan; `plan.method` ran, for `plan.reason`.
+    pub plan: Plan,
+    /// What the host saw in the photo.
+    pub analysis: likeness_vision::Analysis,
+    /// The image's format.
+    pub format: OutputFormat,
+    /// The image's size.
+    pub width: u32,
+    /// The image's height.
+    pub height: u32,
+    /// The encoded image.
+    pub bytes: Vec<u8>,
+    /// Milliseconds per stage, in order (queued, analysing, planning, post-processing,
+    /// encoding).
+    pub timings: Vec<(&'static str, f64)>,
+}
+
+impl Rendered {
+    /// Encodes `generation` (CPU-heavy: call it off the async workers).
+    pub fn encode(
+        id: String,
+        generation: Generation,
+        format: OutputFormat,
+        mut timings: Vec<(&'static str, f64)>,
+    ) -> Result<Rendered, image::ImageError> {
+        let started = std::time::Instant::now();
+        let bytes = format.encode(&generation.image)?;
+        timings.extend(generation.timings);
+        timings.push(("encoding", started.elapsed().as_secs_f64() * 1e3));
+        Ok(Rendered {
+            id,
+            style_id: generation.style_id,
+            style_version: generation.style_version,
+            plan: generation.plan,
+            analysis: generation.analysis,
+            format,
+            width: generation.image.width,
+            height: generation.image.height,
+            bytes,
+            timings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_format_round_trips_through_the_decoder() {
+        let image = Image {
+            width: 3,
+            height: 2,
+            rgba: (0..24).map(|i| (i * 10) as u8).collect(),
+        };
+        for format in OutputFormat::ALL {
+            let bytes = format.encode(&image).unwrap();
+            let decoded = image::load_from_memory(&bytes).unwrap();
+            assert_eq!((decoded.width(), decoded.height()), (3, 2), "{format:?}");
+            assert_eq!(OutputFormat::from_mime(format.mime()), Some(format));
+            assert_eq!(OutputFormat::parse(format.name()), Some(format));
+        }
+        assert_eq!(OutputFormat::parse("JPG"), Some(OutputFormat::Jpeg));
+        assert_eq!(OutputFormat::parse("gif"), None);
+    }
+}

@@ -1,0 +1,195 @@
+//! Health, readiness and the styles: `GET /healthz`, `/readyz`, `/v1/styles`, `/v1/styles/{id}`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use crate::runtime::{ParamSpec, StyleInfo};
+use crate::style::{LoadedStyle, StyleState, StyleStatus};
+
+/// Liveness: the process serves HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is alive.", body = String, content_type = "text/plain")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: styles and models are loaded and the service is not draining.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready to serve.", body = String, content_type = "text/plain"),
+        (status = 503, description = "Not ready (no style loaded, no face detector, or shutting down).", body = ErrorBody),
+    ))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let service = &state.service;
+    if service.is_draining() {
+        return ApiError::shutting_down().into_response();
+    }
+    if service.pipeline().registry().styles().is_empty() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "no style is loaded yet",
+        )
+        .into_response();
+    }
+    if service.pipeline().vision().detector(None).is_err() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "no face detector is installed: run `likeness models fetch`",
+        )
+        .into_response();
+    }
+    (StatusCode::OK, "ready").into_response()
+}
+
+/// A style as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct StyleView {
+    /// The style's id.
+    id: String,
+    /// Its human-readable name.
+    name: String,
+    /// The version serving now (none if no version validated).
+    version: Option<String>,
+    /// One sentence for clients.
+    description: String,
+    /// The options it takes.
+    params: Vec<ParamView>,
+    /// Its life: serving or failed, and the last reload error.
+    status: StatusView,
+}
+
+/// A style option.
+#[derive(Serialize, ToSchema)]
+pub struct ParamView {
+    /// The option's name.
+    name: String,
+    /// What it does.
+    description: String,
+    /// `text`, `integer`, `number`, `boolean` or `choice`.
+    kind: &'static str,
+    /// The value used when none is set.
+    default: String,
+    /// The allowed values, for `choice`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    choices: Vec<String>,
+}
+
+/// Whether a style serves, and what happened at its last reload.
+#[derive(Serialize, ToSchema)]
+pub struct StatusView {
+    /// The style id (the package folder's name).
+    id: String,
+    /// `serving` or `failed`.
+    state: &'static str,
+    /// The version serving now.
+    version: Option<String>,
+    /// SHA-256 of the component serving now.
+    digest: Option<String>,
+    /// When the serving version was loaded (ms since the Unix epoch).
+    loaded_at_ms: Option<u64>,
+    /// Why the last (re)load was rejected; cleared by the next successful one.
+    last_error: Option<String>,
+    /// When the package was last (re)loaded or rejected (ms since the Unix epoch).
+    last_reload_at_ms: u64,
+}
+
+impl From<StyleStatus> for StatusView {
+    fn from(status: StyleStatus) -> Self {
+        StatusView {
+            id: status.id,
+            state: match status.state {
+                StyleState::Serving => "serving",
+                StyleState::Failed => "failed",
+            },
+            version: status.version,
+            digest: status.digest,
+            loaded_at_ms: status.loaded_at_ms,
+            last_error: status.last_error,
+            last_reload_at_ms: status.last_reload_at_ms,
+        }
+    }
+}
+
+/// Every style.
+#[derive(Serialize, ToSchema)]
+pub struct StyleList {
+    /// The styles, by id.
+    styles: Vec<StyleView>,
+}
+
+impl From<&ParamSpec> for ParamView {
+    fn from(spec: &ParamSpec) -> Self {
+        ParamView {
+            name: spec.name.clone(),
+            description: spec.description.clone(),
+            kind: spec.kind.as_str(),
+            default: spec.default_value.clone(),
+            choices: spec.choices.clone(),
+        }
+    }
+}
+
+fn view(status: StyleStatus, style: Option<&LoadedStyle>) -> StyleView {
+    let info: Option<&StyleInfo> = style.map(|s| &s.info);
+    StyleView {
+        id: status.id.clone(),
+        name: info.map_or_else(|| status.id.clone(), |i| i.name.clone()),
+        version: info.map(|i| i.version.clone()),
+        description: info.map(|i| i.description.clone()).unwrap_or_default(),
+        params: info
+            .map(|i| i.params.iter().map(ParamView::from).collect())
+            .unwrap_or_default(),
+        status: StatusView::from(status),
+    }
+}
+
+/// Lists every style: serving ones and failed ones (with their last error).
+#[utoipa::path(get, path = "/v1/styles", tag = "styles",
+    responses(
+        (status = 200, description = "Every style.", body = StyleList),
+        (status = 401, description = "A valid API key is required.", body = ErrorBody),
+        (status = 429, description = "The API key's rate limit is exceeded.", body = ErrorBody),
+    ),
+    security((), ("api_key" = [])))]
+pub async fn list_styles(State(state): State<AppState>) -> Json<StyleList> {
+    let registry = state.service.pipeline().registry();
+    let styles = registry
+        .statuses()
+        .into_iter()
+        .map(|status| {
+            let style = registry.get(&status.id);
+            view(status, style.as_deref())
+        })
+        .collect();
+    Json(StyleList { styles })
+}
+
+/// One style: version, description, options and status.
+#[utoipa::path(get, path = "/v1/styles/{id}", tag = "styles",
+    params(("id" = String, Path, description = "The style's id.")),
+    responses(
+        (status = 200, description = "The style.", body = StyleView),
+        (status = 401, description = "A valid API key is required.", body = ErrorBody),
+        (status = 404, description = "No style has this id.", body = ErrorBody),
+        (status = 429, description = "The API key's rate limit is exceeded.", body = ErrorBody),
+    ),
+    security((), ("api_key" = [])))]
+pub async fn get_style(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<StyleView>, ApiError> {
+    let registry = state.service.pipeline().registry();
+    let status = registry
+        .status(&id)
+        .ok_or_else(|| ApiError::unknown_style(&id))?;
+    let style = registry.get(&id);
+    Ok(Json(view(status, style.as_deref())))
+}

@@ -1,0 +1,323 @@
+//! The JSON bodies of the API (their OpenAPI schemas are derived from these types).
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::error::ErrorDetail;
+use crate::jobs::{Job, Outcome, Snapshot};
+use crate::output::Rendered;
+use crate::runtime::Plan;
+
+/// One face, in the oriented photo's pixels.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FaceView {
+    /// The face's box `[x1, y1, x2, y2]`.
+    #[serde(rename = "box")]
+    #[schema(value_type = Vec<f32>, min_items = 4, max_items = 4)]
+    pub bbox: [f32; 4],
+    /// Detector confidence, 0..1.
+    pub score: f32,
+    /// Left eye, right eye, nose, left and right mouth corners, each `[x, y]` (left and right
+    /// as seen in the image).
+    #[schema(value_type = Vec<Vec<f32>>, min_items = 5, max_items = 5)]
+    pub landmarks: [[f32; 2]; 5],
+    /// The box's share of the image's area.
+    pub share: f32,
+    /// Whether this is the largest face (the one identity methods use).
+    pub dominant: bool,
+    /// The L2-normalised identity embedding (only with `?embedding=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
+}
+
+impl FaceView {
+    fn of(face: &likeness_vision::Face) -> FaceView {
+        FaceView {
+            bbox: face.bbox,
+            score: face.score,
+            landmarks: face.landmarks,
+            share: face.share,
+            dominant: face.dominant,
+            embedding: face.embedding.clone(),
+        }
+    }
+
+    /// The faces of an analysis, largest first.
+    pub fn all(analysis: &likeness_vision::Analysis) -> Vec<FaceView> {
+        analysis.faces.iter().map(FaceView::of).collect()
+    }
+}
+
+/// What the host saw in a photo.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnalysisView {
+    /// Width after EXIF orientation, in pixels.
+    pub width: u32,
+    /// Height after EXIF orientation, in pixels.
+    pub height: u32,
+    /// The face detector used.
+    pub detector: String,
+    /// The embedding model, when embeddings were asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding_model: Option<String>,
+    /// The faces, largest first.
+    pub faces: Vec<FaceView>,
+}
+
+impl From<&likeness_vision::Analysis> for AnalysisView {
+    fn from(analysis: &likeness_vision::Analysis) -> Self {
+        AnalysisView {
+            width: analysis.width,
+            height: analysis.height,
+            detector: serde_json::to_value(analysis.detector)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            embedding_model: analysis.embedding_model.clone(),
+            faces: FaceView::all(analysis),
+        }
+    }
+}
+
+/// A style and the version of it that ran.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StyleRef {
+    /// The style's id.
+    pub id: String,
+    /// Its version (unknown while a job waits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// One ControlNet condition of a plan.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ControlMapView {
+    /// `canny`, `depth`, `face-keypoints` or `pose`.
+    pub kind: String,
+    /// Conditioning scale.
+    pub weight: f32,
+    /// Share of the steps where it starts to apply.
+    pub start: f32,
+    /// Share of the steps where it stops.
+    pub end: f32,
+}
+
+/// An output size.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SizeView {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+/// The style's plan for a generation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanView {
+    /// The identity method: `instant-id`, `pulid`, `controlnet` or `none`.
+    pub method: String,
+    /// What would run if the method could not.
+    pub fallback: String,
+    /// Index of the face whose identity is kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_face: Option<u32>,
+    /// The prompt.
+    pub prompt: String,
+    /// The negative prompt.
+    pub negative_prompt: String,
+    /// ControlNet conditions.
+    pub control_maps: Vec<ControlMapView>,
+    /// Identity strength.
+    pub identity_weight: f32,
+    /// Denoising steps (0 with method `none`).
+    pub steps: u32,
+    /// Classifier-free guidance scale.
+    pub guidance: f32,
+    /// Output size.
+    pub size: SizeView,
+    /// Noise seed, if the style chose one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Why this method.
+    pub reason: String,
+}
+
+impl From<&Plan> for PlanView {
+    fn from(plan: &Plan) -> Self {
+        PlanView {
+            method: plan.method.as_str().into(),
+            fallback: plan.fallback.as_str().into(),
+            reference_face: plan.reference_face,
+            prompt: plan.prompt.clone(),
+            negative_prompt: plan.negative_prompt.clone(),
+            control_maps: plan
+                .control_maps
+                .iter()
+                .map(|map| ControlMapView {
+                    kind: map.kind.as_str().into(),
+                    weight: map.weight,
+                    start: map.start,
+                    end: map.end,
+                })
+                .collect(),
+            identity_weight: plan.identity_weight,
+            steps: plan.steps,
+            guidance: plan.guidance,
+            size: SizeView {
+                width: plan.size.width,
+                height: plan.size.height,
+            },
+            seed: plan.seed,
+            reason: plan.reason.clone(),
+        }
+    }
+}
+
+/// The generated image.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutputView {
+    /// `png`, `jpeg` or `webp`.
+    pub format: String,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// The image as a `data:` URL (base64).
+    pub data_url: String,
+}
+
+/// A finished generation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GenerationView {
+    /// The generation's id.
+    pub id: String,
+    /// The style and version that ran.
+    pub style: StyleRef,
+    /// The identity method that ran.
+    pub method: String,
+    /// Why the style chose it (one sentence for people).
+    pub reason: String,
+    /// The style's whole plan.
+    pub plan: PlanView,
+    /// The faces the host saw, largest first.
+    pub faces: Vec<FaceView>,
+    /// The result.
+    pub output: OutputView,
+    /// Milliseconds per stage.
+    pub timings: BTreeMap<String, f64>,
+}
+
+impl From<&Rendered> for GenerationView {
+    fn from(rendered: &Rendered) -> Self {
+        let data = base64::engine::general_purpose::STANDARD.encode(&rendered.bytes);
+        GenerationView {
+            id: rendered.id.clone(),
+            style: StyleRef {
+                id: rendered.style_id.clone(),
+                version: Some(rendered.style_version.clone()),
+            },
+            method: rendered.plan.method.as_str().into(),
+            reason: rendered.plan.reason.clone(),
+            plan: PlanView::from(&rendered.plan),
+            faces: FaceView::all(&rendered.analysis),
+            output: OutputView {
+                format: rendered.format.name().into(),
+                width: rendered.width,
+                height: rendered.height,
+                data_url: format!("data:{};base64,{data}", rendered.format.mime()),
+            },
+            timings: timings(&rendered.timings),
+        }
+    }
+}
+
+/// Stage timings as a JSON object, milliseconds rounded to 0.01.
+fn timings(stages: &[(&'static str, f64)]) -> BTreeMap<String, f64> {
+    stages
+        .iter()
+        .map(|(stage, ms)| (stage.to_string(), (ms * 100.0).round() / 100.0))
+        .collect()
+}
+
+/// Where to follow and cancel a job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobLinks {
+    /// The job (`GET`).
+    #[serde(rename = "self")]
+    pub self_: String,
+    /// Its progress events (`GET`, server-sent events).
+    pub events: String,
+    /// Cancels it (`DELETE`).
+    pub cancel: String,
+}
+
+/// An asynchronous generation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    /// The job's id.
+    pub id: String,
+    /// `queued`, `running`, `succeeded`, `failed` or `canceled`.
+    pub status: String,
+    /// The style (and, once finished, the version that ran).
+    pub style: StyleRef,
+    /// The stage it is in, or ended in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// When it was created, in milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// When it finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<u64>,
+    /// When its result (or error) will be deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+    /// Where to follow and cancel it.
+    pub links: JobLinks,
+    /// The result, once succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<GenerationView>,
+    /// The error, once failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+impl JobView {
+    /// The view of `job` as it is in `snapshot`; `ttl_ms` is how long finished jobs are kept.
+    pub fn of(job: &Job, snapshot: &Snapshot, ttl_ms: u64) -> JobView {
+        let base = format!("/v1/jobs/{}", job.id);
+        let (result, error, version) = match &snapshot.outcome {
+            Some(Outcome::Succeeded(rendered)) => (
+                Some(GenerationView::from(rendered.as_ref())),
+                None,
+                Some(rendered.style_version.clone()),
+            ),
+            Some(Outcome::Failed(failure)) => (None, Some(ErrorDetail::from(failure)), None),
+            Some(Outcome::Canceled) | None => (None, None, None),
+        };
+        JobView {
+            id: job.id.clone(),
+            status: snapshot.status.as_str().into(),
+            style: StyleRef {
+                id: job.style_id.clone(),
+                version,
+            },
+            stage: snapshot.stage.map(|stage| stage.name().to_string()),
+            created_at_ms: job.created_at_ms,
+            finished_at_ms: snapshot.finished_at_ms,
+            expires_at_ms: snapshot
+                .finished_at_ms
+                .filter(|_| snapshot.status.is_finished())
+                .map(|at| at + ttl_ms),
+            links: JobLinks {
+                events: format!("{base}/events"),
+                cancel: base.clone(),
+                self_: base,
+            },
+            result,
+            error,
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! The `likeness` binary itself: `serve` (config file + environment + flags, SIGTERM and
+//! Ctrl-C drains), `run` (in-process batch), `styles new` (a scaffolded style that builds and
+//! validates), `models fetch|check` and `faces compare`.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{client, photo_form, photo_path, styles_with_hostile};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+fn likeness() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_likeness"));
+    command
+        .env_remove("LIKENESS_API_KEYS")
+        .env_remove("LIKENESS_CONFIG")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    let output = command.output().expect("running likeness");
+    eprintln!(
+        "{command:?}\n--- stdout\n{}--- stderr\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn component_cache() -> PathBuf {
+    common::repo().join("target").join("test-component-cache")
+}
+
+/// A `likeness serve` process and its URL (read from its first stdout line).
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Served {
+    fn start(mut command: Command) -> Served {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning likeness serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Served { child, url }
+    }
+
+    fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit (at most `within`).
+    fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "likeness serve did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+async fn metric(served: &Served, key: &str, series: &str) -> f64 {
+    let text = client()
+        .get(served.at("/metrics"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    common::metric_value(&text, series)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_drains_in_flight_work_then_exits_zero() {
+    let styles = styles_with_hostile();
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("likeness.toml");
+    std::fs::write(
+        &config,
+        "[admission]\nqueue = 4\ngeneration_slots = 2\n[shutdown]\ndrain_secs = 20\n",
+    )
+    .unwrap();
+    let mut command = likeness();
+    command
+        .arg("serve")
+        .args(["--config".as_ref(), config.as_os_str()])
+        .args(["--addr", "127.0.0.1:0"])
+        .arg("--styles")
+        .arg(styles.path())
+        .arg("--models")
+        .arg(common::models_dir())
+        .arg("--cache-dir")
+        .arg(component_cache())
+        .env("LIKENESS_API_KEYS", "secret-1,secret-2");
+    let mut served = Served::start(command);
+    let http = client();
+    let ready = http.get(served.at("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    // The environment's keys apply.
+    let anonymous = http.get(served.at("/v1/styles")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    let url = served.at("/v1/styles/hostile/generations");
+    let sync = tokio::spawn({
+        let url = url.clone();
+        async move {
+            client()
+                .post(url)
+                .bearer_auth("secret-1")
+                .multipart(photo_form("astronaut.png", Some(r#"{"sleep-ms": 900}"#)))
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    // Two generations run and two wait: the drain has seconds of work to finish.
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        let job: Value = http
+            .post(&url)
+            .bearer_auth("secret-2")
+            .header("prefer", "respond-async")
+            .multipart(photo_form("astronaut.png", Some(r#"{"sleep-ms": 900}"#)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        jobs.push(job["id"].as_str().unwrap().to_string());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&served, "secret-1", "likeness_generations_running").await < 2.0 {
+        assert!(Instant::now() < deadline, "the generations never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    served.signal("TERM");
+    // Once the signal is handled the service reports not ready, and new work is refused while
+    // the in-flight work finishes; reads still answer.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ready = http.get(served.at("/readyz")).send().await.unwrap();
+        if ready.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM was not handled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused = http
+        .post(&url)
+        .bearer_auth("secret-1")
+        .multipart(photo_form("astronaut.png", None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "shutting_down");
+    for job in &jobs {
+        let followed = http
+            .get(served.at(&format!("/v1/jobs/{job}/events")))
+            .bearer_auth("secret-2")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(followed.contains("event: succeeded"), "{followed}");
+    }
+
+    let response = sync.await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the in-flight request completed"
+    );
+    let result: Value = response.json().await.unwrap();
+    assert_eq!(result["method"], "none");
+    let status = served.wait(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_an_idle_server_with_exit_zero() {
+    let mut command = likeness();
+    command
+        .arg("serve")
+        .args(["--addr", "127.0.0.1:0"])
+        .arg("--styles")
+        .arg(common::first_party_styles())
+        .arg("--models")
+        .arg(common::models_dir())
+        .arg("--cache-dir")
+        .arg(component_cache());
+    let mut served = Served::start(command);
+    let health = client().get(served.at("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    served.signal("INT");
+    assert_eq!(served.wait(Duration::from_secs(15)).code(), Some(0));
+}
+
+#[test]
+fn run_styles_a_batch_reports_the_failed_file_and_sets_the_exit_code() {
+    let out = tempfile::tempdir().unwrap();
+    let bogus = out.path().join("notes.txt");
+    std::fs::write(&bogus, "not a photo").unwrap();
+    let batch = |photos: &[&Path]| {
+        let mut command = likeness();
+        command
+            .args(["run", "--style", "pixel-art", "--option", "palette=gameboy"])
+            .args(photos)
+            .arg("--out")
+            .arg(out.path())
+            .arg("--styles")
+            .arg(common::first_party_styles())
+            .arg("--models")
+            .arg(common::models_dir())
+            .arg("--cache-dir")
+            .arg(component_cache());
+        run(&mut command)
+    };
+    let astronaut = photo_path("astronaut.png");
+    let cat = photo_path("chelsea.png");
+
+    let mixed = batch(&[&astronaut, &bogus, &cat]);
+    assert_eq!(mixed.status.code(), Some(1), "one photo failed");
+    let stdout = String::from_utf8_lossy(&mixed.stdout);
+    let stderr = String::from_utf8_lossy(&mixed.stderr);
+    assert!(stdout.contains("2 of 3 photos styled"), "{stdout}");
+    assert!(
+        stderr.contains("notes.txt") && stderr.contains("unsupported_image"),
+        "{stderr}"
+    );
+    for (name, size) in [
+        ("astronaut.pixel-art.png", (512, 512)),
+        ("chelsea.pixel-art.png", (451, 300)),
+    ] {
+        let image = image::open(out.path().join(name)).unwrap();
+        assert_eq!((image.width(), image.height()), size, "{name}");
+    }
+
+    let clean = batch(&[&astronaut]);
+    assert_eq!(clean.status.code(), Some(0));
+}
+
+#[test]
+fn models_check_and_faces_compare_use_the_real_packs() {
+    let models = common::models_dir();
+    let fetched = run(likeness()
+        .args(["models", "fetch", "--models"])
+        .arg(&models));
+    assert!(fetched.status.success());
+    assert!(String::from_utf8_lossy(&fetched.stdout).contains("already present"));
+    let checked = run(likeness()
+        .args(["models", "check", "--models"])
+        .arg(&models));
+    assert!(checked.status.success());
+    let listing = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        listing.contains("mtcnn") && listing.contains("runtime"),
+        "{listing}"
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let missing = run(likeness()
+        .args(["models", "check", "--models"])
+        .arg(empty.path()));
+    assert_eq!(missing.status.code(), Some(1));
+
+    let compare = |a: &str, b: &str| {
+        let output = run(likeness()
+            .args(["faces", "compare"])
+            .arg(photo_path(a))
+            .arg(photo_path(b))
+            .arg("--models")
+            .arg(&models));
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).trim().to_string(),
+        )
+    };
+    let (code, same) = compare("obama.jpg", "obama2.jpg");
+    assert_eq!(code, Some(0));
+    let same: f32 = same.parse().unwrap();
+    let (_, different) = compare("obama.jpg", "biden.jpg");
+    let different: f32 = different.parse().unwrap();
+    assert!(
+        same > different + 0.2,
+        "same person {same}, different people {different}"
+    );
+    let (code, _) = compare("astronaut.png", "chelsea.png");
+    assert_eq!(code, Some(1), "a cat has no face to compare");
+}
+
+#[test]
+fn styles_new_scaffolds_a_style_that_builds_and_passes_check() {
+    let repo = common::repo();
+    // A workspace laid out like the repository (inside its target/, so cargo finds the same
+    // .cargo/config.toml), using the repository's SDK.
+    let tmp = repo.join("target").join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let workspace = tempfile::tempdir_in(&tmp).unwrap();
+    let sdk = repo.join("plugins").join("sdk");
+    std::fs::write(
+        workspace.path().join("Cargo.toml"),
+        format!(
+            "[workspace]\nresolver = \"3\"\nmembers = [\n    \"plugins/sdk-users-go-here\",\n]\n\n\
+             [workspace.dependencies]\nlikeness-sdk = {{ path = {sdk:?} }}\n\n\
+             [profile.style]\ninherits = \"release\"\nopt-level = \"s\"\nlto = true\n\
+             codegen-units = 1\nstrip = true\npanic = \"abort\"\n"
+        ),
+    )
+    .unwrap();
+    // The placeholder member keeps the members array non-empty, as in the repository.
+    let placeholder = workspace.path().join("plugins").join("sdk-users-go-here");
+    std::fs::create_dir_all(placeholder.join("src")).unwrap();
+    std::fs::write(
+        placeholder.join("Cargo.toml"),
+        "[package]\nname = \"placeholder\"\nversion = \"0.1.0\"\nedition = \"2024\"\n",
+    )
+    .unwrap();
+    std::fs::write(placeholder.join("src").join("lib.rs"), "").unwrap();
+    std::fs::copy(repo.join("Cargo.lock"), workspace.path().join("Cargo.lock")).unwrap();
+    let plugins = workspace.path().join("plugins");
+
+    let made = run(likeness()
+        .args(["styles", "new", "my-look", "--plugins"])
+        .arg(&plugins));
+    assert!(made.status.success());
+    let manifest = std::fs::read_to_string(workspace.path().join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("    \"plugins/sdk-users-go-here\",\n    \"plugins/my-look\",\n]"),
+        "{manifest}"
+    );
+    for file in ["Cargo.toml", "style.toml", "src/lib.rs"] {
+        assert!(plugins.join("my-look").join(file).is_file(), "{file}");
+    }
+    let again = run(likeness()
+        .args(["styles", "new", "my-look", "--plugins"])
+        .arg(&plugins));
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "an existing style is never overwritten"
+    );
+    let bad = run(likeness()
+        .args(["styles", "new", "My_Look", "--plugins"])
+        .arg(&plugins));
+    assert_eq!(bad.status.code(), Some(1));
+
+    let out = workspace.path().join("styles");
+    let built = likeness_host::style::build::build_styles(
+        &plugins,
+        &out,
+        &["my-look".to_string()],
+        Some(&repo.join("target").join("test-plugins")),
+    )
+    .expect("the scaffolded style builds");
+    assert_eq!(built, [out.join("my-look")]);
+    let runtime = common::runtime();
+    let style = common::tokio()
+        .block_on(likeness_host::style::package::load(
+            &runtime,
+            &out.join("my-look"),
+        ))
+        .expect("the scaffolded style validates");
+    assert_eq!(style.info.name, "My Look");
+    assert!(style.info.params.iter().any(|p| p.name == "levels"));
+    let checked = run(likeness()
+        .args(["styles", "check"])
+        .arg(out.join("my-look")));
+    assert!(checked.status.success());
+    assert!(String::from_utf8_lossy(&checked.stdout).starts_with("ok: my-look 0.1.0"));
+}

@@ -1,0 +1,66 @@
+//! End to end through HTTP with a diffusion model pack installed (the tiny pack: the real pack
+//! contract on tiny random graphs): the styles are offered the identity methods, and a
+//! generation runs InstantID for one clear face and ControlNet-only for a photo without one.
+
+mod common;
+
+use common::{TestServer, client, photo_form, serve_config};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_a_diffusion_pack_the_plan_runs_on_the_engine() {
+    let mut config = serve_config(common::first_party_styles());
+    config.diffusion_pack = Some(common::tiny_pack());
+    let server = TestServer::start(config).await;
+    let http = client();
+    for (photo, method, faces) in [
+        ("astronaut.png", "instant-id", 1),
+        ("chelsea.png", "controlnet", 0),
+    ] {
+        let response = http
+            .post(server.at("/v1/styles/anime/generations"))
+            .multipart(photo_form(photo, Some(r#"{"seed": 3}"#)))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{photo}: {body}");
+        assert_eq!(body["method"], method, "{photo}: {}", body["reason"]);
+        assert_eq!(body["faces"].as_array().unwrap().len(), faces, "{photo}");
+        assert!(
+            body["timings"]["generating"].as_f64().unwrap() > 0.0,
+            "{photo}: {}",
+            body["timings"]
+        );
+        let steps = body["plan"]["steps"].as_u64().unwrap();
+        assert!(steps > 0, "{photo}");
+        let (width, height) = (
+            body["plan"]["size"]["width"].as_u64().unwrap(),
+            body["plan"]["size"]["height"].as_u64().unwrap(),
+        );
+        let data_url = body["output"]["data_url"].as_str().unwrap();
+        let png = base64_decode(data_url.split_once("base64,").unwrap().1);
+        let image = image::load_from_memory(&png).unwrap();
+        // The tiny pack's largest side is 512: the plan's size is scaled down to fit it.
+        let (got_w, got_h) = (image.width() as u64, image.height() as u64);
+        assert!(
+            got_w <= width && got_h <= height && got_w.max(got_h) == 512,
+            "{photo}: {got_w}x{got_h} for a {width}x{height} plan"
+        );
+        let aspect = |w: u64, h: u64| w as f64 / h as f64;
+        assert!(
+            (aspect(got_w, got_h) - aspect(width, height)).abs() < 0.1,
+            "{photo}: the aspect ratio changed"
+        );
+    }
+    assert!(server.stop().await);
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
