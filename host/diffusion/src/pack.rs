@@ -3,10 +3,9 @@
 //! (docs/model-packs.md). A pack that passes can run; sessions are built later, at first use.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+pub use likeness_vision::packs::sha256_file;
 
 use crate::error::PackError;
 use crate::manifest::{Dtype, GraphEntry, Manifest};
@@ -152,21 +151,6 @@ pub struct Pack {
     pub graphs: BTreeMap<Role, GraphInfo>,
     /// Number of down-block residuals the UNet takes (0: it takes none).
     pub down_residuals: usize,
-}
-
-/// Lower-case hex SHA-256 of a file, streamed.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }
 
 fn inside(dir: &Path, manifest: &Path, name: &str) -> Result<PathBuf, PackError> {

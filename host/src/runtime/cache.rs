@@ -7,6 +7,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
 use wasmtime::Engine;
@@ -54,7 +55,10 @@ impl ComponentCache {
         let compiled = engine
             .precompile_component(wasm)
             .map_err(anyhow::Error::from)?;
-        let partial = path.with_extension(format!("tmp{}", std::process::id()));
+        // A name of its own per write: two loads of the same component may compile at once.
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let write = WRITES.fetch_add(1, Ordering::Relaxed);
+        let partial = path.with_extension(format!("tmp{}-{write}", std::process::id()));
         std::fs::write(&partial, &compiled)
             .and_then(|()| std::fs::rename(&partial, &path))
             .with_context(|| format!("writing {}", path.display()))?;

@@ -7,9 +7,9 @@
 
 use likeness_sdk::image::Rgba;
 use likeness_sdk::options::{self, Param, Values};
+use likeness_sdk::style::StyleSpec;
 use likeness_sdk::{
     Analysis, Capabilities, Guest, IdentityMethod, Image, Options, Plan, StyleError, StyleInfo,
-    prompt, select, size,
 };
 
 /// The style's id, as in `style.toml`.
@@ -21,6 +21,17 @@ const DESCRIPTION: &str =
 const PROMPT: &str = "anime artwork illustrating {caption}, anime style, cel shading, clean line art, vibrant colours, key visual, highly detailed";
 /// What diffusion should avoid.
 const NEGATIVE: &str = "photo, photorealistic, realistic skin texture, 3d render, lowres, blurry, deformed face, extra fingers, watermark, text, signature";
+
+/// Who the style is and how it plans.
+const SPEC: StyleSpec = StyleSpec {
+    id: ID,
+    name: "Anime",
+    version: env!("CARGO_PKG_VERSION"),
+    description: DESCRIPTION,
+    prompt: PROMPT,
+    negative_prompt: NEGATIVE,
+    preferred: IdentityMethod::InstantId,
+};
 /// The option that sets the ink lines' darkness.
 const LINE_STRENGTH: &str = "line-strength";
 /// The ink lines' darkness when the client sets none.
@@ -110,13 +121,7 @@ pub struct Anime;
 
 impl Guest for Anime {
     fn describe() -> StyleInfo {
-        StyleInfo {
-            id: ID.into(),
-            name: "Anime".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: DESCRIPTION.into(),
-            params: options::specs(&params()),
-        }
+        SPEC.describe(&params())
     }
 
     fn plan(
@@ -124,15 +129,7 @@ impl Guest for Anime {
         capabilities: Capabilities,
         options: Options,
     ) -> Result<Plan, StyleError> {
-        let values = options::parse(&params(), &options)?;
-        let selection = select::select(ID, &analysis, &capabilities, IdentityMethod::InstantId);
-        let prompt = prompt::render(PROMPT, &[("caption", values.caption())]);
-        Ok(selection.into_plan(
-            prompt,
-            NEGATIVE.into(),
-            size::working_size(analysis.width, analysis.height),
-            values.seed(),
-        ))
+        SPEC.plan(&params(), &analysis, &capabilities, &options)
     }
 
     fn post_process(

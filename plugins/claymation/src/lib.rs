@@ -8,9 +8,9 @@
 use likeness_sdk::image::{Plane, Rgba, face_mask};
 use likeness_sdk::noise;
 use likeness_sdk::options::{self, Param, Values};
+use likeness_sdk::style::StyleSpec;
 use likeness_sdk::{
     Analysis, Capabilities, Guest, IdentityMethod, Image, Options, Plan, StyleError, StyleInfo,
-    prompt, select, size,
 };
 
 /// The style's id, as in `style.toml`.
@@ -22,6 +22,17 @@ const DESCRIPTION: &str =
 const PROMPT: &str = "claymation figure of {caption}, plasticine, stop-motion animation, handmade clay texture, soft rounded shapes, soft studio lighting, miniature set";
 /// What diffusion should avoid.
 const NEGATIVE: &str = "photo, photorealistic, realistic skin, drawing, flat illustration, lowres, blurry, deformed face, extra fingers, watermark, text, signature";
+
+/// Who the style is and how it plans.
+const SPEC: StyleSpec = StyleSpec {
+    id: ID,
+    name: "Claymation",
+    version: env!("CARGO_PKG_VERSION"),
+    description: DESCRIPTION,
+    prompt: PROMPT,
+    negative_prompt: NEGATIVE,
+    preferred: IdentityMethod::Pulid,
+};
 /// The option that sets the strength of the clay's shine.
 const SHINE: &str = "shine";
 
@@ -168,13 +179,7 @@ pub struct Claymation;
 
 impl Guest for Claymation {
     fn describe() -> StyleInfo {
-        StyleInfo {
-            id: ID.into(),
-            name: "Claymation".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: DESCRIPTION.into(),
-            params: options::specs(&params()),
-        }
+        SPEC.describe(&params())
     }
 
     fn plan(
@@ -182,15 +187,7 @@ impl Guest for Claymation {
         capabilities: Capabilities,
         options: Options,
     ) -> Result<Plan, StyleError> {
-        let values = options::parse(&params(), &options)?;
-        let selection = select::select(ID, &analysis, &capabilities, IdentityMethod::Pulid);
-        let prompt = prompt::render(PROMPT, &[("caption", values.caption())]);
-        Ok(selection.into_plan(
-            prompt,
-            NEGATIVE.into(),
-            size::working_size(analysis.width, analysis.height),
-            values.seed(),
-        ))
+        SPEC.plan(&params(), &analysis, &capabilities, &options)
     }
 
     fn post_process(

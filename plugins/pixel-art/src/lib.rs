@@ -7,9 +7,9 @@
 
 use likeness_sdk::image::{Color, Rgba, luma_u8};
 use likeness_sdk::options::{self, Param, Values};
+use likeness_sdk::style::StyleSpec;
 use likeness_sdk::{
     Analysis, Capabilities, Guest, IdentityMethod, Image, Options, Plan, StyleError, StyleInfo,
-    prompt, select, size,
 };
 
 /// The style's id, as in `style.toml`.
@@ -21,6 +21,17 @@ const DESCRIPTION: &str =
 const PROMPT: &str = "pixel art portrait of {caption}, 16-bit retro video game style, limited palette, crisp large pixels, clean sprite shading";
 /// What diffusion should avoid.
 const NEGATIVE: &str = "photo, photorealistic, smooth gradients, blurry, antialiasing, 3d render, lowres, deformed face, watermark, text, signature";
+
+/// Who the style is and how it plans.
+const SPEC: StyleSpec = StyleSpec {
+    id: ID,
+    name: "Pixel Art",
+    version: env!("CARGO_PKG_VERSION"),
+    description: DESCRIPTION,
+    prompt: PROMPT,
+    negative_prompt: NEGATIVE,
+    preferred: IdentityMethod::Pulid,
+};
 /// The option for the size of one art pixel.
 const PIXEL_SIZE: &str = "pixel-size";
 /// The option for the palette.
@@ -220,13 +231,7 @@ pub struct PixelArt;
 
 impl Guest for PixelArt {
     fn describe() -> StyleInfo {
-        StyleInfo {
-            id: ID.into(),
-            name: "Pixel Art".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: DESCRIPTION.into(),
-            params: options::specs(&params()),
-        }
+        SPEC.describe(&params())
     }
 
     fn plan(
@@ -234,15 +239,7 @@ impl Guest for PixelArt {
         capabilities: Capabilities,
         options: Options,
     ) -> Result<Plan, StyleError> {
-        let values = options::parse(&params(), &options)?;
-        let selection = select::select(ID, &analysis, &capabilities, IdentityMethod::Pulid);
-        let prompt = prompt::render(PROMPT, &[("caption", values.caption())]);
-        Ok(selection.into_plan(
-            prompt,
-            NEGATIVE.into(),
-            size::working_size(analysis.width, analysis.height),
-            values.seed(),
-        ))
+        SPEC.plan(&params(), &analysis, &capabilities, &options)
     }
 
     fn post_process(

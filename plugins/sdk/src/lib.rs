@@ -45,6 +45,7 @@ pub mod preview;
 pub mod prompt;
 pub mod select;
 pub mod size;
+pub mod style;
 #[cfg(any(test, feature = "preview"))]
 pub mod testing;
 

@@ -10,9 +10,9 @@
 use likeness_sdk::image::{Plane, Rgba, face_mask, to_byte};
 use likeness_sdk::noise;
 use likeness_sdk::options::{self, Param, Values};
+use likeness_sdk::style::StyleSpec;
 use likeness_sdk::{
     Analysis, Capabilities, Guest, IdentityMethod, Image, Options, Plan, StyleError, StyleInfo,
-    prompt, select, size,
 };
 
 /// The style's id, as in `style.toml`.
@@ -23,6 +23,17 @@ const DESCRIPTION: &str = "Turns the portrait into a loose watercolor painting o
 const PROMPT: &str = "watercolor painting of {caption}, loose brushstrokes, soft washes, wet-in-wet bleeding colours, pigment granulation, white paper showing through, delicate pencil sketch";
 /// What diffusion should avoid.
 const NEGATIVE: &str = "photo, photorealistic, 3d render, digital art, harsh outlines, oversaturated, lowres, blurry, deformed face, extra fingers, watermark, text, signature";
+
+/// Who the style is and how it plans.
+const SPEC: StyleSpec = StyleSpec {
+    id: ID,
+    name: "Watercolor",
+    version: env!("CARGO_PKG_VERSION"),
+    description: DESCRIPTION,
+    prompt: PROMPT,
+    negative_prompt: NEGATIVE,
+    preferred: IdentityMethod::InstantId,
+};
 /// Where the host mounts the style's assets.
 pub const PAPER_PATH: &str = "/assets/paper.pgm";
 /// The option for how strongly the paper shows.
@@ -223,13 +234,7 @@ pub struct Watercolor;
 
 impl Guest for Watercolor {
     fn describe() -> StyleInfo {
-        StyleInfo {
-            id: ID.into(),
-            name: "Watercolor".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: DESCRIPTION.into(),
-            params: options::specs(&params()),
-        }
+        SPEC.describe(&params())
     }
 
     fn plan(
@@ -237,15 +242,7 @@ impl Guest for Watercolor {
         capabilities: Capabilities,
         options: Options,
     ) -> Result<Plan, StyleError> {
-        let values = options::parse(&params(), &options)?;
-        let selection = select::select(ID, &analysis, &capabilities, IdentityMethod::InstantId);
-        let prompt = prompt::render(PROMPT, &[("caption", values.caption())]);
-        Ok(selection.into_plan(
-            prompt,
-            NEGATIVE.into(),
-            size::working_size(analysis.width, analysis.height),
-            values.seed(),
-        ))
+        SPEC.plan(&params(), &analysis, &capabilities, &options)
     }
 
     fn post_process(
