@@ -55,6 +55,21 @@ async fn with_a_diffusion_pack_the_plan_runs_on_the_engine() {
             "{photo}: the aspect ratio changed"
         );
     }
+    // PuLID needs EVA02-CLIP face features the host cannot compute yet: it is not offered, and
+    // a style preferring it (claymation) runs InstantID instead, saying why.
+    let response = http
+        .post(server.at("/v1/styles/claymation/generations"))
+        .multipart(photo_form("astronaut.png", None))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["method"], "instant-id", "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("PuLID"),
+        "{}",
+        body["reason"]
+    );
     assert!(server.stop().await);
 }
 

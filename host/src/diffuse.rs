@@ -12,15 +12,21 @@ use crate::pipeline::GenerateError;
 use crate::runtime::{Capabilities, ControlKind, IdentityMethod, Image, Plan};
 
 /// What this host can run with `engine`: the pack's methods whose inputs the host can make
-/// (identity methods need the vision engine's face embedding) and the control maps the host
-/// can draw (canny and face keypoints always; depth with a depth model; no pose estimator).
+/// and the control maps the host can draw (canny and face keypoints always; depth with a depth
+/// model; no pose estimator). InstantID needs the vision engine's face embedding. PuLID also
+/// needs EVA02-CLIP features of the face, which no model of the host computes yet, so it is
+/// never offered: styles that prefer it fall back to InstantID or ControlNet.
 pub fn capabilities(engine: &DiffusionEngine, vision: &Vision) -> Capabilities {
     let offered = engine.capabilities();
     let embeddings = vision.embedder().is_some();
     let identity_methods = offered
         .methods
         .iter()
-        .filter(|m| **m == Method::Controlnet || embeddings)
+        .filter(|m| match m {
+            Method::Controlnet => true,
+            Method::InstantId => embeddings,
+            Method::Pulid => false,
+        })
         .map(|m| match m {
             Method::InstantId => IdentityMethod::InstantId,
             Method::Pulid => IdentityMethod::Pulid,
