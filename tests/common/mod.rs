@@ -60,8 +60,19 @@ pub fn hostile_wasm() -> &'static [u8] {
 /// A second version of the hostile component: the same code reporting version
 /// `0.1.0-generation-b`.
 pub fn hostile_wasm_generation_b() -> Vec<u8> {
-    let wasm = hostile_wasm();
-    let (from, to) = (b"generation-a", b"generation-b");
+    patched(hostile_wasm(), "generation-a", "generation-b")
+}
+
+/// The hostile component whose `describe` does what `marker` says (see the marker `DESCRIBE`
+/// in tests/plugins/hostile), e.g. `describe:sleeps:0000030000`.
+pub fn hostile_wasm_describing(marker: &str) -> Vec<u8> {
+    patched(hostile_wasm(), "describe:behave:0000000000", marker)
+}
+
+/// `wasm` with every occurrence of `from` replaced by `to` (of the same length).
+fn patched(wasm: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let (from, to) = (from.as_bytes(), to.as_bytes());
+    assert_eq!(from.len(), to.len(), "a patch must keep the length");
     let mut patched = wasm.to_vec();
     let mut found = 0;
     for i in 0..=patched.len() - from.len() {
@@ -72,7 +83,7 @@ pub fn hostile_wasm_generation_b() -> Vec<u8> {
     }
     assert!(
         found > 0,
-        "the version marker is missing from the hostile component"
+        "the marker is missing from the hostile component"
     );
     patched
 }
@@ -98,9 +109,14 @@ pub fn write_package(dir: &Path, id: &str, version: &str, wasm: &[u8], extra: &s
 
 /// A runtime with the compiled-component cache shared by all test binaries.
 pub fn runtime() -> Arc<StyleRuntime> {
+    runtime_with(RuntimeConfig::default())
+}
+
+/// A runtime with these settings and the shared compiled-component cache.
+pub fn runtime_with(config: RuntimeConfig) -> Arc<StyleRuntime> {
     let config = RuntimeConfig {
         cache_dir: Some(repo().join("target").join("test-component-cache")),
-        ..RuntimeConfig::default()
+        ..config
     };
     StyleRuntime::new(config).unwrap()
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use super::bindings::StyleError;
+use super::budget::Limit;
 
 /// Which export of a style was being called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,18 +23,33 @@ impl fmt::Display for Call {
     }
 }
 
+fn timeout_message(call: Call, limit: Limit, limit_ms: u64, cpu_ms: u64) -> String {
+    match limit {
+        Limit::Cpu => format!("used its {limit_ms} ms CPU budget in {call} and was stopped"),
+        Limit::WallClock => format!(
+            "slept, blocked or was starved past its {limit_ms} ms wall-clock ceiling in {call} \
+             (having used {cpu_ms} ms of CPU) and was stopped"
+        ),
+    }
+}
+
 /// Why a style call failed. Every variant names the style; the host keeps serving.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// The style itself returned one of its errors (e.g. invalid options).
     #[error("style '{style}': {error}")]
     Style { style: String, error: StyleError },
-    /// The call ran past its wall-clock deadline and was interrupted.
-    #[error("style '{style}' ran past its {limit_ms} ms deadline in {call}")]
+    /// The call used its CPU budget, or ran past its wall-clock ceiling, and was stopped.
+    #[error("style '{style}' {}", timeout_message(*call, *limit, *limit_ms, *cpu_ms))]
     Timeout {
         style: String,
         call: Call,
+        /// Which limit fired.
+        limit: Limit,
+        /// That limit, in milliseconds.
         limit_ms: u64,
+        /// CPU the call had used when it was stopped, in milliseconds.
+        cpu_ms: u64,
     },
     /// The instance asked for more memory than its cap.
     #[error("style '{style}' hit its {limit_mib} MiB memory cap in {call}")]

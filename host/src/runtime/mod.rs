@@ -3,6 +3,7 @@
 //! call, so that nothing of one request survives into another.
 
 mod bindings;
+mod budget;
 mod cache;
 mod error;
 mod sandbox;
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -21,21 +22,23 @@ pub use bindings::{
     Analysis, Capabilities, ControlKind, ControlMap, Face, IdentityMethod, Image, Landmarks,
     Options, ParamKind, ParamSpec, Plan, Point, Rect, Size, StyleError, StyleInfo,
 };
+pub use budget::Limit;
 pub use error::{Call, CallError};
 pub use sandbox::{Sandbox, Stop};
 
 use bindings::{Style, StylePre};
+use budget::{Budget, metered};
 use cache::ComponentCache;
 
-/// How often the epoch ticks; deadlines are checked at each tick.
+/// How often the epoch ticks; budgets are checked at each tick.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Limits that apply to every call of one style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallLimits {
-    /// Wall-clock budget of `describe` and `plan`.
+    /// CPU budget of `describe` and `plan` (the style's own CPU time, not the machine's).
     pub plan: Duration,
-    /// Wall-clock budget of `post-process`.
+    /// CPU budget of `post-process`.
     pub post_process: Duration,
     /// Most linear memory one instance may have, in bytes.
     pub memory: usize,
@@ -52,7 +55,7 @@ impl Default for CallLimits {
 }
 
 impl CallLimits {
-    fn deadline(&self, call: Call) -> Duration {
+    fn cpu_budget(&self, call: Call) -> Duration {
         match call {
             Call::Describe | Call::Plan => self.plan,
             Call::PostProcess => self.post_process,
@@ -69,6 +72,9 @@ pub struct RuntimeConfig {
     pub ceilings: CallLimits,
     /// Instances that may exist at once (the pooling allocator's size).
     pub max_instances: u32,
+    /// Each call's wall-clock ceiling, as a multiple of its CPU budget: the backstop for a
+    /// guest that sleeps, blocks in a host call, or is starved of CPU.
+    pub wall_ceiling_factor: u32,
     /// Where compiled components are cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
 }
@@ -83,6 +89,7 @@ impl Default for RuntimeConfig {
                 memory: 1 << 30,
             },
             max_instances: 128,
+            wall_ceiling_factor: 10,
             cache_dir: None,
         }
     }
@@ -196,8 +203,8 @@ impl StyleComponent {
 
     /// Calls `describe` in a fresh instance.
     pub async fn describe(&self) -> Result<StyleInfo, CallError> {
-        let (mut store, style) = self.instantiate(Call::Describe).await?;
-        let result = style.call_describe(&mut store).await;
+        let (mut store, style, budget) = self.instantiate(Call::Describe).await?;
+        let result = guarded(&budget, style.call_describe(&mut store)).await;
         self.finish(Call::Describe, &store, result)
     }
 
@@ -208,10 +215,9 @@ impl StyleComponent {
         capabilities: &Capabilities,
         options: &Options,
     ) -> Result<Plan, CallError> {
-        let (mut store, style) = self.instantiate(Call::Plan).await?;
-        let result = style
-            .call_plan(&mut store, analysis, capabilities, options)
-            .await;
+        let (mut store, style, budget) = self.instantiate(Call::Plan).await?;
+        let call = style.call_plan(&mut store, analysis, capabilities, options);
+        let result = guarded(&budget, call).await;
         self.finish(Call::Plan, &store, result)?
             .map_err(|error| self.style_error(error))
     }
@@ -225,10 +231,9 @@ impl StyleComponent {
         plan: &Plan,
         options: &Options,
     ) -> Result<Image, CallError> {
-        let (mut store, style) = self.instantiate(Call::PostProcess).await?;
-        let result = style
-            .call_post_process(&mut store, image, analysis, plan, options)
-            .await;
+        let (mut store, style, budget) = self.instantiate(Call::PostProcess).await?;
+        let call = style.call_post_process(&mut store, image, analysis, plan, options);
+        let result = guarded(&budget, call).await;
         let output = self
             .finish(Call::PostProcess, &store, result)?
             .map_err(|e| self.style_error(e))?;
@@ -250,12 +255,19 @@ impl StyleComponent {
         Ok(output)
     }
 
-    async fn instantiate(&self, call: Call) -> Result<(Store<Sandbox>, Style), CallError> {
-        let deadline = Instant::now() + self.limits.deadline(call);
+    /// A fresh instance for one call, with the call's budget (which its instantiation already
+    /// counts against).
+    async fn instantiate(
+        &self,
+        call: Call,
+    ) -> Result<(Store<Sandbox>, Style, Arc<Budget>), CallError> {
+        let cpu = self.limits.cpu_budget(call);
+        let wall = cpu.saturating_mul(self.runtime.config.wall_ceiling_factor.max(1));
+        let budget = Arc::new(Budget::new(cpu, wall));
         let sandbox = Sandbox::new(
             &self.style,
             self.limits.memory,
-            deadline,
+            budget.clone(),
             self.assets.as_deref(),
         )
         .map_err(|e| CallError::Instantiate {
@@ -266,14 +278,14 @@ impl StyleComponent {
         store.limiter(|s| s);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
-            Ok(if ctx.data_mut().deadline_passed() {
+            Ok(if ctx.data_mut().out_of_time() {
                 wasmtime::UpdateDeadline::Interrupt
             } else {
                 wasmtime::UpdateDeadline::Yield(1)
             })
         });
-        match self.pre.instantiate_async(&mut store).await {
-            Ok(style) => Ok((store, style)),
+        match guarded(&budget, self.pre.instantiate_async(&mut store)).await {
+            Ok(style) => Ok((store, style, budget)),
             Err(error) => Err(self.classify(call, &store, error)),
         }
     }
@@ -290,15 +302,23 @@ impl StyleComponent {
 
     fn classify(&self, call: Call, store: &Store<Sandbox>, error: wasmtime::Error) -> CallError {
         let style = self.style.clone();
-        let limit_ms = self.limits.deadline(call).as_millis() as u64;
-        match store.data().stopped() {
-            Some(Stop::Deadline) => {
-                return CallError::Timeout {
-                    style,
-                    call,
-                    limit_ms,
-                };
+        let budget = store.data().budget();
+        let timeout = |limit: Limit| CallError::Timeout {
+            style: style.clone(),
+            call,
+            limit,
+            limit_ms: match limit {
+                Limit::Cpu => budget.cpu,
+                Limit::WallClock => budget.wall,
             }
+            .as_millis() as u64,
+            cpu_ms: budget.cpu_used().as_millis() as u64,
+        };
+        if error.is::<WallCeilingPassed>() {
+            return timeout(Limit::WallClock);
+        }
+        match store.data().stopped() {
+            Some(Stop::Time(limit)) => return timeout(limit),
             Some(Stop::Memory) => {
                 return CallError::MemoryLimit {
                     style,
@@ -310,11 +330,7 @@ impl StyleComponent {
         }
         match error.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::StackOverflow) => CallError::StackOverflow { style, call },
-            Some(wasmtime::Trap::Interrupt) => CallError::Timeout {
-                style,
-                call,
-                limit_ms,
-            },
+            Some(wasmtime::Trap::Interrupt) => timeout(Limit::Cpu),
             Some(trap) => CallError::Trap {
                 style,
                 call,
@@ -341,6 +357,27 @@ impl StyleComponent {
             call: Call::PostProcess,
             message,
         }
+    }
+}
+
+/// The outer timeout of a guest call ran out: the call was dropped at its wall-clock ceiling.
+#[derive(Debug, thiserror::Error)]
+#[error("the call ran past its wall-clock ceiling")]
+struct WallCeilingPassed;
+
+/// Runs one step of a guest call (instantiation or the export) with its CPU charged to
+/// `budget`, under an outer timeout at the budget's wall-clock ceiling. The timeout catches
+/// what epoch interruption cannot: a guest that sleeps or waits in a host call (a WASI clock
+/// poll) runs no wasm, so no epoch check fires. Dropping the call's future at the ceiling
+/// drops its fiber and, with its store, frees the instance's pooled slot.
+async fn guarded<T>(
+    budget: &Budget,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    let deadline = tokio::time::Instant::from_std(budget.wall_deadline());
+    match tokio::time::timeout_at(deadline, metered(budget, call)).await {
+        Ok(result) => result,
+        Err(_) => Err(wasmtime::Error::new(WallCeilingPassed)),
     }
 }
 

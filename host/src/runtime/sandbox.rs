@@ -3,11 +3,11 @@
 //! Every call gets a fresh [`Sandbox`]: WASI with no capability granted (no environment, no
 //! arguments, no network, stdin empty, stdout/stderr captured into a bounded buffer), except a
 //! read-only `/assets` pre-open when the style's manifest asks for it; a memory cap enforced by a
-//! [`ResourceLimiter`]; and the wall-clock deadline checked at every epoch tick.
+//! [`ResourceLimiter`]; and the call's [`Budget`] (CPU time, wall-clock ceiling) checked at every
+//! epoch tick.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use bytes::Bytes;
 use wasmtime::ResourceLimiter;
@@ -17,6 +17,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{Level, likeness};
+use super::budget::{Budget, Limit};
 
 /// Most bytes of stdout + stderr kept from one call; the rest is dropped.
 const OUTPUT_CAP: usize = 64 * 1024;
@@ -28,8 +29,8 @@ const LOG_MESSAGE_CAP: usize = 4 * 1024;
 /// Why a call was stopped by the sandbox rather than failing on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
-    /// The wall-clock deadline passed.
-    Deadline,
+    /// The call used its CPU budget or ran past its wall-clock ceiling.
+    Time(Limit),
     /// The guest asked for more linear memory than its cap.
     Memory,
 }
@@ -40,19 +41,19 @@ pub struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
     memory_cap: usize,
-    deadline: Instant,
+    budget: Arc<Budget>,
     stopped: Option<Stop>,
     output: GuestOutput,
     log_messages: usize,
 }
 
 impl Sandbox {
-    /// A sandbox for one call of `style`, ending at `deadline`, with `assets` pre-opened
+    /// A sandbox for one call of `style`, within `budget`, with `assets` pre-opened
     /// read-only at `/assets` when given.
     pub fn new(
         style: &str,
         memory_cap: usize,
-        deadline: Instant,
+        budget: Arc<Budget>,
         assets: Option<&Path>,
     ) -> wasmtime::Result<Self> {
         let output = GuestOutput::default();
@@ -71,7 +72,7 @@ impl Sandbox {
             wasi: builder.build(),
             table: ResourceTable::new(),
             memory_cap,
-            deadline,
+            budget,
             stopped: None,
             output,
             log_messages: 0,
@@ -83,13 +84,19 @@ impl Sandbox {
         self.stopped
     }
 
-    /// Decides at an epoch tick whether the guest may go on.
-    pub(crate) fn deadline_passed(&mut self) -> bool {
-        if Instant::now() >= self.deadline {
-            self.stopped = Some(Stop::Deadline);
-            true
-        } else {
-            false
+    /// The call's budget.
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
+    }
+
+    /// Decides at an epoch tick (on the thread running the guest) whether the guest may go on.
+    pub(crate) fn out_of_time(&mut self) -> bool {
+        match self.budget.exceeded() {
+            Some(limit) => {
+                self.stopped = Some(Stop::Time(limit));
+                true
+            }
+            None => false,
         }
     }
 

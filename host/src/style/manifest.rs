@@ -42,9 +42,9 @@ pub struct Manifest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
-    /// Deadline of `describe` and `plan`, in milliseconds.
+    /// CPU budget of `describe` and `plan`, in milliseconds.
     pub plan_ms: Option<u64>,
-    /// Deadline of `post-process`, in milliseconds.
+    /// CPU budget of `post-process`, in milliseconds.
     pub post_process_ms: Option<u64>,
     /// Memory cap of one instance, in MiB.
     pub memory_mib: Option<u64>,

@@ -1,19 +1,29 @@
 //! A deliberately misbehaving style, for the sandbox tests.
 //!
 //! The request option `attack` picks the misbehaviour: `loop`, `alloc`, `recurse`, `trap`,
-//! `read-file`, `read-env`, `remember`, `wrong-size`, `print`, `log-spam`. Without it the style
-//! behaves (so that it passes the registry's validation). `sleep-ms` makes a call last that
-//! long (without burning CPU), for the hot-reload tests.
+//! `read-file`, `read-env`, `remember`, `wrong-size`, `print`, `log-spam`, `clock` (reports the
+//! clocks' finest step and resolution), or a lying plan (`huge-prompt`, `huge-negative`,
+//! `huge-reason`, `empty-reason`, `many-controls`, `bad-control`, `nan-weight`, `inf-guidance`,
+//! `bad-fallback`, `zero-size`, `huge-size`, `bad-face`). Without it the style behaves (so that
+//! it passes the registry's validation). `sleep-ms` makes a call last that long through WASI's
+//! clock (without burning CPU); `burn` does that many million rounds of fixed arithmetic first.
+//!
+//! `describe` takes no options: its behaviour comes from the marker [`DESCRIBE`], which tests
+//! rewrite in the binary (`describe:sleeps:0000030000` sleeps 30 s, `describe:bigtxt:…` returns
+//! a huge description, `describe:params:…` a huge parameter list).
 
 use likeness_sdk::{
-    Analysis, Capabilities, Guest, IdentityMethod, Image, Level, Options, Plan, Size, StyleError,
-    StyleInfo, export_style, log,
+    Analysis, Capabilities, ControlKind, ControlMap, Guest, IdentityMethod, Image, Level, Options,
+    ParamKind, ParamSpec, Plan, Size, StyleError, StyleInfo, export_style, log,
 };
 use std::sync::Mutex;
 
 /// The version this build reports. Tests make a second version of the component by
 /// rewriting the marker `generation-a` in the binary to `generation-b`.
 const VERSION: &str = "0.1.0-generation-a";
+
+/// What `describe` does; rewritten in the binary by tests (same length).
+static DESCRIBE: &str = "describe:behave:0000000000";
 
 /// Whatever an earlier request left behind (the isolation test checks that none survives).
 static REMEMBERED: Mutex<String> = Mutex::new(String::new());
@@ -52,10 +62,67 @@ fn recurse(depth: u64) -> u64 {
     std::hint::black_box(recurse(std::hint::black_box(depth + 1))) + depth
 }
 
+/// `millions` million rounds of arithmetic the optimiser cannot skip.
+fn burn(millions: u64) -> u64 {
+    let mut x = std::hint::black_box(0x9e37_79b9_7f4a_7c15u64);
+    for _ in 0..millions * 1_000_000 {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        x ^= x >> 33;
+    }
+    std::hint::black_box(x)
+}
+
+/// The finest nonzero step seen over many readings of `now` (nanoseconds), or 0 if it never
+/// moved.
+fn finest_step(now: impl Fn() -> u128) -> u128 {
+    let mut finest = 0;
+    let mut last = now();
+    for _ in 0..200_000 {
+        let t = now();
+        if t > last && (finest == 0 || t - last < finest) {
+            finest = t - last;
+        }
+        last = t;
+    }
+    finest
+}
+
+/// A clock's resolution as WASI reports it, in nanoseconds.
+fn resolution(clock: libc::clockid_t) -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_getres(clock, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec as i64
+}
+
+/// Reports the monotonic and wall clocks' finest step and resolution.
+fn clocks() -> String {
+    let origin = std::time::Instant::now();
+    let monotonic = finest_step(|| origin.elapsed().as_nanos());
+    let wall = finest_step(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    });
+    format!(
+        "monotonic step {monotonic} resolution {} wall step {wall} resolution {}",
+        resolution(libc::CLOCK_MONOTONIC),
+        resolution(libc::CLOCK_REALTIME)
+    )
+}
+
 /// Runs the attack named by the options; returns what it learned, if it returns at all.
 fn attack(options: &Options) -> Result<String, StyleError> {
     if let Some(ms) = option(options, "sleep-ms").and_then(|ms| ms.parse().ok()) {
         std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    if let Some(millions) = option(options, "burn").and_then(|n| n.parse().ok()) {
+        return Ok(format!("burned {}", burn(millions) % 10));
     }
     match option(options, "attack").unwrap_or("") {
         "" => Ok(format!("behaving {VERSION}")),
@@ -120,21 +187,88 @@ fn attack(options: &Options) -> Result<String, StyleError> {
             }
             Ok("logged".into())
         }
+        "clock" => Ok(clocks()),
         other => Ok(format!("no such attack '{other}'")),
     }
+}
+
+/// The plan the `attack` option asks for: a lie about one field, or the honest plan.
+fn lying_plan(analysis: &Analysis, options: &Options, reason: String) -> Plan {
+    let mut plan = plan_with_reason(analysis, reason);
+    let map = ControlMap {
+        kind: ControlKind::Canny,
+        weight: 0.5,
+        start: 0.0,
+        end: 1.0,
+    };
+    match option(options, "attack").unwrap_or("") {
+        "huge-prompt" => plan.prompt = "p".repeat(1 << 20),
+        "huge-negative" => plan.negative_prompt = "n".repeat(1 << 20),
+        "huge-reason" => plan.reason = "r".repeat(1 << 20),
+        "empty-reason" => plan.reason = " ".into(),
+        "many-controls" => plan.control_maps = vec![map; 100_000],
+        "bad-control" => {
+            plan.control_maps = vec![ControlMap {
+                start: 0.9,
+                end: 0.1,
+                ..map
+            }]
+        }
+        "nan-weight" => plan.identity_weight = f32::NAN,
+        "inf-guidance" => plan.guidance = f32::INFINITY,
+        "bad-fallback" => plan.fallback = IdentityMethod::InstantId,
+        "zero-size" => {
+            plan.size = Size {
+                width: 0,
+                height: 0,
+            }
+        }
+        "huge-size" => plan.size.width = 1_000_000,
+        "bad-face" => plan.reference_face = Some(7),
+        _ => {}
+    }
+    plan
+}
+
+/// What `describe` returns, as [`DESCRIBE`] says.
+fn describe() -> StyleInfo {
+    let marker = std::hint::black_box(DESCRIBE);
+    let mut parts = marker.split(':').skip(1);
+    let (mode, number) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let mut info = StyleInfo {
+        id: "hostile".into(),
+        name: "Hostile".into(),
+        version: VERSION.into(),
+        description: "Misbehaves on request; for sandbox tests only.".into(),
+        params: Vec::new(),
+    };
+    match mode {
+        "sleeps" => {
+            let ms = number.parse().unwrap_or(0);
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        "bigtxt" => info.description = "d".repeat(20 << 20),
+        "params" => {
+            info.params = (0..20_000)
+                .map(|i| ParamSpec {
+                    name: format!("p{i}"),
+                    description: String::new(),
+                    kind: ParamKind::Boolean,
+                    default_value: "false".into(),
+                    choices: Vec::new(),
+                })
+                .collect()
+        }
+        _ => {}
+    }
+    info
 }
 
 struct Hostile;
 
 impl Guest for Hostile {
     fn describe() -> StyleInfo {
-        StyleInfo {
-            id: "hostile".into(),
-            name: "Hostile".into(),
-            version: VERSION.into(),
-            description: "Misbehaves on request; for sandbox tests only.".into(),
-            params: Vec::new(),
-        }
+        describe()
     }
 
     fn plan(
@@ -143,7 +277,7 @@ impl Guest for Hostile {
         options: Options,
     ) -> Result<Plan, StyleError> {
         let learned = attack(&options)?;
-        Ok(plan_with_reason(&analysis, learned))
+        Ok(lying_plan(&analysis, &options, learned))
     }
 
     fn post_process(
