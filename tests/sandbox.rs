@@ -514,3 +514,37 @@ async fn a_global_of_one_request_is_gone_in_the_next() {
         "request 2 saw request 1's data"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compile_bomb_is_refused_before_compiling_and_never_compiled_again() {
+    let functions = "(func)".repeat(100_000);
+    let bomb = wat::parse_str(format!("(component (core module {functions}))")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let package = common::write_package(dir.path(), "hostile", "0.1.0-generation-a", &bomb, "");
+    let runtime = common::runtime();
+    for attempt in 0..3 {
+        let started = Instant::now();
+        let error = package::load(&runtime, &package).await.unwrap_err();
+        let elapsed = started.elapsed();
+        let message = format!("{error:#}");
+        assert!(
+            message.contains("100000 functions in core module 1 (functions per module)"),
+            "{message}"
+        );
+        if attempt > 0 {
+            assert!(message.contains("not compiled again"), "{message}");
+        }
+        eprintln!("attempt {attempt}: refused in {elapsed:?}");
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    }
+    assert_eq!(runtime.compilations(), 0, "the bomb reached the compiler");
+    // A good component still compiles (or loads from the cache) on the same runtime.
+    let good = common::write_package(
+        dir.path(),
+        "hostile",
+        "0.1.0-generation-a",
+        common::hostile_wasm(),
+        "",
+    );
+    package::load(&runtime, &good).await.unwrap();
+}

@@ -32,37 +32,50 @@ impl ComponentCache {
         })
     }
 
-    /// The cached compilation of `wasm` (whose SHA-256 is `digest`), compiling and storing it
-    /// on a miss. An unreadable or incompatible cache entry is replaced.
-    pub fn load_or_compile(
-        &self,
-        engine: &Engine,
-        wasm: &[u8],
-        digest: &str,
-    ) -> anyhow::Result<Component> {
-        let path = self.dir.join(format!("{digest}-{}.cwasm", self.engine_key));
-        if path.exists() {
-            // SAFETY: the file was written by `precompile_component` of an engine with the same
-            // compatibility hash, into a folder only the host writes; wasmtime still checks its
-            // header and refuses an artifact from another version or configuration.
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok(component),
-                Err(error) => {
-                    tracing::warn!(path = %path.display(), %error, "recompiling a stale cache entry")
-                }
+    /// The cached compilation of the component whose SHA-256 is `digest`, if there is a usable
+    /// one. An unusable entry (corrupt, or refused by this engine) is removed, so it is never
+    /// tried twice.
+    pub fn load(&self, engine: &Engine, digest: &str) -> Option<Component> {
+        let path = self.path(digest);
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the file was written by `store` after an engine with the same compatibility
+        // hash produced and loaded it, into a folder only the host writes; wasmtime still checks
+        // its header and refuses an artifact from another version or configuration.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(component) => Some(component),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "removing an unusable cache entry");
+                let _ = std::fs::remove_file(&path);
+                None
             }
         }
-        let compiled = engine
-            .precompile_component(wasm)
-            .map_err(anyhow::Error::from)?;
+    }
+
+    /// Loads `compiled` (this engine's compilation of the component `digest`) and, once it has
+    /// loaded, stores it for next time: an artifact the engine refuses is never written.
+    pub fn store(
+        &self,
+        engine: &Engine,
+        digest: &str,
+        compiled: &[u8],
+    ) -> anyhow::Result<Component> {
+        // SAFETY: the bytes were produced just now by this engine.
+        let component =
+            unsafe { Component::deserialize(engine, compiled) }.map_err(anyhow::Error::from)?;
+        let path = self.path(digest);
         // A name of its own per write: two loads of the same component may compile at once.
         static WRITES: AtomicU64 = AtomicU64::new(0);
         let write = WRITES.fetch_add(1, Ordering::Relaxed);
         let partial = path.with_extension(format!("tmp{}-{write}", std::process::id()));
-        std::fs::write(&partial, &compiled)
+        std::fs::write(&partial, compiled)
             .and_then(|()| std::fs::rename(&partial, &path))
             .with_context(|| format!("writing {}", path.display()))?;
-        // SAFETY: as above; the bytes were produced just now by this engine.
-        unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)
+        Ok(component)
+    }
+
+    fn path(&self, digest: &str) -> PathBuf {
+        self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
     }
 }

@@ -6,11 +6,13 @@ mod bindings;
 mod budget;
 mod cache;
 mod error;
+mod precheck;
 mod sandbox;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ pub use bindings::{
 };
 pub use budget::Limit;
 pub use error::{Call, CallError};
+pub use precheck::ComponentLimits;
 pub use sandbox::{Sandbox, Stop};
 
 use bindings::{Style, StylePre};
@@ -32,6 +35,9 @@ use cache::ComponentCache;
 
 /// How often the epoch ticks; budgets are checked at each tick.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Most failed components remembered (the memory is cleared when it is full).
+const FAILED_REMEMBERED: usize = 1024;
 
 /// Limits that apply to every call of one style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +81,9 @@ pub struct RuntimeConfig {
     /// Each call's wall-clock ceiling, as a multiple of its CPU budget: the backstop for a
     /// guest that sleeps, blocks in a host call, or is starved of CPU.
     pub wall_ceiling_factor: u32,
+    /// What a component may declare, checked before it is compiled; the pooling allocator's
+    /// per-module and per-component limits are set from it.
+    pub components: ComponentLimits,
     /// Where compiled components are cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
 }
@@ -90,6 +99,7 @@ impl Default for RuntimeConfig {
             },
             max_instances: 128,
             wall_ceiling_factor: 10,
+            components: ComponentLimits::default(),
             cache_dir: None,
         }
     }
@@ -102,6 +112,10 @@ pub struct StyleRuntime {
     cache: Option<ComponentCache>,
     config: RuntimeConfig,
     ticker: EpochTicker,
+    /// Components that failed their check or compilation, by SHA-256: refused again at once.
+    failed: Mutex<HashMap<String, String>>,
+    /// Compilations run so far (cache misses).
+    compilations: AtomicU64,
 }
 
 impl StyleRuntime {
@@ -110,11 +124,18 @@ impl StyleRuntime {
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Arc<Self>> {
         let mut pool = PoolingAllocationConfig::new();
         let instances = config.max_instances;
+        let components = &config.components;
         pool.total_component_instances(instances)
-            .total_core_instances(instances * 8)
-            .total_memories(instances * 2)
-            .total_tables(instances * 8)
+            .total_core_instances(instances.saturating_mul(components.core_instances))
+            .total_memories(instances.saturating_mul(components.memories))
+            .total_tables(instances.saturating_mul(components.tables))
             .total_stacks(instances)
+            .max_core_instances_per_component(components.core_instances)
+            .max_memories_per_component(components.memories)
+            .max_tables_per_component(components.tables)
+            .max_memories_per_module(components.memories_per_module)
+            .max_tables_per_module(components.tables_per_module)
+            .table_elements(usize::try_from(components.table_elements).unwrap_or(usize::MAX))
             .max_memory_size(config.ceilings.memory);
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
@@ -139,7 +160,14 @@ impl StyleRuntime {
             cache,
             config,
             ticker,
+            failed: Mutex::new(HashMap::new()),
+            compilations: AtomicU64::new(0),
         }))
+    }
+
+    /// How many components this runtime has compiled (cache misses), for tests and metrics.
+    pub fn compilations(&self) -> u64 {
+        self.compilations.load(Ordering::Relaxed)
     }
 
     /// The runtime's settings.
@@ -147,8 +175,10 @@ impl StyleRuntime {
         &self.config
     }
 
-    /// Compiles (or loads from the cache) a component and checks that it implements the
-    /// `style` world. Blocking: call it off the async runtime's workers.
+    /// Checks a component against the host's limits, compiles it (or loads it from the cache)
+    /// and checks that it implements the `style` world. A component that failed before (same
+    /// SHA-256 `digest`) is refused at once, never compiled again. Blocking: call it off the
+    /// async runtime's workers.
     pub fn compile(
         self: &Arc<Self>,
         style: &str,
@@ -157,18 +187,26 @@ impl StyleRuntime {
         limits: CallLimits,
         assets: Option<PathBuf>,
     ) -> anyhow::Result<StyleComponent> {
-        let component = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, wasm, digest)?,
-            None => Component::new(&self.engine, wasm).map_err(anyhow::Error::from)?,
+        let failed = |message: &str| {
+            anyhow::anyhow!(
+                "{message} (remembered: this component is not compiled again until it changes)"
+            )
         };
+        // The memory cap is part of the check (a memory's initial size), so part of the key.
+        let key = format!("{digest}/{}", limits.memory);
+        if let Some(message) = self.lock_failed().get(&key) {
+            return Err(failed(message));
+        }
         let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(anyhow::Error::from)
-            .context("the component imports something the host does not grant")?;
-        let pre = StylePre::new(pre)
-            .map_err(anyhow::Error::from)
-            .context("the component does not implement the likeness:style world")?;
+            .check_and_compile(wasm, digest, limits)
+            .map_err(|error| {
+                let mut remembered = self.lock_failed();
+                if remembered.len() >= FAILED_REMEMBERED {
+                    remembered.clear();
+                }
+                remembered.insert(key, format!("{error:#}"));
+                error
+            })?;
         Ok(StyleComponent {
             style: style.to_string(),
             runtime: Arc::clone(self),
@@ -176,6 +214,47 @@ impl StyleRuntime {
             limits,
             assets,
         })
+    }
+
+    fn check_and_compile(
+        &self,
+        wasm: &[u8],
+        digest: &str,
+        limits: CallLimits,
+    ) -> anyhow::Result<StylePre<Sandbox>> {
+        precheck::check(wasm, &self.config.components, limits.memory)?;
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.load(&self.engine, digest));
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                self.compilations.fetch_add(1, Ordering::Relaxed);
+                let compiled = self
+                    .engine
+                    .precompile_component(wasm)
+                    .map_err(anyhow::Error::from)?;
+                match &self.cache {
+                    Some(cache) => cache.store(&self.engine, digest, &compiled)?,
+                    // SAFETY: the bytes were produced just now by this engine.
+                    None => unsafe { Component::deserialize(&self.engine, &compiled) }
+                        .map_err(anyhow::Error::from)?,
+                }
+            }
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("the component imports something the host does not grant")?;
+        StylePre::new(pre)
+            .map_err(anyhow::Error::from)
+            .context("the component does not implement the likeness:style world")
+    }
+
+    fn lock_failed(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.failed.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
