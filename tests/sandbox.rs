@@ -548,3 +548,122 @@ async fn a_compile_bomb_is_refused_before_compiling_and_never_compiled_again() {
     );
     package::load(&runtime, &good).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lying_plans_are_refused_naming_the_field() {
+    let style = hostile("[limits]\nplan_ms = 1000").await;
+    for (attack, field) in [
+        ("huge-prompt", "plan.prompt"),
+        ("huge-negative", "plan.negative-prompt"),
+        ("huge-reason", "plan.reason"),
+        ("empty-reason", "plan.reason"),
+        ("many-controls", "plan.control-maps"),
+        ("bad-control", "plan.control-maps[0].end"),
+        ("nan-weight", "plan.identity-weight"),
+        ("inf-guidance", "plan.guidance"),
+        ("bad-fallback", "plan.fallback"),
+        ("zero-size", "plan.size"),
+        ("huge-size", "plan.size"),
+        ("bad-face", "plan.reference-face"),
+    ] {
+        let error = plan(&style, &[("attack", attack)]).await.unwrap_err();
+        match &error {
+            CallError::BadOutput {
+                call: Call::Plan,
+                field: named,
+                message,
+                ..
+            } => {
+                assert_eq!(named, field, "{attack}: {message}");
+                assert!(message.starts_with(field), "{attack}: {message}");
+                assert!(
+                    message.len() < 200,
+                    "{attack}: the message echoes the value"
+                );
+            }
+            other => panic!("{attack}: {other:?}"),
+        }
+        assert_eq!(error.code(), "style_bad_output");
+    }
+    assert_host_still_serves(&style).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_style_info_fails_the_load_naming_the_field() {
+    for (marker, field) in [
+        ("describe:bigtxt:0000000000", "style-info.description"),
+        ("describe:params:0000000000", "style-info.params"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let package = common::write_package(
+            dir.path(),
+            "hostile",
+            "0.1.0-generation-a",
+            &common::hostile_wasm_describing(marker),
+            "[limits]\nplan_ms = 1000",
+        );
+        let error = package::load(&common::runtime(), &package)
+            .await
+            .unwrap_err();
+        let call = error.downcast_ref::<CallError>();
+        assert!(
+            matches!(call, Some(CallError::BadOutput { call: Call::Describe, field: f, .. }) if f == field),
+            "{marker}: {error:#}"
+        );
+    }
+}
+
+/// A photo without faces, as PNG bytes.
+fn gray_png() -> Vec<u8> {
+    let mut png = Vec::new();
+    image::RgbImage::from_pixel(96, 64, image::Rgb([120, 130, 140]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_refuses_lying_plans_without_a_diffusion_pack() {
+    use likeness_host::pipeline::{GenerateError, Pipeline};
+    let dir = tempfile::tempdir().unwrap();
+    common::write_package(
+        dir.path(),
+        "hostile",
+        "0.1.0-generation-a",
+        common::hostile_wasm(),
+        "[limits]\nplan_ms = 1000",
+    );
+    let registry = likeness_host::style::Registry::new(common::runtime(), dir.path());
+    registry.load_all().await.unwrap();
+    let pipeline = Pipeline::new(registry, common::vision(), Default::default());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    for (attack, field) in [
+        ("nan-weight", "plan.identity-weight"),
+        ("bad-fallback", "plan.fallback"),
+        ("zero-size", "plan.size"),
+        ("empty-reason", "plan.reason"),
+        ("huge-prompt", "plan.prompt"),
+    ] {
+        let error = pipeline
+            .generate(
+                "hostile",
+                gray_png(),
+                &options(&[("attack", attack)]),
+                &|_| {},
+                &cancel,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, GenerateError::Style(CallError::BadOutput { field: f, .. }) if f == field),
+            "{attack}: {error:?}"
+        );
+        assert_eq!(error.code(), "style_bad_output");
+        assert_eq!(error.http_status(), 503);
+    }
+    let good = pipeline
+        .generate("hostile", gray_png(), &Vec::new(), &|_| {}, &cancel)
+        .await
+        .unwrap();
+    assert_eq!(good.plan.reason, "behaving 0.1.0-generation-a");
+}

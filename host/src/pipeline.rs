@@ -58,9 +58,6 @@ pub enum GenerateError {
     /// The style failed or refused.
     #[error(transparent)]
     Style(#[from] CallError),
-    /// The plan asks for something this host cannot run.
-    #[error("style '{style}' planned method '{method}', which this host cannot run")]
-    Unrunnable { style: String, method: &'static str },
     /// The diffusion engine failed.
     #[error("generation failed: {0}")]
     Diffusion(likeness_diffusion::DiffusionError),
@@ -85,7 +82,6 @@ impl GenerateError {
             }
             GenerateError::Diffusion(_) => "generation_failed",
             GenerateError::Style(error) => error.code(),
-            GenerateError::Unrunnable { .. } => "style_bad_output",
             GenerateError::Canceled => "canceled",
             GenerateError::Internal(_) => "internal_error",
         }
@@ -102,7 +98,7 @@ impl GenerateError {
                 runtime::StyleError::UnusableInput(_) => 422,
                 runtime::StyleError::Internal(_) => 503,
             },
-            GenerateError::Style(_) | GenerateError::Unrunnable { .. } => 503,
+            GenerateError::Style(_) => 503,
             GenerateError::Canceled => 409,
             GenerateError::Diffusion(likeness_diffusion::DiffusionError::Invalid(_)) => 422,
             GenerateError::Diffusion(likeness_diffusion::DiffusionError::Unsupported(_)) => 503,
@@ -118,7 +114,6 @@ impl GenerateError {
         match self {
             GenerateError::UnknownStyle(id) | GenerateError::StyleUnavailable(id, _) => Some(id),
             GenerateError::Style(error) => Some(error.style()),
-            GenerateError::Unrunnable { style, .. } => Some(style),
             _ => None,
         }
     }
@@ -279,19 +274,13 @@ impl Pipeline {
         let started = Instant::now();
         let capabilities = self.capabilities();
         let style_analysis = to_style_analysis(&analysis);
+        // The runtime checks the plan against this analysis and these capabilities (method and
+        // fallback offered, bounded prompts and reason, finite weights, a sane size).
         let plan = style
             .component
             .plan(&style_analysis, &capabilities, options)
             .await?;
         timings.push(("planning", ms(started)));
-        let runnable = plan.method == IdentityMethod::None
-            || capabilities.identity_methods.contains(&plan.method);
-        if !runnable {
-            return Err(GenerateError::Unrunnable {
-                style: style_id.to_string(),
-                method: plan.method.as_str(),
-            });
-        }
 
         // With method `none` the style draws from the photo itself.
         let (input, scale) = match (&self.diffusion, plan.method) {

@@ -68,11 +68,15 @@ pub enum CallError {
         call: Call,
         message: String,
     },
-    /// The guest returned something the contract forbids (e.g. an image of the wrong size).
+    /// The guest returned something the contract forbids (e.g. an image of the wrong size, a
+    /// NaN weight, a 1 MB prompt).
     #[error("style '{style}' returned a bad result from {call}: {message}")]
     BadOutput {
         style: String,
         call: Call,
+        /// The field, as the WIT spells it (e.g. `plan.identity-weight`).
+        field: String,
+        /// What is wrong with it, naming the field.
         message: String,
     },
     /// No instance could be made (e.g. every pooled slot is busy).

@@ -5,6 +5,7 @@
 mod bindings;
 mod budget;
 mod cache;
+pub mod checks;
 mod error;
 mod precheck;
 mod sandbox;
@@ -280,14 +281,17 @@ impl StyleComponent {
         self.limits
     }
 
-    /// Calls `describe` in a fresh instance.
+    /// Calls `describe` in a fresh instance and checks what it returns ([`checks::info`]).
     pub async fn describe(&self) -> Result<StyleInfo, CallError> {
         let (mut store, style, budget) = self.instantiate(Call::Describe).await?;
         let result = guarded(&budget, style.call_describe(&mut store)).await;
-        self.finish(Call::Describe, &store, result)
+        let info = self.finish(Call::Describe, &store, result)?;
+        checks::info(&info).map_err(|bad| self.bad_output(Call::Describe, bad))?;
+        Ok(info)
     }
 
-    /// Calls `plan` in a fresh instance.
+    /// Calls `plan` in a fresh instance and checks the plan against the analysis and the
+    /// capabilities it was made for ([`checks::plan`]).
     pub async fn plan(
         &self,
         analysis: &Analysis,
@@ -297,12 +301,16 @@ impl StyleComponent {
         let (mut store, style, budget) = self.instantiate(Call::Plan).await?;
         let call = style.call_plan(&mut store, analysis, capabilities, options);
         let result = guarded(&budget, call).await;
-        self.finish(Call::Plan, &store, result)?
-            .map_err(|error| self.style_error(error))
+        let plan = self
+            .finish(Call::Plan, &store, result)?
+            .map_err(|error| self.style_error(error))?;
+        checks::plan(&plan, analysis, capabilities)
+            .map_err(|bad| self.bad_output(Call::Plan, bad))?;
+        Ok(plan)
     }
 
     /// Calls `post-process` in a fresh instance and checks that the image it returns has the
-    /// input's size.
+    /// input's size ([`checks::image`]).
     pub async fn post_process(
         &self,
         image: &Image,
@@ -316,21 +324,7 @@ impl StyleComponent {
         let output = self
             .finish(Call::PostProcess, &store, result)?
             .map_err(|e| self.style_error(e))?;
-        let expected = image.width as usize * image.height as usize * 4;
-        if output.width != image.width || output.height != image.height {
-            return Err(self.bad_output(format!(
-                "{}x{} image for a {}x{} input",
-                output.width, output.height, image.width, image.height
-            )));
-        }
-        if output.rgba.len() != expected {
-            return Err(self.bad_output(format!(
-                "{} bytes of RGBA for {}x{} (expected {expected})",
-                output.rgba.len(),
-                output.width,
-                output.height
-            )));
-        }
+        checks::image(&output, image).map_err(|bad| self.bad_output(Call::PostProcess, bad))?;
         Ok(output)
     }
 
@@ -430,11 +424,12 @@ impl StyleComponent {
         }
     }
 
-    fn bad_output(&self, message: String) -> CallError {
+    fn bad_output(&self, call: Call, bad: checks::BadField) -> CallError {
         CallError::BadOutput {
             style: self.style.clone(),
-            call: Call::PostProcess,
-            message,
+            call,
+            field: bad.field,
+            message: bad.message,
         }
     }
 }
