@@ -667,3 +667,34 @@ async fn the_pipeline_refuses_lying_plans_without_a_diffusion_pack() {
         .unwrap();
     assert_eq!(good.plan.reason, "behaving 0.1.0-generation-a");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guests_see_clocks_in_whole_milliseconds() {
+    let style = hostile("[limits]\nplan_ms = 1000").await;
+    let report = plan(&style, &[("attack", "clock")]).await.unwrap();
+    eprintln!("the guest saw: {report}");
+    let numbers: Vec<u128> = report
+        .split(' ')
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    let [
+        monotonic_step,
+        monotonic_resolution,
+        wall_step,
+        wall_resolution,
+    ] = numbers[..]
+    else {
+        panic!("{report}")
+    };
+    for (what, nanos) in [
+        ("monotonic resolution", monotonic_resolution),
+        ("wall resolution", wall_resolution),
+    ] {
+        assert_eq!(nanos, 1_000_000, "{what}: {report}");
+    }
+    // 200k readings may all fall in one millisecond (then no step is seen at all), but no step
+    // is ever finer than one.
+    for (what, nanos) in [("monotonic step", monotonic_step), ("wall step", wall_step)] {
+        assert!(nanos == 0 || nanos >= 1_000_000, "{what}: {report}");
+    }
+}

@@ -6,6 +6,7 @@ mod bindings;
 mod budget;
 mod cache;
 pub mod checks;
+mod clock;
 mod error;
 mod precheck;
 mod sandbox;

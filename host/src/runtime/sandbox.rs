@@ -1,7 +1,8 @@
 //! The per-call sandbox: a style instance's store state, what it may touch and what it may use.
 //!
 //! Every call gets a fresh [`Sandbox`]: WASI with no capability granted (no environment, no
-//! arguments, no network, stdin empty, stdout/stderr captured into a bounded buffer), except a
+//! arguments, no network, stdin empty, stdout/stderr captured into a bounded buffer, clocks in
+//! whole milliseconds), except a
 //! read-only `/assets` pre-open when the style's manifest asks for it; a memory cap enforced by a
 //! [`ResourceLimiter`]; and the call's [`Budget`] (CPU time, wall-clock ceiling) checked at every
 //! epoch tick.
@@ -18,6 +19,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{Level, likeness};
 use super::budget::{Budget, Limit};
+use super::clock::{CoarseMonotonicClock, CoarseWallClock};
 
 /// Most bytes of stdout + stderr kept from one call; the rest is dropped.
 const OUTPUT_CAP: usize = 64 * 1024;
@@ -61,6 +63,8 @@ impl Sandbox {
         builder
             .stdout(output.clone())
             .stderr(output.clone())
+            .wall_clock(CoarseWallClock)
+            .monotonic_clock(CoarseMonotonicClock::new())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
