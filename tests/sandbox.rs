@@ -29,20 +29,38 @@ fn analysis() -> Analysis {
     }
 }
 
-async fn hostile(extra: &str) -> Arc<LoadedStyle> {
+/// A temporary folder holding the package `hostile` of `wasm` with `extra` manifest lines.
+fn hostile_package(wasm: &[u8], extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let package = common::write_package(
-        dir.path(),
-        "hostile",
-        "0.1.0-generation-a",
-        common::hostile_wasm(),
-        extra,
-    );
+    let package = common::write_package(dir.path(), "hostile", "0.1.0-generation-a", wasm, extra);
+    (dir, package)
+}
+
+async fn hostile(extra: &str) -> Arc<LoadedStyle> {
+    let (dir, package) = hostile_package(common::hostile_wasm(), extra);
     let style = package::load(&common::runtime(), &package)
         .await
         .expect("the hostile style behaves by default");
     std::mem::forget(dir); // the assets test below needs the folder while the style lives
     style
+}
+
+/// The style's plan for a photo without faces on a host without diffusion.
+async fn fallback_plan(style: &LoadedStyle) -> likeness_host::runtime::Plan {
+    style
+        .component
+        .plan(&analysis(), &Capabilities::none(), &Vec::new())
+        .await
+        .unwrap()
+}
+
+/// A `width` x `height` photo of one grey.
+fn photo(width: u32, height: u32) -> Image {
+    Image {
+        width,
+        height,
+        rgba: vec![7; (width * height * 4) as usize],
+    }
 }
 
 async fn plan(style: &LoadedStyle, pairs: &[(&str, &str)]) -> Result<String, CallError> {
@@ -182,16 +200,8 @@ impl Drop for CpuHog {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_cpu_hog_valid_work_keeps_its_budget_and_a_loop_still_stops() {
     let style = hostile("").await;
-    let photo = Image {
-        width: 64,
-        height: 48,
-        rgba: vec![9; 64 * 48 * 4],
-    };
-    let fallback = style
-        .component
-        .plan(&analysis(), &Capabilities::none(), &Vec::new())
-        .await
-        .unwrap();
+    let photo = photo(64, 48);
+    let fallback = fallback_plan(&style).await;
     let burn = options(&[("burn", BURN_300_MS)]);
     let (started, cpu) = (Instant::now(), process_cpu());
     style
@@ -256,20 +266,11 @@ async fn a_guest_sleeping_in_plan_or_post_process_is_stopped_at_the_wall_clock_c
     );
     assert!(elapsed < Duration::from_secs(5), "slept on: {elapsed:?}");
 
-    let plan_ok = style
-        .component
-        .plan(&analysis(), &Capabilities::none(), &Vec::new())
-        .await
-        .unwrap();
-    let photo = Image {
-        width: 8,
-        height: 8,
-        rgba: vec![0; 8 * 8 * 4],
-    };
+    let plan_ok = fallback_plan(&style).await;
     let started = Instant::now();
     let error = style
         .component
-        .post_process(&photo, &analysis(), &plan_ok, &sleep)
+        .post_process(&photo(8, 8), &analysis(), &plan_ok, &sleep)
         .await
         .unwrap_err();
     assert!(
@@ -295,14 +296,7 @@ async fn sleepers_neither_hold_good_requests_nor_leak_pool_slots() {
         max_instances: 2,
         ..RuntimeConfig::default()
     });
-    let dir = tempfile::tempdir().unwrap();
-    let package = common::write_package(
-        dir.path(),
-        "hostile",
-        "0.1.0-generation-a",
-        common::hostile_wasm(),
-        "",
-    );
+    let (_dir, package) = hostile_package(common::hostile_wasm(), "");
     let style = Arc::new(package::load(&runtime, &package).await.unwrap());
     for _ in 0..4 {
         let sleeper = {
@@ -334,11 +328,7 @@ async fn sleepers_neither_hold_good_requests_nor_leak_pool_slots() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_describe_that_sleeps_fails_the_load_at_its_ceiling() {
-    let dir = tempfile::tempdir().unwrap();
-    let package = common::write_package(
-        dir.path(),
-        "hostile",
-        "0.1.0-generation-a",
+    let (_dir, package) = hostile_package(
         &common::hostile_wasm_describing("describe:sleeps:0000030000"),
         "",
     );
@@ -405,16 +395,8 @@ async fn a_panic_is_a_trap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_of_the_wrong_size_is_refused() {
     let style = hostile("").await;
-    let plan = style
-        .component
-        .plan(&analysis(), &Capabilities::none(), &Vec::new())
-        .await
-        .unwrap();
-    let photo = Image {
-        width: 32,
-        height: 16,
-        rgba: vec![7; 32 * 16 * 4],
-    };
+    let plan = fallback_plan(&style).await;
+    let photo = photo(32, 16);
     for attack in ["wrong-size", "short-buffer"] {
         let error = style
             .component
@@ -456,14 +438,7 @@ async fn files_environment_and_arguments_are_out_of_reach() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn granted_assets_are_read_only_and_do_not_leak_the_package() {
-    let dir = tempfile::tempdir().unwrap();
-    let package = common::write_package(
-        dir.path(),
-        "hostile",
-        "0.1.0-generation-a",
-        common::hostile_wasm(),
-        "[grants]\nassets = true",
-    );
+    let (_dir, package) = hostile_package(common::hostile_wasm(), "[grants]\nassets = true");
     std::fs::create_dir(package.join("assets")).unwrap();
     std::fs::write(package.join("assets").join("paper.pgm"), b"P5 1 1 255 x").unwrap();
     let style = package::load(&common::runtime(), &package).await.unwrap();
@@ -519,8 +494,7 @@ async fn a_global_of_one_request_is_gone_in_the_next() {
 async fn a_compile_bomb_is_refused_before_compiling_and_never_compiled_again() {
     let functions = "(func)".repeat(100_000);
     let bomb = wat::parse_str(format!("(component (core module {functions}))")).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let package = common::write_package(dir.path(), "hostile", "0.1.0-generation-a", &bomb, "");
+    let (_dir, package) = hostile_package(&bomb, "");
     let runtime = common::runtime();
     for attempt in 0..3 {
         let started = Instant::now();
@@ -539,13 +513,7 @@ async fn a_compile_bomb_is_refused_before_compiling_and_never_compiled_again() {
     }
     assert_eq!(runtime.compilations(), 0, "the bomb reached the compiler");
     // A good component still compiles (or loads from the cache) on the same runtime.
-    let good = common::write_package(
-        dir.path(),
-        "hostile",
-        "0.1.0-generation-a",
-        common::hostile_wasm(),
-        "",
-    );
+    let (_good_dir, good) = hostile_package(common::hostile_wasm(), "");
     package::load(&runtime, &good).await.unwrap();
 }
 
@@ -594,11 +562,7 @@ async fn oversized_style_info_fails_the_load_naming_the_field() {
         ("describe:bigtxt:0000000000", "style-info.description"),
         ("describe:params:0000000000", "style-info.params"),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let package = common::write_package(
-            dir.path(),
-            "hostile",
-            "0.1.0-generation-a",
+        let (_dir, package) = hostile_package(
             &common::hostile_wasm_describing(marker),
             "[limits]\nplan_ms = 1000",
         );

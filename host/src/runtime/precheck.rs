@@ -69,6 +69,17 @@ pub fn check(wasm: &[u8], limits: &ComponentLimits, memory_cap: usize) -> anyhow
     let over = |what: &str, count: u64, limit: u64| {
         anyhow::anyhow!("the component declares {count} {what}; the host allows at most {limit}")
     };
+    let per_module = |module: usize, what: &str, count: u32, limit: u32| {
+        anyhow::ensure!(
+            count <= limit,
+            over(
+                &format!("{what} in core module {module} ({what} per module)"),
+                count.into(),
+                limit.into()
+            )
+        );
+        Ok(())
+    };
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload.map_err(|e| anyhow::anyhow!("the component is malformed: {e}"))?;
         let in_core = in_module.last() == Some(&true);
@@ -83,33 +94,15 @@ pub fn check(wasm: &[u8], limits: &ComponentLimits, memory_cap: usize) -> anyhow
             }
             Payload::FunctionSection(section) if in_core => {
                 let n = section.count();
-                if n > limits.functions_per_module {
-                    return Err(over(
-                        &format!("functions in core module {module} (functions per module)"),
-                        n.into(),
-                        limits.functions_per_module.into(),
-                    ));
-                }
+                per_module(module, "functions", n, limits.functions_per_module)?;
             }
             Payload::GlobalSection(section) if in_core => {
                 let n = section.count();
-                if n > limits.globals_per_module {
-                    return Err(over(
-                        &format!("globals in core module {module} (globals per module)"),
-                        n.into(),
-                        limits.globals_per_module.into(),
-                    ));
-                }
+                per_module(module, "globals", n, limits.globals_per_module)?;
             }
             Payload::MemorySection(section) if in_core => {
                 let n = section.count();
-                if n > limits.memories_per_module {
-                    return Err(over(
-                        &format!("memories in core module {module} (memories per module)"),
-                        n.into(),
-                        limits.memories_per_module.into(),
-                    ));
-                }
+                per_module(module, "memories", n, limits.memories_per_module)?;
                 memories = memories.saturating_add(n);
                 for memory in section {
                     let memory = memory?;
@@ -126,13 +119,7 @@ pub fn check(wasm: &[u8], limits: &ComponentLimits, memory_cap: usize) -> anyhow
             }
             Payload::TableSection(section) if in_core => {
                 let n = section.count();
-                if n > limits.tables_per_module {
-                    return Err(over(
-                        &format!("tables in core module {module} (tables per module)"),
-                        n.into(),
-                        limits.tables_per_module.into(),
-                    ));
-                }
+                per_module(module, "tables", n, limits.tables_per_module)?;
                 tables = tables.saturating_add(n);
                 for table in section {
                     let initial = table?.ty.initial;
