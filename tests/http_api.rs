@@ -972,6 +972,8 @@ async fn a_flood_beyond_the_queue_is_shed_with_429_and_the_server_recovers() {
     let mut config = serve_config(styles.path());
     config.admission.queue = 2;
     config.admission.generation_slots = 1;
+    // One client sends the whole flood: let it upload all twelve at once.
+    config.admission.uploads_per_client = 12;
     let server = TestServer::start(config).await;
     let url = server.at("/v1/styles/hostile/generations");
     let flood: Vec<_> = (0..12)

@@ -33,6 +33,8 @@ pub struct ServeConfig {
     pub access: AccessConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
+    /// How slow a client may be.
+    pub http: HttpConfig,
 }
 
 impl Default for ServeConfig {
@@ -48,6 +50,7 @@ impl Default for ServeConfig {
             jobs: JobsConfig::default(),
             access: AccessConfig::default(),
             shutdown: ShutdownConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -80,6 +83,12 @@ pub struct AdmissionConfig {
     pub generation_slots: usize,
     /// CPU stages (decode and analyse, post-process, encode) that may run at once.
     pub cpu_slots: usize,
+    /// Request bodies (uploads) that may be read at once; beyond that requests are shed with
+    /// 429 before their bodies are read. A generation takes its queue place only once its
+    /// upload has been read, so slow uploads cannot fill the queue.
+    pub uploads: usize,
+    /// Uploads one client address may have in progress at once.
+    pub uploads_per_client: usize,
 }
 
 impl Default for AdmissionConfig {
@@ -89,6 +98,8 @@ impl Default for AdmissionConfig {
             queue: 32,
             generation_slots: cores.clamp(1, 8),
             cpu_slots: cores,
+            uploads: 32,
+            uploads_per_client: 8,
         }
     }
 }
@@ -160,6 +171,43 @@ impl Default for ShutdownConfig {
     }
 }
 
+/// How slow a client may be (`[http]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Seconds a client may take to send a request's headers; a connection that sends nothing
+    /// for this long between requests is closed too.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may take before the minimum rate applies.
+    pub body_grace_secs: u64,
+    /// The slowest a request body may arrive, in bytes per second after the grace: a body of
+    /// N bytes must have arrived `body_grace_secs + N / body_min_bytes_per_sec` seconds after
+    /// its request's headers, else the request is answered 408 and its connection closed.
+    pub body_min_bytes_per_sec: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_read_timeout_secs: 10,
+            body_grace_secs: 5,
+            body_min_bytes_per_sec: 64 * 1024,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// How long a client may take to send a request's headers.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+
+    /// How long a request body may take before the minimum rate applies.
+    pub fn body_grace(&self) -> Duration {
+        Duration::from_secs(self.body_grace_secs)
+    }
+}
+
 /// The flags (and environment variables) of `likeness serve`; each overrides the config file.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
@@ -193,6 +241,21 @@ pub struct ServeArgs {
     /// CPU stages that may run at once [default: cores].
     #[arg(long, env = "LIKENESS_CPU_SLOTS")]
     pub cpu_slots: Option<usize>,
+    /// Request bodies that may be read at once [default: 32].
+    #[arg(long, env = "LIKENESS_UPLOADS")]
+    pub uploads: Option<usize>,
+    /// Uploads one client address may have in progress at once [default: 8].
+    #[arg(long, env = "LIKENESS_UPLOADS_PER_CLIENT")]
+    pub uploads_per_client: Option<usize>,
+    /// Seconds a client may take to send a request's headers [default: 10].
+    #[arg(long, env = "LIKENESS_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a request body may take before the minimum rate applies [default: 5].
+    #[arg(long, env = "LIKENESS_BODY_GRACE_SECS")]
+    pub body_grace_secs: Option<u64>,
+    /// The slowest a request body may arrive after the grace, in bytes/s [default: 65536].
+    #[arg(long, env = "LIKENESS_BODY_MIN_BYTES_PER_SEC")]
+    pub body_min_bytes_per_sec: Option<u64>,
     /// Seconds a finished job is kept [default: 600].
     #[arg(long, env = "LIKENESS_JOB_TTL_SECS")]
     pub job_ttl_secs: Option<u64>,
@@ -258,6 +321,20 @@ impl ServeConfig {
         set(&mut self.admission.queue, args.queue);
         set(&mut self.admission.generation_slots, args.generation_slots);
         set(&mut self.admission.cpu_slots, args.cpu_slots);
+        set(&mut self.admission.uploads, args.uploads);
+        set(
+            &mut self.admission.uploads_per_client,
+            args.uploads_per_client,
+        );
+        set(
+            &mut self.http.header_read_timeout_secs,
+            args.header_read_timeout_secs,
+        );
+        set(&mut self.http.body_grace_secs, args.body_grace_secs);
+        set(
+            &mut self.http.body_min_bytes_per_sec,
+            args.body_min_bytes_per_sec,
+        );
         set(&mut self.jobs.ttl_secs, args.job_ttl_secs);
         set(&mut self.access.api_keys, args.api_keys.map(non_empty));
         set(&mut self.access.rate_per_second, args.rate_per_second);
@@ -277,6 +354,14 @@ impl ServeConfig {
         ensure!(
             self.admission.generation_slots > 0 && self.admission.cpu_slots > 0,
             "admission.generation_slots and admission.cpu_slots must be positive"
+        );
+        ensure!(
+            self.admission.uploads > 0 && self.admission.uploads_per_client > 0,
+            "admission.uploads and admission.uploads_per_client must be positive"
+        );
+        ensure!(
+            self.http.header_read_timeout_secs > 0 && self.http.body_min_bytes_per_sec > 0,
+            "http.header_read_timeout_secs and http.body_min_bytes_per_sec must be positive"
         );
         ensure!(
             self.access.rate_per_second > 0.0 && self.access.rate_per_second.is_finite(),

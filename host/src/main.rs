@@ -33,7 +33,7 @@ struct Cli {
 enum Command {
     /// Runs the HTTP service, hot-reloading the styles folder. Settings come from --config FILE
     /// (TOML), then LIKENESS_* variables, then flags.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Styles photos in-process (no server), writing <out>/<stem>.<style>.<ext>. Exits 1 when
     /// any photo failed.
     Run {
@@ -161,7 +161,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(args) => serve(ServeConfig::resolve(args)?).await,
+        Command::Serve(args) => serve(ServeConfig::resolve(*args)?).await,
         Command::Run {
             style,
             photos,

@@ -29,9 +29,12 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     /// Generations running.
     pub running: IntGauge,
+    /// Request bodies (uploads) being read.
+    pub uploads_in_progress: IntGauge,
     /// Asynchronous jobs kept (queued, running or finished within their TTL).
     pub jobs_stored: IntGauge,
-    /// Requests turned away, by reason (`queue_full`, `rate_limited`, `shutting_down`).
+    /// Requests turned away, by reason (`queue_full`, `uploads_full`, `client_uploads_full`,
+    /// `rate_limited`, `shutting_down`, `slow_body`).
     pub shed: IntCounterVec,
     /// Style calls the sandbox stopped, by style and code (trap, timeout, memory, stack,
     /// bad output).
@@ -81,6 +84,11 @@ impl Metrics {
             .expect("valid");
         let running =
             IntGauge::new("likeness_generations_running", "Generations running.").expect("valid");
+        let uploads_in_progress = IntGauge::new(
+            "likeness_uploads_in_progress",
+            "Request bodies (uploads) being read.",
+        )
+        .expect("valid");
         let jobs_stored =
             IntGauge::new("likeness_jobs_stored", "Asynchronous jobs kept.").expect("valid");
         let shed = IntCounterVec::new(
@@ -116,6 +124,7 @@ impl Metrics {
             Box::new(stage_seconds.clone()),
             Box::new(queue_depth.clone()),
             Box::new(running.clone()),
+            Box::new(uploads_in_progress.clone()),
             Box::new(jobs_stored.clone()),
             Box::new(shed.clone()),
             Box::new(plugin_traps.clone()),
@@ -134,6 +143,7 @@ impl Metrics {
             stage_seconds,
             queue_depth,
             running,
+            uploads_in_progress,
             jobs_stored,
             shed,
             plugin_traps,

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::admission::{Admission, Ticket};
+use crate::admission::{Admission, Overloaded, Ticket};
 use crate::config::ServeConfig;
 use crate::jobs::{Failure, Job, Jobs, Outcome};
 use crate::metrics::Metrics;
@@ -87,6 +87,8 @@ impl Service {
         let m = &self.metrics;
         m.queue_depth.set(self.admission.queue_depth() as i64);
         m.running.set(self.admission.running() as i64);
+        m.uploads_in_progress
+            .set(self.admission.uploads_in_progress() as i64);
         m.jobs_stored.set(self.jobs.len() as i64);
         let (loaded, rejected) = self.pipeline.registry().reload_counts();
         m.style_reloads
@@ -96,6 +98,15 @@ impl Service {
             .with_label_values(&["rejected"])
             .set(rejected as i64);
         m.render()
+    }
+
+    /// Counts a request turned away by admission (metric `likeness_shed_total{reason}`).
+    pub fn shed(&self, overloaded: Overloaded) -> Overloaded {
+        self.metrics
+            .shed
+            .with_label_values(&[overloaded.shed.code()])
+            .inc();
+        overloaded
     }
 
     /// Whether the service is draining for shutdown (new work is refused).

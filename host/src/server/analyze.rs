@@ -48,27 +48,17 @@ pub async fn analyze(
     Query(query): Query<AnalyzeQuery>,
     request: Request,
 ) -> Result<Json<AnalysisView>, ApiError> {
-    let _place = state
-        .service
+    let service = &state.service;
+    let (upload, upload_place) = upload::read_admitted(service, request, Fields::ImageOnly).await?;
+    let _place = service
         .admission()
         .admit_analysis()
-        .inspect_err(|_| {
-            state
-                .service
-                .metrics()
-                .shed
-                .with_label_values(&["queue_full"])
-                .inc();
-        })?;
-    let upload = upload::read(request, Fields::ImageOnly).await?;
+        .map_err(|overloaded| service.shed(overloaded))?;
+    drop(upload_place);
     let options = AnalyzeOptions {
         embedding: query.embedding.unwrap_or(false),
         ..AnalyzeOptions::default()
     };
-    let (_, analysis) = state
-        .service
-        .pipeline()
-        .analyze(upload.image, options)
-        .await?;
+    let (_, analysis) = service.pipeline().analyze(upload.image, options).await?;
     Ok(Json(AnalysisView::from(&analysis)))
 }

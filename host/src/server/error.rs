@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::admission::Overloaded;
+use crate::admission::{Overloaded, Shed};
 use crate::jobs::Failure;
 use crate::pipeline::GenerateError;
 
@@ -117,10 +117,19 @@ impl ApiError {
 
 impl From<Overloaded> for ApiError {
     fn from(overloaded: Overloaded) -> Self {
+        let message = match overloaded.shed {
+            Shed::QueueFull => "the service is busy: the queue is full; retry later",
+            Shed::UploadsFull => {
+                "the service is busy: too many uploads are in progress; retry later"
+            }
+            Shed::ClientUploadsFull => {
+                "this client has too many uploads in progress; finish those first"
+            }
+        };
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "queue_full",
-            "the service is busy: the queue is full; retry later",
+            overloaded.shed.code(),
+            message,
         )
         .with_retry_after(overloaded.retry_after)
     }

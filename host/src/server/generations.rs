@@ -134,14 +134,14 @@ pub async fn create_generation(
         Some(_) => {}
     }
     let answer = negotiate(&headers);
-    let ticket = service.admission().admit_generation().inspect_err(|_| {
-        service
-            .metrics()
-            .shed
-            .with_label_values(&["queue_full"])
-            .inc();
-    })?;
-    let upload = upload::read(request, Fields::WithOptions).await?;
+    let shed = |overloaded| service.shed(overloaded);
+    // Shed at once when the queue is already full; the place itself is taken only once the
+    // upload has been read, so that slow uploads cannot hold queue places.
+    service.admission().check_generation().map_err(shed)?;
+    let (upload, upload_place) =
+        upload::read_admitted(service, request, Fields::WithOptions).await?;
+    let ticket = service.admission().admit_generation().map_err(shed)?;
+    drop(upload_place);
     let format = match answer {
         Answer::Image(format) => format,
         Answer::Json => upload.output_format.unwrap_or_default(),
