@@ -972,8 +972,6 @@ async fn a_flood_beyond_the_queue_is_shed_with_429_and_the_server_recovers() {
     let mut config = serve_config(styles.path());
     config.admission.queue = 2;
     config.admission.generation_slots = 1;
-    // One client sends the whole flood: let it upload all twelve at once.
-    config.admission.uploads_per_client = 12;
     let server = TestServer::start(config).await;
     let url = server.at("/v1/styles/hostile/generations");
     let flood: Vec<_> = (0..12)
@@ -1276,6 +1274,9 @@ async fn draining_refuses_new_work_and_finishes_what_is_in_flight() {
     let styles = styles_with_hostile();
     let mut config = serve_config(styles.path());
     config.shutdown.drain_secs = 10;
+    // Two generations of one style in flight at once.
+    config.admission.generation_slots = 2;
+    config.admission.style_slots = Some(2);
     let server = TestServer::start(config).await;
     let url = server.at("/v1/styles/hostile/generations");
     let in_flight = tokio::spawn({

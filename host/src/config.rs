@@ -1,6 +1,7 @@
 //! Settings of `likeness serve`: built-in defaults, overridden by a TOML file (`--config FILE`),
 //! overridden by environment variables (`LIKENESS_*`), overridden by command-line flags.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -89,6 +90,71 @@ pub struct AdmissionConfig {
     pub uploads: usize,
     /// Uploads one client address may have in progress at once.
     pub uploads_per_client: usize,
+    /// Generations of one style that may wait for a slot (default: three quarters of `queue`,
+    /// so that one style always leaves room for the others).
+    pub style_queue: Option<usize>,
+    /// Generations of one style that may run at once (default: every generation slot but one,
+    /// at least one).
+    pub style_slots: Option<usize>,
+    /// Per-style overrides of `style_queue` and `style_slots` (`[admission.styles.<id>]`).
+    pub styles: BTreeMap<String, StyleAdmissionConfig>,
+    /// The circuit breaker that stops sending work to a style that keeps failing.
+    pub breaker: BreakerConfig,
+}
+
+impl AdmissionConfig {
+    /// The bounds of style `id`: (generations waiting, generations running).
+    pub fn style_bounds(&self, id: &str) -> (usize, usize) {
+        let own = self.styles.get(id);
+        let queue = own
+            .and_then(|s| s.queue)
+            .or(self.style_queue)
+            .unwrap_or(self.queue - self.queue / 4);
+        let slots = own
+            .and_then(|s| s.slots)
+            .or(self.style_slots)
+            .unwrap_or(self.generation_slots.saturating_sub(1))
+            .max(1);
+        (queue, slots)
+    }
+}
+
+/// One style's admission bounds (`[admission.styles.<id>]`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StyleAdmissionConfig {
+    /// Generations of this style that may wait for a slot.
+    pub queue: Option<usize>,
+    /// Generations of this style that may run at once.
+    pub slots: Option<usize>,
+}
+
+/// The per-style circuit breaker (`[admission.breaker]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive sandbox failures (timeouts, traps, memory or stack limits, bad output) of
+    /// a style after which it gets no work for `open_secs`.
+    pub failures: u32,
+    /// Seconds a style gets no work once its breaker opened; then one trial generation decides
+    /// whether it serves again.
+    pub open_secs: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failures: 5,
+            open_secs: 30,
+        }
+    }
+}
+
+impl BreakerConfig {
+    /// How long a style gets no work once its breaker opened.
+    pub fn open_for(&self) -> Duration {
+        Duration::from_secs(self.open_secs)
+    }
 }
 
 impl Default for AdmissionConfig {
@@ -100,6 +166,10 @@ impl Default for AdmissionConfig {
             cpu_slots: cores,
             uploads: 32,
             uploads_per_client: 8,
+            style_queue: None,
+            style_slots: None,
+            styles: BTreeMap::new(),
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -247,6 +317,18 @@ pub struct ServeArgs {
     /// Uploads one client address may have in progress at once [default: 8].
     #[arg(long, env = "LIKENESS_UPLOADS_PER_CLIENT")]
     pub uploads_per_client: Option<usize>,
+    /// Generations of one style that may wait [default: three quarters of the queue].
+    #[arg(long, env = "LIKENESS_STYLE_QUEUE")]
+    pub style_queue: Option<usize>,
+    /// Generations of one style that may run at once [default: all slots but one, at least 1].
+    #[arg(long, env = "LIKENESS_STYLE_SLOTS")]
+    pub style_slots: Option<usize>,
+    /// Consecutive sandbox failures that open a style's circuit breaker [default: 5].
+    #[arg(long, env = "LIKENESS_BREAKER_FAILURES")]
+    pub breaker_failures: Option<u32>,
+    /// Seconds an open circuit breaker keeps work from its style [default: 30].
+    #[arg(long, env = "LIKENESS_BREAKER_OPEN_SECS")]
+    pub breaker_open_secs: Option<u64>,
     /// Seconds a client may take to send a request's headers [default: 10].
     #[arg(long, env = "LIKENESS_HEADER_READ_TIMEOUT_SECS")]
     pub header_read_timeout_secs: Option<u64>,
@@ -326,6 +408,17 @@ impl ServeConfig {
             &mut self.admission.uploads_per_client,
             args.uploads_per_client,
         );
+        if args.style_queue.is_some() {
+            self.admission.style_queue = args.style_queue;
+        }
+        if args.style_slots.is_some() {
+            self.admission.style_slots = args.style_slots;
+        }
+        set(&mut self.admission.breaker.failures, args.breaker_failures);
+        set(
+            &mut self.admission.breaker.open_secs,
+            args.breaker_open_secs,
+        );
         set(
             &mut self.http.header_read_timeout_secs,
             args.header_read_timeout_secs,
@@ -358,6 +451,10 @@ impl ServeConfig {
         ensure!(
             self.admission.uploads > 0 && self.admission.uploads_per_client > 0,
             "admission.uploads and admission.uploads_per_client must be positive"
+        );
+        ensure!(
+            self.admission.breaker.failures > 0,
+            "admission.breaker.failures must be positive"
         );
         ensure!(
             self.http.header_read_timeout_secs > 0 && self.http.body_min_bytes_per_sec > 0,
@@ -413,6 +510,22 @@ mod tests {
         assert_eq!(config.admission.queue, 3);
         assert_eq!(config.access.api_keys, ["a", "b"]);
         assert_eq!(config.models, PathBuf::from("models"));
+    }
+
+    #[test]
+    fn each_style_leaves_room_for_the_others_unless_configured() {
+        let config: ServeConfig = toml::from_str(
+            "[admission]\nqueue = 32\ngeneration_slots = 4\n\
+             [admission.styles.anime]\nslots = 4\n",
+        )
+        .unwrap();
+        let mut admission = config.admission;
+        assert_eq!(admission.style_bounds("hostile"), (24, 3));
+        assert_eq!(admission.style_bounds("anime"), (24, 4));
+        admission.style_queue = Some(2);
+        assert_eq!(admission.style_bounds("anime"), (2, 4));
+        admission.generation_slots = 1;
+        assert_eq!(admission.style_bounds("hostile"), (2, 1));
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub struct Metrics {
     /// Asynchronous jobs kept (queued, running or finished within their TTL).
     pub jobs_stored: IntGauge,
     /// Requests turned away, by reason (`queue_full`, `uploads_full`, `client_uploads_full`,
-    /// `rate_limited`, `shutting_down`, `slow_body`).
+    /// `style_queue_full`, `circuit_open`, `rate_limited`, `shutting_down`, `slow_body`).
     pub shed: IntCounterVec,
     /// Style calls the sandbox stopped, by style and code (trap, timeout, memory, stack,
     /// bad output).
@@ -43,6 +43,12 @@ pub struct Metrics {
     pub style_reloads: IntGaugeVec,
     /// Synchronous generations abandoned because the client went away.
     pub client_disconnects: IntCounter,
+    /// Generations of each style waiting or running.
+    pub style_in_flight: IntGaugeVec,
+    /// Whether each style's circuit breaker keeps work away (1) or not (0).
+    pub circuit_open: IntGaugeVec,
+    /// Times each style's circuit breaker opened.
+    pub circuit_opened: IntCounterVec,
 }
 
 impl Metrics {
@@ -117,6 +123,30 @@ impl Metrics {
             "Synchronous generations abandoned because the client went away.",
         )
         .expect("valid metric");
+        let style_in_flight = IntGaugeVec::new(
+            Opts::new(
+                "likeness_style_in_flight",
+                "Generations of each style waiting or running.",
+            ),
+            &["style"],
+        )
+        .expect("valid metric");
+        let circuit_open = IntGaugeVec::new(
+            Opts::new(
+                "likeness_circuit_open",
+                "Whether each style's circuit breaker keeps work away (1) or not (0).",
+            ),
+            &["style"],
+        )
+        .expect("valid metric");
+        let circuit_opened = IntCounterVec::new(
+            Opts::new(
+                "likeness_circuit_opened_total",
+                "Times each style's circuit breaker opened.",
+            ),
+            &["style"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_seconds.clone()),
@@ -130,6 +160,9 @@ impl Metrics {
             Box::new(plugin_traps.clone()),
             Box::new(style_reloads.clone()),
             Box::new(client_disconnects.clone()),
+            Box::new(style_in_flight.clone()),
+            Box::new(circuit_open.clone()),
+            Box::new(circuit_opened.clone()),
         ] {
             registry
                 .register(collector)
@@ -149,6 +182,9 @@ impl Metrics {
             plugin_traps,
             style_reloads,
             client_disconnects,
+            style_in_flight,
+            circuit_open,
+            circuit_opened,
         }
     }
 

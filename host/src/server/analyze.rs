@@ -36,10 +36,11 @@ pub struct AnalyzeQuery {
         (status = 200, description = "The analysis.", body = AnalysisView),
         (status = 400, description = "Malformed request or empty upload.", body = ErrorBody),
         (status = 401, description = "A valid API key is required.", body = ErrorBody),
+        (status = 408, description = "The request body arrived too slowly.", body = ErrorBody),
         (status = 413, description = "The upload or the image is too large.", body = ErrorBody),
         (status = 415, description = "Not a JPEG, PNG or WebP image, or an unsupported content type.", body = ErrorBody),
         (status = 422, description = "The image cannot be decoded.", body = ErrorBody),
-        (status = 429, description = "Too many requests are waiting, or the API key's rate limit is exceeded.", body = ErrorBody),
+        (status = 429, description = "Too many requests are waiting or uploading, or the API key's rate limit is exceeded.", body = ErrorBody),
         (status = 503, description = "Shutting down, or the face models are unavailable.", body = ErrorBody),
     ),
     security((), ("api_key" = [])))]

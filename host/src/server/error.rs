@@ -125,13 +125,20 @@ impl From<Overloaded> for ApiError {
             Shed::ClientUploadsFull => {
                 "this client has too many uploads in progress; finish those first"
             }
+            Shed::StyleQueueFull => {
+                "this style has as much work waiting as its share of the queue allows; retry later"
+            }
+            Shed::CircuitOpen => {
+                "this style failed repeatedly (timeouts or crashes), so it gets no work for a \
+                 while; retry later"
+            }
         };
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            overloaded.shed.code(),
-            message,
-        )
-        .with_retry_after(overloaded.retry_after)
+        let status = match overloaded.shed {
+            Shed::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::TOO_MANY_REQUESTS,
+        };
+        ApiError::new(status, overloaded.shed.code(), message)
+            .with_retry_after(overloaded.retry_after)
     }
 }
 

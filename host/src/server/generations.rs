@@ -12,6 +12,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::upload::{self, Fields, GenerationForm, GenerationJson};
 use super::views::{GenerationView, JobView};
+use crate::admission::Overloaded;
 use crate::metrics::Metrics;
 use crate::output::{OutputFormat, Rendered};
 use crate::pipeline::GenerateError;
@@ -112,8 +113,9 @@ impl Drop for DisconnectGuard<'_> {
         (status = 413, description = "The upload or the image is too large.", body = ErrorBody),
         (status = 415, description = "Not a JPEG, PNG or WebP image, or an unsupported content type.", body = ErrorBody),
         (status = 422, description = "The image cannot be decoded, or the style cannot use it.", body = ErrorBody),
-        (status = 429, description = "The queue is full, or the API key's rate limit is exceeded (see Retry-After).", body = ErrorBody),
-        (status = 503, description = "The style is unavailable, or the service is shutting down.", body = ErrorBody),
+        (status = 408, description = "The request body arrived too slowly.", body = ErrorBody),
+        (status = 429, description = "The queue, the style's share of it or the upload places are full, or the API key's rate limit is exceeded (see Retry-After).", body = ErrorBody),
+        (status = 503, description = "The style is unavailable or its circuit breaker is open (see Retry-After), or the service is shutting down.", body = ErrorBody),
     ),
     security((), ("api_key" = [])))]
 pub async fn create_generation(
@@ -134,13 +136,27 @@ pub async fn create_generation(
         Some(_) => {}
     }
     let answer = negotiate(&headers);
-    let shed = |overloaded| service.shed(overloaded);
-    // Shed at once when the queue is already full; the place itself is taken only once the
-    // upload has been read, so that slow uploads cannot hold queue places.
-    service.admission().check_generation().map_err(shed)?;
+    let shed = |overloaded: Overloaded| {
+        let error = ApiError::from(service.shed(overloaded));
+        if overloaded.shed.is_style_specific() {
+            error.with_style(&style_id)
+        } else {
+            error
+        }
+    };
+    // Shed at once when the queue (or the style's share) is already full or the style's
+    // circuit breaker is open; the place itself is taken only once the upload has been read,
+    // so that slow uploads cannot hold queue places.
+    service
+        .admission()
+        .check_generation(&style_id)
+        .map_err(shed)?;
     let (upload, upload_place) =
         upload::read_admitted(service, request, Fields::WithOptions).await?;
-    let ticket = service.admission().admit_generation().map_err(shed)?;
+    let ticket = service
+        .admission()
+        .admit_generation(&style_id)
+        .map_err(shed)?;
     drop(upload_place);
     let format = match answer {
         Answer::Image(format) => format,
