@@ -36,6 +36,19 @@ pub struct ServeConfig {
     pub shutdown: ShutdownConfig,
     /// How slow a client may be.
     pub http: HttpConfig,
+    /// How log lines are written (to stderr).
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Plain text, coloured only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 impl Default for ServeConfig {
@@ -52,6 +65,7 @@ impl Default for ServeConfig {
             access: AccessConfig::default(),
             shutdown: ShutdownConfig::default(),
             http: HttpConfig::default(),
+            log_format: LogFormat::default(),
         }
     }
 }
@@ -361,6 +375,9 @@ pub struct ServeArgs {
     /// Seconds in-flight work may take to finish on shutdown [default: 30].
     #[arg(long, env = "LIKENESS_DRAIN_SECS")]
     pub drain_secs: Option<u64>,
+    /// How log lines are written: text or json [default: text].
+    #[arg(long, env = "LIKENESS_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 impl ServeConfig {
@@ -437,6 +454,7 @@ impl ServeConfig {
             args.cors_origins.map(non_empty),
         );
         set(&mut self.shutdown.drain_secs, args.drain_secs);
+        set(&mut self.log_format, args.log_format);
     }
 
     fn validate(&self) -> anyhow::Result<()> {

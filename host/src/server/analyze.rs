@@ -21,7 +21,7 @@ pub struct AnalyzeQuery {
 }
 
 /// Decodes a photo (EXIF orientation applied) and finds its faces.
-#[utoipa::path(post, path = "/v1/analyze", tag = "analysis",
+#[utoipa::path(post, path = "/v1/analyze", operation_id = "analyzePhoto", tag = "analysis",
     params(AnalyzeQuery),
     request_body(description = "The photo: multipart (`image`), JSON (`image` as a data URL) or the raw image.",
         content(

@@ -21,6 +21,9 @@ use crate::style::StyleState;
 
 /// Bytes percent-encoded in header values: controls, non-ASCII (always) and `%` itself.
 const HEADER_ENCODE: &AsciiSet = &CONTROLS.add(b'%');
+/// The longest fact (e.g. a style's reason) put into a header, in bytes before encoding; the
+/// JSON body and the job carry it in full.
+const MAX_HEADER_FACT: usize = 1024;
 
 /// How the client wants the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +94,7 @@ impl Drop for DisconnectGuard<'_> {
 /// Synchronous by default: 200 with the result as JSON, or, with `Accept: image/png`
 /// (`image/jpeg`, `image/webp`), the image itself with the facts in `X-Likeness-*` headers.
 /// With `Prefer: respond-async`: 202 and a job to follow (`GET /v1/jobs/{id}`, its `events`).
-#[utoipa::path(post, path = "/v1/styles/{id}/generations", tag = "generations",
+#[utoipa::path(post, path = "/v1/styles/{id}/generations", operation_id = "createGeneration", tag = "generations",
     params(
         ("id" = String, Path, description = "The style's id."),
         ("prefer" = Option<String>, Header, description = "`respond-async` for a 202 and a job."),
@@ -106,7 +109,15 @@ impl Drop for DisconnectGuard<'_> {
                 (Vec<u8> = "image/jpeg"),
                 (Vec<u8> = "image/webp"),
             )),
-        (status = 202, description = "Accepted as a job (`Prefer: respond-async`).", body = JobView),
+        (status = 202, description = "Accepted as a job (`Prefer: respond-async`).", body = JobView,
+            links(
+                ("getJob" = (operation_id = "getJob", parameters(("id" = "$response.body#/id")),
+                    description = "The job: status, stage, result or error.")),
+                ("jobEvents" = (operation_id = "jobEvents", parameters(("id" = "$response.body#/id")),
+                    description = "The job's progress as server-sent events.")),
+                ("cancelJob" = (operation_id = "cancelJob", parameters(("id" = "$response.body#/id")),
+                    description = "Cancels the job, or deletes it once finished.")),
+            )),
         (status = 400, description = "Malformed body, options the style refuses, or an empty upload.", body = ErrorBody),
         (status = 401, description = "A valid API key is required.", body = ErrorBody),
         (status = 404, description = "No style has this id.", body = ErrorBody),
@@ -213,7 +224,21 @@ pub async fn create_generation(
     Ok(response)
 }
 
-/// The facts of a generation as `X-Likeness-*` headers (the reason percent-encoded).
+/// `text` cut to at most `limit` bytes on a character boundary, ending in `…` when cut.
+fn truncated(text: &str, limit: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= limit {
+        return text.into();
+    }
+    const ELLIPSIS: char = '…';
+    let mut end = limit - ELLIPSIS.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ELLIPSIS}", &text[..end]).into()
+}
+
+/// The facts of a generation as `X-Likeness-*` headers (each cut to [`MAX_HEADER_FACT`] bytes,
+/// then percent-encoded).
 fn fact_headers(headers: &mut HeaderMap, rendered: &Rendered) {
     let timings = rendered
         .timings
@@ -225,6 +250,7 @@ fn fact_headers(headers: &mut HeaderMap, rendered: &Rendered) {
         ("x-likeness-id", rendered.id.clone()),
         ("x-likeness-style", rendered.style_id.clone()),
         ("x-likeness-style-version", rendered.style_version.clone()),
+        ("x-likeness-style-digest", rendered.style_digest.clone()),
         (
             "x-likeness-method",
             rendered.plan.method.as_str().to_string(),
@@ -233,6 +259,7 @@ fn fact_headers(headers: &mut HeaderMap, rendered: &Rendered) {
         ("x-likeness-timings", timings),
     ];
     for (name, value) in facts {
+        let value = truncated(&value, MAX_HEADER_FACT);
         let encoded = utf8_percent_encode(&value, HEADER_ENCODE).to_string();
         if let Ok(value) = HeaderValue::from_str(&encoded) {
             headers.insert(HeaderName::from_static(name), value);
@@ -284,6 +311,17 @@ mod tests {
         )])));
         assert!(prefers_async(&headers(&[("prefer", "Respond-Async")])));
         assert!(!prefers_async(&headers(&[("prefer", "return=minimal")])));
+    }
+
+    #[test]
+    fn long_facts_are_cut_on_a_character_boundary() {
+        assert_eq!(truncated("short", 1024), "short");
+        let long = "é".repeat(1000);
+        let cut = truncated(&long, MAX_HEADER_FACT);
+        assert!(cut.len() <= MAX_HEADER_FACT, "{}", cut.len());
+        assert!(cut.ends_with('…'));
+        assert!(cut.trim_end_matches('…').chars().all(|c| c == 'é'));
+        assert_eq!(truncated(&"a".repeat(1025), MAX_HEADER_FACT).len(), 1024);
     }
 
     #[test]

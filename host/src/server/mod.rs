@@ -102,7 +102,7 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     let mut document = document;
     openapi::binary_bodies(&mut document);
-    let document = Arc::new(document);
+    let document = Arc::new(openapi::to_json(&document));
 
     let request_id = HeaderName::from_static("x-request-id");
     let mut app = api

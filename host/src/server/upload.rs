@@ -95,6 +95,7 @@ impl From<FormatName> for OutputFormat {
 #[serde(deny_unknown_fields)]
 pub struct GenerationJson {
     /// The photo as a `data:image/...;base64,` URL (or bare base64).
+    #[schema(min_length = 1)]
     pub image: String,
     /// Style options: values are strings, numbers or booleans.
     #[serde(default)]
@@ -142,6 +143,7 @@ impl<'de> Deserialize<'de> for OrderedObject {
 #[serde(deny_unknown_fields)]
 pub struct ImageJson {
     /// The photo as a `data:image/...;base64,` URL (or bare base64).
+    #[schema(min_length = 1)]
     pub image: String,
 }
 
