@@ -114,7 +114,7 @@ async fn sigterm_drains_in_flight_work_then_exits_zero() {
     let config = config_dir.path().join("likeness.toml");
     std::fs::write(
         &config,
-        "[admission]\nqueue = 4\ngeneration_slots = 2\n[shutdown]\ndrain_secs = 20\n",
+        "[admission]\nqueue = 4\ngeneration_slots = 2\nstyle_slots = 2\n[shutdown]\ndrain_secs = 20\n",
     )
     .unwrap();
     let mut command = likeness();

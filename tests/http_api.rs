@@ -15,6 +15,13 @@ use serde_json::{Value, json};
 
 const STYLES: [&str; 4] = ["anime", "claymation", "pixel-art", "watercolor"];
 
+/// The sha256 a first-party style's manifest names (the digest of its component).
+fn manifest_sha256(style: &str) -> String {
+    let path = common::first_party_styles().join(style).join("style.toml");
+    let manifest: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
+    manifest["sha256"].as_str().unwrap().to_string()
+}
+
 async fn start_default() -> TestServer {
     TestServer::start(serve_config(common::first_party_styles())).await
 }
@@ -233,6 +240,28 @@ async fn health_styles_openapi_playground_and_request_ids() {
         );
     }
     assert!(document["components"]["schemas"]["GenerationView"].is_object());
+    // A 202 generation links to its job's operations, which exist.
+    let operations: Vec<&str> = document["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|operation| operation["operationId"].as_str())
+        .collect();
+    let links =
+        &document["paths"]["/v1/styles/{id}/generations"]["post"]["responses"]["202"]["links"];
+    for operation in ["getJob", "jobEvents", "cancelJob"] {
+        assert_eq!(links[operation]["operationId"], operation, "{links}");
+        assert_eq!(links[operation]["parameters"]["id"], "$response.body#/id");
+        assert!(operations.contains(&operation), "{operations:?}");
+    }
+    // An empty image is refused, and documented so.
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(
+        schemas["GenerationJson"]["properties"]["image"]["minLength"],
+        1
+    );
+    assert_eq!(schemas["ImageJson"]["properties"]["image"]["minLength"], 1);
 
     let page = http.get(server.at("/")).send().await.unwrap();
     assert!(
@@ -374,9 +403,12 @@ async fn sync_generations_run_method_none_for_every_first_party_style() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{style}");
         assert_eq!(response.headers()["x-likeness-method"], "none");
+        let digest = response.headers()["x-likeness-style-digest"].clone();
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["style"]["id"], style);
         assert_eq!(body["style"]["version"], "0.1.0");
+        assert_eq!(body["style"]["digest"], manifest_sha256(style));
+        assert_eq!(digest, manifest_sha256(style));
         assert_eq!(body["method"], "none");
         assert_eq!(body["plan"]["method"], "none");
         assert_eq!(body["plan"]["seed"], 7);
@@ -457,6 +489,10 @@ async fn accept_an_image_type_returns_the_image_with_facts_in_headers() {
         );
         assert_eq!(headers["x-likeness-style"], "pixel-art");
         assert_eq!(headers["x-likeness-style-version"], "0.1.0");
+        assert_eq!(
+            headers["x-likeness-style-digest"],
+            manifest_sha256("pixel-art")
+        );
         assert_eq!(headers["x-likeness-method"], "none");
         assert!(
             headers["x-likeness-reason"]
@@ -492,6 +528,41 @@ async fn accept_an_image_type_returns_the_image_with_facts_in_headers() {
             .unwrap()
             .starts_with("data:image/jpeg;base64,")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_reason_is_cut_in_its_header_and_whole_in_json() {
+    let styles = styles_with_hostile();
+    let server = TestServer::start(serve_config(styles.path())).await;
+    // The hostile style echoes an unknown attack's name in its reason.
+    let name = "é".repeat(1500);
+    let options = json!({ "attack": name }).to_string();
+    let response = client()
+        .post(server.at("/v1/styles/hostile/generations"))
+        .header("accept", "image/png")
+        .multipart(photo_form("astronaut.png", Some(&options)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let header = response.headers()["x-likeness-reason"].to_str().unwrap();
+    let reason = percent_encoding::percent_decode_str(header)
+        .decode_utf8()
+        .unwrap();
+    assert!(reason.len() <= 1024, "{} bytes", reason.len());
+    assert!(reason.ends_with('…'), "{reason}");
+    assert!(reason.starts_with("no such attack 'éé"), "{reason}");
+
+    let body: Value = client()
+        .post(server.at("/v1/styles/hostile/generations"))
+        .multipart(photo_form("astronaut.png", Some(&options)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(body["reason"].as_str().unwrap().contains(&name), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -762,6 +833,15 @@ async fn async_jobs_stream_events_in_order_and_replay_them_to_late_subscribers()
 
     let finished = poll_job(&server, &id, &["succeeded"]).await;
     assert_eq!(finished["style"]["version"], "0.1.0-generation-a");
+    assert_eq!(
+        finished["style"]["digest"],
+        finished["result"]["style"]["digest"]
+    );
+    assert_eq!(
+        finished["style"]["digest"].as_str().unwrap().len(),
+        64,
+        "{finished}"
+    );
     assert_eq!(finished["result"]["method"], "none");
     assert!(
         finished["expires_at_ms"].as_u64().unwrap() > finished["finished_at_ms"].as_u64().unwrap()
@@ -1274,6 +1354,9 @@ async fn draining_refuses_new_work_and_finishes_what_is_in_flight() {
     let styles = styles_with_hostile();
     let mut config = serve_config(styles.path());
     config.shutdown.drain_secs = 10;
+    // Two generations of one style in flight at once.
+    config.admission.generation_slots = 2;
+    config.admission.style_slots = Some(2);
     let server = TestServer::start(config).await;
     let url = server.at("/v1/styles/hostile/generations");
     let in_flight = tokio::spawn({

@@ -1,7 +1,8 @@
 //! The live API against its own OpenAPI document: schemathesis (property-based, from the
 //! document at `/openapi.json`) sends generated and mutated requests to a real server with the
 //! four first-party styles and real models, and checks that no response is a 5xx and every
-//! response matches the document (status codes, content types, headers, schemas).
+//! response matches the document (status codes, content types, headers, schemas). Stateful
+//! testing follows the document's links from a 202 generation to its job's operations.
 //!
 //! schemathesis comes from `LIKENESS_SCHEMATHESIS` (the executable; `.ci/run` installs a
 //! pinned version into a venv), else `<repo>/.cache/schemathesis-venv/bin/schemathesis`, else
@@ -62,6 +63,9 @@ fn the_live_api_conforms_to_its_openapi_document() {
             "--exclude-checks",
             "positive_data_acceptance",
         ])
+        // Stateful testing follows the document's links (a 202 generation to its job's
+        // `getJob`, `jobEvents`, `cancelJob`).
+        .args(["--phases", "examples,coverage,fuzzing,stateful"])
         .args(["--max-examples", "25", "--max-time", "90", "--workers", "2"])
         .args(["--seed", "20261125", "--generation-database", "none"])
         .args(["--request-timeout", "30", "--no-color"])
@@ -83,5 +87,11 @@ fn the_live_api_conforms_to_its_openapi_document() {
         "schemathesis found responses that break the OpenAPI document (see above)"
     );
     assert!(stdout.contains("Tested: 10"), "every operation was tested");
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.contains("API Links:") && line.contains("3 covered")),
+        "stateful testing followed the links from a 202 generation to its job"
+    );
     drop(server);
 }

@@ -128,6 +128,9 @@ fn start_server(styles: &Path, models: &Path) -> (Child, String) {
         .args(["serve", "--addr", "127.0.0.1:0", "--queue", "256"])
         .args(["--generation-slots", &cores.to_string()])
         .args(["--cpu-slots", &cores.to_string()])
+        // One client and one style: let them use everything.
+        .args(["--uploads", "256", "--uploads-per-client", "256"])
+        .args(["--style-queue", "256", "--style-slots", &cores.to_string()])
         .arg("--styles")
         .arg(styles)
         .arg("--models")

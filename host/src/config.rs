@@ -1,6 +1,7 @@
 //! Settings of `likeness serve`: built-in defaults, overridden by a TOML file (`--config FILE`),
 //! overridden by environment variables (`LIKENESS_*`), overridden by command-line flags.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,6 +34,21 @@ pub struct ServeConfig {
     pub access: AccessConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
+    /// How slow a client may be.
+    pub http: HttpConfig,
+    /// How log lines are written (to stderr).
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Plain text, coloured only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 impl Default for ServeConfig {
@@ -48,6 +64,8 @@ impl Default for ServeConfig {
             jobs: JobsConfig::default(),
             access: AccessConfig::default(),
             shutdown: ShutdownConfig::default(),
+            http: HttpConfig::default(),
+            log_format: LogFormat::default(),
         }
     }
 }
@@ -80,6 +98,77 @@ pub struct AdmissionConfig {
     pub generation_slots: usize,
     /// CPU stages (decode and analyse, post-process, encode) that may run at once.
     pub cpu_slots: usize,
+    /// Request bodies (uploads) that may be read at once; beyond that requests are shed with
+    /// 429 before their bodies are read. A generation takes its queue place only once its
+    /// upload has been read, so slow uploads cannot fill the queue.
+    pub uploads: usize,
+    /// Uploads one client address may have in progress at once.
+    pub uploads_per_client: usize,
+    /// Generations of one style that may wait for a slot (default: three quarters of `queue`,
+    /// so that one style always leaves room for the others).
+    pub style_queue: Option<usize>,
+    /// Generations of one style that may run at once (default: every generation slot but one,
+    /// at least one).
+    pub style_slots: Option<usize>,
+    /// Per-style overrides of `style_queue` and `style_slots` (`[admission.styles.<id>]`).
+    pub styles: BTreeMap<String, StyleAdmissionConfig>,
+    /// The circuit breaker that stops sending work to a style that keeps failing.
+    pub breaker: BreakerConfig,
+}
+
+impl AdmissionConfig {
+    /// The bounds of style `id`: (generations waiting, generations running).
+    pub fn style_bounds(&self, id: &str) -> (usize, usize) {
+        let own = self.styles.get(id);
+        let queue = own
+            .and_then(|s| s.queue)
+            .or(self.style_queue)
+            .unwrap_or(self.queue - self.queue / 4);
+        let slots = own
+            .and_then(|s| s.slots)
+            .or(self.style_slots)
+            .unwrap_or(self.generation_slots.saturating_sub(1))
+            .max(1);
+        (queue, slots)
+    }
+}
+
+/// One style's admission bounds (`[admission.styles.<id>]`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StyleAdmissionConfig {
+    /// Generations of this style that may wait for a slot.
+    pub queue: Option<usize>,
+    /// Generations of this style that may run at once.
+    pub slots: Option<usize>,
+}
+
+/// The per-style circuit breaker (`[admission.breaker]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive sandbox failures (timeouts, traps, memory or stack limits, bad output) of
+    /// a style after which it gets no work for `open_secs`.
+    pub failures: u32,
+    /// Seconds a style gets no work once its breaker opened; then one trial generation decides
+    /// whether it serves again.
+    pub open_secs: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failures: 5,
+            open_secs: 30,
+        }
+    }
+}
+
+impl BreakerConfig {
+    /// How long a style gets no work once its breaker opened.
+    pub fn open_for(&self) -> Duration {
+        Duration::from_secs(self.open_secs)
+    }
 }
 
 impl Default for AdmissionConfig {
@@ -89,6 +178,12 @@ impl Default for AdmissionConfig {
             queue: 32,
             generation_slots: cores.clamp(1, 8),
             cpu_slots: cores,
+            uploads: 32,
+            uploads_per_client: 8,
+            style_queue: None,
+            style_slots: None,
+            styles: BTreeMap::new(),
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -160,6 +255,43 @@ impl Default for ShutdownConfig {
     }
 }
 
+/// How slow a client may be (`[http]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Seconds a client may take to send a request's headers; a connection that sends nothing
+    /// for this long between requests is closed too.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may take before the minimum rate applies.
+    pub body_grace_secs: u64,
+    /// The slowest a request body may arrive, in bytes per second after the grace: a body of
+    /// N bytes must have arrived `body_grace_secs + N / body_min_bytes_per_sec` seconds after
+    /// its request's headers, else the request is answered 408 and its connection closed.
+    pub body_min_bytes_per_sec: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_read_timeout_secs: 10,
+            body_grace_secs: 5,
+            body_min_bytes_per_sec: 64 * 1024,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// How long a client may take to send a request's headers.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+
+    /// How long a request body may take before the minimum rate applies.
+    pub fn body_grace(&self) -> Duration {
+        Duration::from_secs(self.body_grace_secs)
+    }
+}
+
 /// The flags (and environment variables) of `likeness serve`; each overrides the config file.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
@@ -193,6 +325,33 @@ pub struct ServeArgs {
     /// CPU stages that may run at once [default: cores].
     #[arg(long, env = "LIKENESS_CPU_SLOTS")]
     pub cpu_slots: Option<usize>,
+    /// Request bodies that may be read at once [default: 32].
+    #[arg(long, env = "LIKENESS_UPLOADS")]
+    pub uploads: Option<usize>,
+    /// Uploads one client address may have in progress at once [default: 8].
+    #[arg(long, env = "LIKENESS_UPLOADS_PER_CLIENT")]
+    pub uploads_per_client: Option<usize>,
+    /// Generations of one style that may wait [default: three quarters of the queue].
+    #[arg(long, env = "LIKENESS_STYLE_QUEUE")]
+    pub style_queue: Option<usize>,
+    /// Generations of one style that may run at once [default: all slots but one, at least 1].
+    #[arg(long, env = "LIKENESS_STYLE_SLOTS")]
+    pub style_slots: Option<usize>,
+    /// Consecutive sandbox failures that open a style's circuit breaker [default: 5].
+    #[arg(long, env = "LIKENESS_BREAKER_FAILURES")]
+    pub breaker_failures: Option<u32>,
+    /// Seconds an open circuit breaker keeps work from its style [default: 30].
+    #[arg(long, env = "LIKENESS_BREAKER_OPEN_SECS")]
+    pub breaker_open_secs: Option<u64>,
+    /// Seconds a client may take to send a request's headers [default: 10].
+    #[arg(long, env = "LIKENESS_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a request body may take before the minimum rate applies [default: 5].
+    #[arg(long, env = "LIKENESS_BODY_GRACE_SECS")]
+    pub body_grace_secs: Option<u64>,
+    /// The slowest a request body may arrive after the grace, in bytes/s [default: 65536].
+    #[arg(long, env = "LIKENESS_BODY_MIN_BYTES_PER_SEC")]
+    pub body_min_bytes_per_sec: Option<u64>,
     /// Seconds a finished job is kept [default: 600].
     #[arg(long, env = "LIKENESS_JOB_TTL_SECS")]
     pub job_ttl_secs: Option<u64>,
@@ -216,6 +375,9 @@ pub struct ServeArgs {
     /// Seconds in-flight work may take to finish on shutdown [default: 30].
     #[arg(long, env = "LIKENESS_DRAIN_SECS")]
     pub drain_secs: Option<u64>,
+    /// How log lines are written: text or json [default: text].
+    #[arg(long, env = "LIKENESS_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 impl ServeConfig {
@@ -258,6 +420,31 @@ impl ServeConfig {
         set(&mut self.admission.queue, args.queue);
         set(&mut self.admission.generation_slots, args.generation_slots);
         set(&mut self.admission.cpu_slots, args.cpu_slots);
+        set(&mut self.admission.uploads, args.uploads);
+        set(
+            &mut self.admission.uploads_per_client,
+            args.uploads_per_client,
+        );
+        if args.style_queue.is_some() {
+            self.admission.style_queue = args.style_queue;
+        }
+        if args.style_slots.is_some() {
+            self.admission.style_slots = args.style_slots;
+        }
+        set(&mut self.admission.breaker.failures, args.breaker_failures);
+        set(
+            &mut self.admission.breaker.open_secs,
+            args.breaker_open_secs,
+        );
+        set(
+            &mut self.http.header_read_timeout_secs,
+            args.header_read_timeout_secs,
+        );
+        set(&mut self.http.body_grace_secs, args.body_grace_secs);
+        set(
+            &mut self.http.body_min_bytes_per_sec,
+            args.body_min_bytes_per_sec,
+        );
         set(&mut self.jobs.ttl_secs, args.job_ttl_secs);
         set(&mut self.access.api_keys, args.api_keys.map(non_empty));
         set(&mut self.access.rate_per_second, args.rate_per_second);
@@ -267,6 +454,7 @@ impl ServeConfig {
             args.cors_origins.map(non_empty),
         );
         set(&mut self.shutdown.drain_secs, args.drain_secs);
+        set(&mut self.log_format, args.log_format);
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -277,6 +465,18 @@ impl ServeConfig {
         ensure!(
             self.admission.generation_slots > 0 && self.admission.cpu_slots > 0,
             "admission.generation_slots and admission.cpu_slots must be positive"
+        );
+        ensure!(
+            self.admission.uploads > 0 && self.admission.uploads_per_client > 0,
+            "admission.uploads and admission.uploads_per_client must be positive"
+        );
+        ensure!(
+            self.admission.breaker.failures > 0,
+            "admission.breaker.failures must be positive"
+        );
+        ensure!(
+            self.http.header_read_timeout_secs > 0 && self.http.body_min_bytes_per_sec > 0,
+            "http.header_read_timeout_secs and http.body_min_bytes_per_sec must be positive"
         );
         ensure!(
             self.access.rate_per_second > 0.0 && self.access.rate_per_second.is_finite(),
@@ -328,6 +528,22 @@ mod tests {
         assert_eq!(config.admission.queue, 3);
         assert_eq!(config.access.api_keys, ["a", "b"]);
         assert_eq!(config.models, PathBuf::from("models"));
+    }
+
+    #[test]
+    fn each_style_leaves_room_for_the_others_unless_configured() {
+        let config: ServeConfig = toml::from_str(
+            "[admission]\nqueue = 32\ngeneration_slots = 4\n\
+             [admission.styles.anime]\nslots = 4\n",
+        )
+        .unwrap();
+        let mut admission = config.admission;
+        assert_eq!(admission.style_bounds("hostile"), (24, 3));
+        assert_eq!(admission.style_bounds("anime"), (24, 4));
+        admission.style_queue = Some(2);
+        assert_eq!(admission.style_bounds("anime"), (2, 4));
+        admission.generation_slots = 1;
+        assert_eq!(admission.style_bounds("hostile"), (2, 1));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! - [`runtime`]: the wasmtime engine, the per-call sandbox and typed call errors;
 //! - [`style`]: style packages (manifest, validation), the hot-reloading registry, `styles build`;
 //! - [`pipeline`]: one generation, from upload to styled image;
-//! - [`admission`]: the bounded queue, generation slots and CPU slots;
+//! - [`admission`]: upload places, the bounded queue, generation slots, CPU slots, each style's
+//!   share;
+//! - [`breaker`]: a style's circuit breaker;
 //! - [`jobs`]: asynchronous generations, their events and their TTL;
 //! - [`output`]: encoding results (PNG, JPEG, WebP);
 //! - [`service`]: the pipeline behind admission, with metrics, jobs and the shutdown drain;
@@ -19,6 +21,7 @@
 
 pub mod admission;
 pub mod batch;
+pub mod breaker;
 pub mod config;
 pub mod diffuse;
 pub mod jobs;

@@ -1,6 +1,6 @@
 //! The `likeness` command: the service and its operator tools.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use likeness_host::config::{ServeArgs, ServeConfig};
+use likeness_host::config::{LogFormat, ServeArgs, ServeConfig};
 use likeness_host::output::OutputFormat;
 use likeness_host::pipeline::Pipeline;
 use likeness_host::runtime::{RuntimeConfig, StyleRuntime};
@@ -33,7 +33,7 @@ struct Cli {
 enum Command {
     /// Runs the HTTP service, hot-reloading the styles folder. Settings come from --config FILE
     /// (TOML), then LIKENESS_* variables, then flags.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Styles photos in-process (no server), writing <out>/<stem>.<style>.<ext>. Exits 1 when
     /// any photo failed.
     Run {
@@ -134,14 +134,22 @@ enum FacesCommand {
     },
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+/// Logs to stderr as `format` says (plain text is coloured only on a terminal); `RUST_LOG`
+/// filters.
+fn init_logging(format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn,ort=warn".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -160,8 +168,15 @@ fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    if !matches!(command, Command::Serve(_)) {
+        init_logging(LogFormat::Text);
+    }
     match command {
-        Command::Serve(args) => serve(ServeConfig::resolve(args)?).await,
+        Command::Serve(args) => {
+            let config = ServeConfig::resolve(*args)?;
+            init_logging(config.log_format);
+            serve(config).await
+        }
         Command::Run {
             style,
             photos,

@@ -29,9 +29,12 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     /// Generations running.
     pub running: IntGauge,
+    /// Request bodies (uploads) being read.
+    pub uploads_in_progress: IntGauge,
     /// Asynchronous jobs kept (queued, running or finished within their TTL).
     pub jobs_stored: IntGauge,
-    /// Requests turned away, by reason (`queue_full`, `rate_limited`, `shutting_down`).
+    /// Requests turned away, by reason (`queue_full`, `uploads_full`, `client_uploads_full`,
+    /// `style_queue_full`, `circuit_open`, `rate_limited`, `shutting_down`, `slow_body`).
     pub shed: IntCounterVec,
     /// Style calls the sandbox stopped, by style and code (trap, timeout, memory, stack,
     /// bad output).
@@ -40,6 +43,12 @@ pub struct Metrics {
     pub style_reloads: IntGaugeVec,
     /// Synchronous generations abandoned because the client went away.
     pub client_disconnects: IntCounter,
+    /// Generations of each style waiting or running.
+    pub style_in_flight: IntGaugeVec,
+    /// Whether each style's circuit breaker keeps work away (1) or not (0).
+    pub circuit_open: IntGaugeVec,
+    /// Times each style's circuit breaker opened.
+    pub circuit_opened: IntCounterVec,
 }
 
 impl Metrics {
@@ -81,6 +90,11 @@ impl Metrics {
             .expect("valid");
         let running =
             IntGauge::new("likeness_generations_running", "Generations running.").expect("valid");
+        let uploads_in_progress = IntGauge::new(
+            "likeness_uploads_in_progress",
+            "Request bodies (uploads) being read.",
+        )
+        .expect("valid");
         let jobs_stored =
             IntGauge::new("likeness_jobs_stored", "Asynchronous jobs kept.").expect("valid");
         let shed = IntCounterVec::new(
@@ -109,6 +123,30 @@ impl Metrics {
             "Synchronous generations abandoned because the client went away.",
         )
         .expect("valid metric");
+        let style_in_flight = IntGaugeVec::new(
+            Opts::new(
+                "likeness_style_in_flight",
+                "Generations of each style waiting or running.",
+            ),
+            &["style"],
+        )
+        .expect("valid metric");
+        let circuit_open = IntGaugeVec::new(
+            Opts::new(
+                "likeness_circuit_open",
+                "Whether each style's circuit breaker keeps work away (1) or not (0).",
+            ),
+            &["style"],
+        )
+        .expect("valid metric");
+        let circuit_opened = IntCounterVec::new(
+            Opts::new(
+                "likeness_circuit_opened_total",
+                "Times each style's circuit breaker opened.",
+            ),
+            &["style"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_seconds.clone()),
@@ -116,11 +154,15 @@ impl Metrics {
             Box::new(stage_seconds.clone()),
             Box::new(queue_depth.clone()),
             Box::new(running.clone()),
+            Box::new(uploads_in_progress.clone()),
             Box::new(jobs_stored.clone()),
             Box::new(shed.clone()),
             Box::new(plugin_traps.clone()),
             Box::new(style_reloads.clone()),
             Box::new(client_disconnects.clone()),
+            Box::new(style_in_flight.clone()),
+            Box::new(circuit_open.clone()),
+            Box::new(circuit_opened.clone()),
         ] {
             registry
                 .register(collector)
@@ -134,11 +176,15 @@ impl Metrics {
             stage_seconds,
             queue_depth,
             running,
+            uploads_in_progress,
             jobs_stored,
             shed,
             plugin_traps,
             style_reloads,
             client_disconnects,
+            style_in_flight,
+            circuit_open,
+            circuit_opened,
         }
     }
 

@@ -114,6 +114,8 @@ pub struct Rendered {
     pub style_id: String,
     /// The version of the style that ran.
     pub style_version: String,
+    /// The sha256 of the style's component that ran.
+    pub style_digest: String,
     /// The style's plan; `plan.method` ran, for `plan.reason`.
     pub plan: Plan,
     /// What the host saw in the photo.
@@ -147,6 +149,7 @@ impl Rendered {
             id,
             style_id: generation.style_id,
             style_version: generation.style_version,
+            style_digest: generation.style_digest,
             plan: generation.plan,
             analysis: generation.analysis,
             format,

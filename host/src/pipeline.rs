@@ -125,6 +125,8 @@ pub struct Generation {
     /// The style id and the version that ran (the version the request started with).
     pub style_id: String,
     pub style_version: String,
+    /// The sha256 of the component that ran (two builds of one version differ here).
+    pub style_digest: String,
     /// The plan the style made; `plan.method` is the method that ran.
     pub plan: Plan,
     /// What the host saw in the photo.
@@ -320,6 +322,7 @@ impl Pipeline {
         Ok(Generation {
             style_id: style.manifest.id.clone(),
             style_version: style.manifest.version.clone(),
+            style_digest: style.digest.clone(),
             plan,
             analysis,
             image,

@@ -10,13 +10,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::admission::{Admission, Ticket};
+use crate::admission::{Admission, Overloaded, Ticket};
+use crate::breaker::Verdict;
 use crate::config::ServeConfig;
 use crate::jobs::{Failure, Job, Jobs, Outcome};
 use crate::metrics::Metrics;
 use crate::output::{OutputFormat, Rendered};
 use crate::pipeline::{GenerateError, Pipeline, Stage};
-use crate::runtime::Options;
+use crate::runtime::{CallError, Options};
 
 /// One generation to run.
 #[derive(Debug)]
@@ -87,7 +88,17 @@ impl Service {
         let m = &self.metrics;
         m.queue_depth.set(self.admission.queue_depth() as i64);
         m.running.set(self.admission.running() as i64);
+        m.uploads_in_progress
+            .set(self.admission.uploads_in_progress() as i64);
         m.jobs_stored.set(self.jobs.len() as i64);
+        for load in self.admission.style_loads() {
+            m.style_in_flight
+                .with_label_values(&[&load.style])
+                .set(load.in_flight as i64);
+            m.circuit_open
+                .with_label_values(&[&load.style])
+                .set(i64::from(load.circuit_open));
+        }
         let (loaded, rejected) = self.pipeline.registry().reload_counts();
         m.style_reloads
             .with_label_values(&["loaded"])
@@ -96,6 +107,15 @@ impl Service {
             .with_label_values(&["rejected"])
             .set(rejected as i64);
         m.render()
+    }
+
+    /// Counts a request turned away by admission (metric `likeness_shed_total{reason}`).
+    pub fn shed(&self, overloaded: Overloaded) -> Overloaded {
+        self.metrics
+            .shed
+            .with_label_values(&[overloaded.shed.code()])
+            .inc();
+        overloaded
     }
 
     /// Whether the service is draining for shutdown (new work is refused).
@@ -132,8 +152,13 @@ impl Service {
         cancel: &CancellationToken,
     ) -> Result<Rendered, GenerateError> {
         let queued = Instant::now();
-        let _slot = tokio::select! {
-            slot = ticket.start() => slot,
+        let mut slot = tokio::select! {
+            slot = ticket.start() => slot.map_err(|_| GenerateError::StyleUnavailable(
+                request.style.clone(),
+                "it failed repeatedly (timeouts or crashes), so its circuit breaker keeps work \
+                 from it for now"
+                    .into(),
+            ))?,
             _ = cancel.cancelled() => return Err(GenerateError::Canceled),
         };
         let queued_ms = queued.elapsed().as_secs_f64() * 1e3;
@@ -150,12 +175,24 @@ impl Service {
                 &request.options,
                 &on_stage,
                 cancel,
-            ) => generation?,
-            _ = cancel.cancelled() => return Err(GenerateError::Canceled),
+            ) => generation,
+            _ = cancel.cancelled() => Err(GenerateError::Canceled),
         };
         spans.close();
+        if slot.report(verdict(&generation)) {
+            self.metrics
+                .circuit_opened
+                .with_label_values(&[&request.style])
+                .inc();
+            tracing::warn!(
+                style = %request.style,
+                "the style failed repeatedly; its circuit breaker is open and it gets no work for now"
+            );
+        }
+        let generation = generation?;
+        let _slot = slot;
 
-        let slot = self
+        let cpu_slot = self
             .admission
             .cpu_slots()
             .clone()
@@ -165,7 +202,7 @@ impl Service {
         let (id, format) = (request.id, request.format);
         let encode = tracing::info_span!("stage", name = "encoding");
         tokio::task::spawn_blocking(move || {
-            let _slot = slot;
+            let _slot = cpu_slot;
             let _span = encode.entered();
             Rendered::encode(id, generation, format, vec![("queued", queued_ms)])
         })
@@ -247,6 +284,24 @@ impl Service {
             let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
         }
         finished
+    }
+}
+
+/// What a generation's outcome says about its style, for the style's circuit breaker: only
+/// stops by the sandbox (and plans the host cannot run) count against it.
+fn verdict<T>(outcome: &Result<T, GenerateError>) -> Verdict {
+    match outcome {
+        Ok(_) => Verdict::Healthy,
+        Err(GenerateError::Unrunnable { .. }) => Verdict::Faulty,
+        Err(GenerateError::Style(error)) => match error {
+            CallError::Timeout { .. }
+            | CallError::MemoryLimit { .. }
+            | CallError::StackOverflow { .. }
+            | CallError::Trap { .. }
+            | CallError::BadOutput { .. } => Verdict::Faulty,
+            CallError::Style { .. } | CallError::Instantiate { .. } => Verdict::Neutral,
+        },
+        Err(_) => Verdict::Neutral,
     }
 }
 

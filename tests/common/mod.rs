@@ -242,15 +242,18 @@ pub fn styles_with_hostile() -> tempfile::TempDir {
 }
 
 /// `likeness serve` settings for a test: loopback, an ephemeral port, the real models, the
-/// shared component cache.
+/// shared component cache. Every test client connects from 127.0.0.1, so one client address
+/// may have as many uploads in progress as the whole server.
 pub fn serve_config(styles: &Path) -> ServeConfig {
-    ServeConfig {
+    let mut config = ServeConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         styles: styles.to_path_buf(),
         models: models_dir(),
         cache_dir: repo().join("target").join("test-component-cache"),
         ..ServeConfig::default()
-    }
+    };
+    config.admission.uploads_per_client = config.admission.uploads;
+    config
 }
 
 /// A real server on a loopback socket, in the current tokio runtime.

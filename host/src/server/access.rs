@@ -182,6 +182,7 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
                 name("x-likeness-id"),
                 name("x-likeness-style"),
                 name("x-likeness-style-version"),
+                name("x-likeness-style-digest"),
                 name("x-likeness-method"),
                 name("x-likeness-reason"),
                 name("x-likeness-timings"),

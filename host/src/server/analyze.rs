@@ -21,7 +21,7 @@ pub struct AnalyzeQuery {
 }
 
 /// Decodes a photo (EXIF orientation applied) and finds its faces.
-#[utoipa::path(post, path = "/v1/analyze", tag = "analysis",
+#[utoipa::path(post, path = "/v1/analyze", operation_id = "analyzePhoto", tag = "analysis",
     params(AnalyzeQuery),
     request_body(description = "The photo: multipart (`image`), JSON (`image` as a data URL) or the raw image.",
         content(
@@ -36,10 +36,11 @@ pub struct AnalyzeQuery {
         (status = 200, description = "The analysis.", body = AnalysisView),
         (status = 400, description = "Malformed request or empty upload.", body = ErrorBody),
         (status = 401, description = "A valid API key is required.", body = ErrorBody),
+        (status = 408, description = "The request body arrived too slowly.", body = ErrorBody),
         (status = 413, description = "The upload or the image is too large.", body = ErrorBody),
         (status = 415, description = "Not a JPEG, PNG or WebP image, or an unsupported content type.", body = ErrorBody),
         (status = 422, description = "The image cannot be decoded.", body = ErrorBody),
-        (status = 429, description = "Too many requests are waiting, or the API key's rate limit is exceeded.", body = ErrorBody),
+        (status = 429, description = "Too many requests are waiting or uploading, or the API key's rate limit is exceeded.", body = ErrorBody),
         (status = 503, description = "Shutting down, or the face models are unavailable.", body = ErrorBody),
     ),
     security((), ("api_key" = [])))]
@@ -48,27 +49,17 @@ pub async fn analyze(
     Query(query): Query<AnalyzeQuery>,
     request: Request,
 ) -> Result<Json<AnalysisView>, ApiError> {
-    let _place = state
-        .service
+    let service = &state.service;
+    let (upload, upload_place) = upload::read_admitted(service, request, Fields::ImageOnly).await?;
+    let _place = service
         .admission()
         .admit_analysis()
-        .inspect_err(|_| {
-            state
-                .service
-                .metrics()
-                .shed
-                .with_label_values(&["queue_full"])
-                .inc();
-        })?;
-    let upload = upload::read(request, Fields::ImageOnly).await?;
+        .map_err(|overloaded| service.shed(overloaded))?;
+    drop(upload_place);
     let options = AnalyzeOptions {
         embedding: query.embedding.unwrap_or(false),
         ..AnalyzeOptions::default()
     };
-    let (_, analysis) = state
-        .service
-        .pipeline()
-        .analyze(upload.image, options)
-        .await?;
+    let (_, analysis) = service.pipeline().analyze(upload.image, options).await?;
     Ok(Json(AnalysisView::from(&analysis)))
 }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::admission::Overloaded;
+use crate::admission::{Overloaded, Shed};
 use crate::jobs::Failure;
 use crate::pipeline::GenerateError;
 
@@ -117,12 +117,28 @@ impl ApiError {
 
 impl From<Overloaded> for ApiError {
     fn from(overloaded: Overloaded) -> Self {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "queue_full",
-            "the service is busy: the queue is full; retry later",
-        )
-        .with_retry_after(overloaded.retry_after)
+        let message = match overloaded.shed {
+            Shed::QueueFull => "the service is busy: the queue is full; retry later",
+            Shed::UploadsFull => {
+                "the service is busy: too many uploads are in progress; retry later"
+            }
+            Shed::ClientUploadsFull => {
+                "this client has too many uploads in progress; finish those first"
+            }
+            Shed::StyleQueueFull => {
+                "this style has as much work waiting as its share of the queue allows; retry later"
+            }
+            Shed::CircuitOpen => {
+                "this style failed repeatedly (timeouts or crashes), so it gets no work for a \
+                 while; retry later"
+            }
+        };
+        let status = match overloaded.shed {
+            Shed::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::TOO_MANY_REQUESTS,
+        };
+        ApiError::new(status, overloaded.shed.code(), message)
+            .with_retry_after(overloaded.retry_after)
     }
 }
 

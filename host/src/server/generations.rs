@@ -12,6 +12,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::upload::{self, Fields, GenerationForm, GenerationJson};
 use super::views::{GenerationView, JobView};
+use crate::admission::Overloaded;
 use crate::metrics::Metrics;
 use crate::output::{OutputFormat, Rendered};
 use crate::pipeline::GenerateError;
@@ -20,6 +21,9 @@ use crate::style::StyleState;
 
 /// Bytes percent-encoded in header values: controls, non-ASCII (always) and `%` itself.
 const HEADER_ENCODE: &AsciiSet = &CONTROLS.add(b'%');
+/// The longest fact (e.g. a style's reason) put into a header, in bytes before encoding; the
+/// JSON body and the job carry it in full.
+const MAX_HEADER_FACT: usize = 1024;
 
 /// How the client wants the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +94,7 @@ impl Drop for DisconnectGuard<'_> {
 /// Synchronous by default: 200 with the result as JSON, or, with `Accept: image/png`
 /// (`image/jpeg`, `image/webp`), the image itself with the facts in `X-Likeness-*` headers.
 /// With `Prefer: respond-async`: 202 and a job to follow (`GET /v1/jobs/{id}`, its `events`).
-#[utoipa::path(post, path = "/v1/styles/{id}/generations", tag = "generations",
+#[utoipa::path(post, path = "/v1/styles/{id}/generations", operation_id = "createGeneration", tag = "generations",
     params(
         ("id" = String, Path, description = "The style's id."),
         ("prefer" = Option<String>, Header, description = "`respond-async` for a 202 and a job."),
@@ -105,15 +109,24 @@ impl Drop for DisconnectGuard<'_> {
                 (Vec<u8> = "image/jpeg"),
                 (Vec<u8> = "image/webp"),
             )),
-        (status = 202, description = "Accepted as a job (`Prefer: respond-async`).", body = JobView),
+        (status = 202, description = "Accepted as a job (`Prefer: respond-async`).", body = JobView,
+            links(
+                ("getJob" = (operation_id = "getJob", parameters(("id" = "$response.body#/id")),
+                    description = "The job: status, stage, result or error.")),
+                ("jobEvents" = (operation_id = "jobEvents", parameters(("id" = "$response.body#/id")),
+                    description = "The job's progress as server-sent events.")),
+                ("cancelJob" = (operation_id = "cancelJob", parameters(("id" = "$response.body#/id")),
+                    description = "Cancels the job, or deletes it once finished.")),
+            )),
         (status = 400, description = "Malformed body, options the style refuses, or an empty upload.", body = ErrorBody),
         (status = 401, description = "A valid API key is required.", body = ErrorBody),
         (status = 404, description = "No style has this id.", body = ErrorBody),
         (status = 413, description = "The upload or the image is too large.", body = ErrorBody),
         (status = 415, description = "Not a JPEG, PNG or WebP image, or an unsupported content type.", body = ErrorBody),
         (status = 422, description = "The image cannot be decoded, or the style cannot use it.", body = ErrorBody),
-        (status = 429, description = "The queue is full, or the API key's rate limit is exceeded (see Retry-After).", body = ErrorBody),
-        (status = 503, description = "The style is unavailable, or the service is shutting down.", body = ErrorBody),
+        (status = 408, description = "The request body arrived too slowly.", body = ErrorBody),
+        (status = 429, description = "The queue, the style's share of it or the upload places are full, or the API key's rate limit is exceeded (see Retry-After).", body = ErrorBody),
+        (status = 503, description = "The style is unavailable or its circuit breaker is open (see Retry-After), or the service is shutting down.", body = ErrorBody),
     ),
     security((), ("api_key" = [])))]
 pub async fn create_generation(
@@ -134,14 +147,28 @@ pub async fn create_generation(
         Some(_) => {}
     }
     let answer = negotiate(&headers);
-    let ticket = service.admission().admit_generation().inspect_err(|_| {
-        service
-            .metrics()
-            .shed
-            .with_label_values(&["queue_full"])
-            .inc();
-    })?;
-    let upload = upload::read(request, Fields::WithOptions).await?;
+    let shed = |overloaded: Overloaded| {
+        let error = ApiError::from(service.shed(overloaded));
+        if overloaded.shed.is_style_specific() {
+            error.with_style(&style_id)
+        } else {
+            error
+        }
+    };
+    // Shed at once when the queue (or the style's share) is already full or the style's
+    // circuit breaker is open; the place itself is taken only once the upload has been read,
+    // so that slow uploads cannot hold queue places.
+    service
+        .admission()
+        .check_generation(&style_id)
+        .map_err(shed)?;
+    let (upload, upload_place) =
+        upload::read_admitted(service, request, Fields::WithOptions).await?;
+    let ticket = service
+        .admission()
+        .admit_generation(&style_id)
+        .map_err(shed)?;
+    drop(upload_place);
     let format = match answer {
         Answer::Image(format) => format,
         Answer::Json => upload.output_format.unwrap_or_default(),
@@ -197,7 +224,21 @@ pub async fn create_generation(
     Ok(response)
 }
 
-/// The facts of a generation as `X-Likeness-*` headers (the reason percent-encoded).
+/// `text` cut to at most `limit` bytes on a character boundary, ending in `…` when cut.
+fn truncated(text: &str, limit: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= limit {
+        return text.into();
+    }
+    const ELLIPSIS: char = '…';
+    let mut end = limit - ELLIPSIS.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ELLIPSIS}", &text[..end]).into()
+}
+
+/// The facts of a generation as `X-Likeness-*` headers (each cut to [`MAX_HEADER_FACT`] bytes,
+/// then percent-encoded).
 fn fact_headers(headers: &mut HeaderMap, rendered: &Rendered) {
     let timings = rendered
         .timings
@@ -209,6 +250,7 @@ fn fact_headers(headers: &mut HeaderMap, rendered: &Rendered) {
         ("x-likeness-id", rendered.id.clone()),
         ("x-likeness-style", rendered.style_id.clone()),
         ("x-likeness-style-version", rendered.style_version.clone()),
+        ("x-likeness-style-digest", rendered.style_digest.clone()),
         (
             "x-likeness-method",
             rendered.plan.method.as_str().to_string(),
@@ -217,6 +259,7 @@ fn fact_headers(headers: &mut HeaderMap, rendered: &Rendered) {
         ("x-likeness-timings", timings),
     ];
     for (name, value) in facts {
+        let value = truncated(&value, MAX_HEADER_FACT);
         let encoded = utf8_percent_encode(&value, HEADER_ENCODE).to_string();
         if let Ok(value) = HeaderValue::from_str(&encoded) {
             headers.insert(HeaderName::from_static(name), value);
@@ -268,6 +311,17 @@ mod tests {
         )])));
         assert!(prefers_async(&headers(&[("prefer", "Respond-Async")])));
         assert!(!prefers_async(&headers(&[("prefer", "return=minimal")])));
+    }
+
+    #[test]
+    fn long_facts_are_cut_on_a_character_boundary() {
+        assert_eq!(truncated("short", 1024), "short");
+        let long = "é".repeat(1000);
+        let cut = truncated(&long, MAX_HEADER_FACT);
+        assert!(cut.len() <= MAX_HEADER_FACT, "{}", cut.len());
+        assert!(cut.ends_with('…'));
+        assert!(cut.trim_end_matches('…').chars().all(|c| c == 'é'));
+        assert_eq!(truncated(&"a".repeat(1025), MAX_HEADER_FACT).len(), 1024);
     }
 
     #[test]

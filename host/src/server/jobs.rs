@@ -41,7 +41,7 @@ fn view(state: &AppState, job: &Job) -> JobView {
 }
 
 /// A job: its status, stage, and result or error once finished.
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+#[utoipa::path(get, path = "/v1/jobs/{id}", operation_id = "getJob", tag = "jobs",
     params(("id" = String, Path, description = "The job's id.")),
     responses(
         (status = 200, description = "The job.", body = JobView),
@@ -59,7 +59,7 @@ pub async fn get_job(
 }
 
 /// Cancels a queued or running job; deletes a finished one (its result with it).
-#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
+#[utoipa::path(delete, path = "/v1/jobs/{id}", operation_id = "cancelJob", tag = "jobs",
     params(("id" = String, Path, description = "The job's id.")),
     responses(
         (status = 200, description = "The job after the cancel (status `canceled`), or as it was when deleted.", body = JobView),
@@ -84,7 +84,7 @@ pub async fn cancel_job(
 /// A job's progress as server-sent events: `queued`, `analysing`, `planning`, `step` (k of n),
 /// `post-processing`, then `succeeded`, `failed` or `canceled`; the stream ends after that.
 /// Each event's id is its position; `Last-Event-ID` resumes after it.
-#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs",
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", operation_id = "jobEvents", tag = "jobs",
     params(
         ("id" = String, Path, description = "The job's id."),
         ("last-event-id" = Option<String>, Header, description = "Resume after this event id."),

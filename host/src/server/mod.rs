@@ -1,27 +1,29 @@
 //! The HTTP API (axum): routes, middleware, and serving with a graceful drain.
 //!
-//! Modules: [`styles`] (health, readiness, styles), [`analyze`], [`generations`], [`jobs`]
-//! (job status, SSE, cancel), [`upload`] (request bodies), [`linger`] (discarding unread
-//! bodies after early answers), [`views`] (response bodies),
+//! Modules: [`connections`] (accepting and serving connections, the header read timeout),
+//! [`styles`] (health, readiness, styles), [`analyze`], [`generations`], [`jobs`]
+//! (job status, SSE, cancel), [`upload`] (request bodies), [`pace`] (body deadlines, early
+//! 413), [`linger`] (discarding unread bodies after early answers), [`views`] (response bodies),
 //! [`error`] (the one error shape), [`access`] (API keys, rate limits, CORS, draining),
 //! [`telemetry`] (request spans, metrics), [`openapi`], [`playground`].
 
 pub mod access;
 pub mod analyze;
+pub mod connections;
 pub mod error;
 pub mod generations;
 pub mod jobs;
 pub mod linger;
 pub mod openapi;
+pub mod pace;
 pub mod playground;
 pub mod styles;
 pub mod telemetry;
 pub mod upload;
 pub mod views;
 
-use std::future::{Future, IntoFuture as _};
+use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
@@ -39,6 +41,7 @@ use utoipa_axum::routes;
 use crate::config::ServeConfig;
 use crate::service::Service;
 use access::Access;
+use pace::BodyPace;
 
 /// How long connections may stay open after the drain before the server exits anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -56,6 +59,10 @@ pub struct AppState {
     pub body_limit: usize,
     /// Origins allowed by CORS.
     pub cors_origins: Arc<[String]>,
+    /// How fast request bodies must arrive.
+    pub body_pace: BodyPace,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
 }
 
 impl AppState {
@@ -68,6 +75,8 @@ impl AppState {
             access: Arc::new(Access::new(&config.access)),
             body_limit: max.saturating_add(max / 3).saturating_add(BODY_OVERHEAD),
             cors_origins: config.access.cors_origins.clone().into(),
+            body_pace: BodyPace::new(&config.http),
+            header_read_timeout: config.http.header_read_timeout(),
         }
     }
 }
@@ -93,7 +102,7 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     let mut document = document;
     openapi::binary_bodies(&mut document);
-    let document = Arc::new(document);
+    let document = Arc::new(openapi::to_json(&document));
 
     let request_id = HeaderName::from_static("x-request-id");
     let mut app = api
@@ -113,7 +122,15 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.body_limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
+            pace::refuse_oversized,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
             linger::discard_unread_body,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            pace::pace_bodies,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -134,8 +151,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves; then refuses new work (503), lets
-/// in-flight generations finish within `drain` (canceling what is left after it), and closes.
-/// Returns whether everything in flight finished in time.
+/// in-flight generations finish within `drain` (canceling what is left after it), and closes
+/// every connection. Returns whether everything in flight finished in time.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -145,29 +162,27 @@ pub async fn serve(
     let service = state.service.clone();
     let stop_reaper = CancellationToken::new();
     let _reaper = service.jobs().spawn_reaper(stop_reaper.clone());
-    let drained = CancellationToken::new();
-    let finished = Arc::new(AtomicBool::new(false));
-    let signal_drained = drained.clone();
-    let record = finished.clone();
-    let drain_then_close = async move {
+    let header_read_timeout = state.header_read_timeout;
+    let close = CancellationToken::new();
+    let drained = close.clone();
+    let finished = tokio::spawn(async move {
         shutdown.await;
         tracing::info!(
             deadline_s = drain.as_secs(),
             "shutting down: draining in-flight work"
         );
-        record.store(service.drain(drain).await, Ordering::Relaxed);
-        signal_drained.cancel();
-    };
-    let server = axum::serve(listener, router(state))
-        .with_graceful_shutdown(drain_then_close)
-        .into_future();
-    tokio::select! {
-        result = server => result?,
-        _ = async {
-            drained.cancelled().await;
-            tokio::time::sleep(CLOSE_GRACE).await;
-        } => tracing::warn!("connections still open after the drain; closing them"),
+        let finished = service.drain(drain).await;
+        drained.cancel();
+        finished
+    });
+    let connections =
+        connections::accept(listener, router(state), header_read_timeout, close).await;
+    if tokio::time::timeout(CLOSE_GRACE, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the drain; closing them");
     }
     stop_reaper.cancel();
-    Ok(finished.load(Ordering::Relaxed))
+    finished.await.map_err(std::io::Error::other)
 }

@@ -69,3 +69,36 @@ pub fn binary_bodies(openapi: &mut utoipa::openapi::OpenApi) {
         }
     }
 }
+
+/// The document as JSON. utoipa 5 writes a response link's fields in snake case
+/// (`operation_id`); OpenAPI spells them `operationId`, `operationRef`, `requestBody`.
+pub fn to_json(openapi: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    use serde_json::Value;
+
+    let mut document = serde_json::to_value(openapi).unwrap_or_default();
+    let operations = document
+        .get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut());
+    let links = operations
+        .filter_map(|operation| operation.get_mut("responses")?.as_object_mut())
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|response| response.get_mut("links")?.as_object_mut())
+        .flat_map(|links| links.values_mut())
+        .filter_map(Value::as_object_mut);
+    for link in links {
+        for (from, to) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(value) = link.remove(from) {
+                link.insert(to.to_string(), value);
+            }
+        }
+    }
+    document
+}

@@ -13,14 +13,14 @@ use crate::runtime::{ParamSpec, StyleInfo};
 use crate::style::{LoadedStyle, StyleState, StyleStatus};
 
 /// Liveness: the process serves HTTP.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
     responses((status = 200, description = "The process is alive.", body = String, content_type = "text/plain")))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Readiness: styles and models are loaded and the service is not draining.
-#[utoipa::path(get, path = "/readyz", tag = "operations",
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready to serve.", body = String, content_type = "text/plain"),
         (status = 503, description = "Not ready (no style loaded, no face detector, or shutting down).", body = ErrorBody),
@@ -152,7 +152,7 @@ fn view(status: StyleStatus, style: Option<&LoadedStyle>) -> StyleView {
 }
 
 /// Lists every style: serving ones and failed ones (with their last error).
-#[utoipa::path(get, path = "/v1/styles", tag = "styles",
+#[utoipa::path(get, path = "/v1/styles", operation_id = "listStyles", tag = "styles",
     responses(
         (status = 200, description = "Every style.", body = StyleList),
         (status = 401, description = "A valid API key is required.", body = ErrorBody),
@@ -173,7 +173,7 @@ pub async fn list_styles(State(state): State<AppState>) -> Json<StyleList> {
 }
 
 /// One style: version, description, options and status.
-#[utoipa::path(get, path = "/v1/styles/{id}", tag = "styles",
+#[utoipa::path(get, path = "/v1/styles/{id}", operation_id = "getStyle", tag = "styles",
     params(("id" = String, Path, description = "The style's id.")),
     responses(
         (status = 200, description = "The style.", body = StyleView),

@@ -2,8 +2,10 @@
 //! and `output_format`), JSON (`image` as a base64 `data:` URL, `options`, `output_format`), or,
 //! where allowed, the raw image as the body. Nothing is written to disk.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Request};
+use axum::extract::{ConnectInfo, FromRequest, Multipart, Request};
 use axum::http::{StatusCode, header};
 use base64::Engine as _;
 use serde::Deserialize;
@@ -13,8 +15,10 @@ use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder,
 use utoipa::openapi::{RefOr, Schema};
 
 use super::error::ApiError;
+use crate::admission::UploadPlace;
 use crate::output::OutputFormat;
 use crate::runtime::Options;
+use crate::service::Service;
 
 /// Most options one request may set.
 const MAX_OPTIONS: usize = 64;
@@ -91,6 +95,7 @@ impl From<FormatName> for OutputFormat {
 #[serde(deny_unknown_fields)]
 pub struct GenerationJson {
     /// The photo as a `data:image/...;base64,` URL (or bare base64).
+    #[schema(min_length = 1)]
     pub image: String,
     /// Style options: values are strings, numbers or booleans.
     #[serde(default)]
@@ -138,6 +143,7 @@ impl<'de> Deserialize<'de> for OrderedObject {
 #[serde(deny_unknown_fields)]
 pub struct ImageJson {
     /// The photo as a `data:image/...;base64,` URL (or bare base64).
+    #[schema(min_length = 1)]
     pub image: String,
 }
 
@@ -155,6 +161,32 @@ fn options_schema() -> impl Into<RefOr<Schema>> {
         .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(Schema::OneOf(
             value.build(),
         )))))
+}
+
+/// The address of the client that sent `request` (unspecified when the server did not record
+/// it).
+pub fn client_address(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| {
+            info.0.ip().to_canonical()
+        })
+}
+
+/// Reads the upload in `request` under an upload place for its client (shed with 429 before
+/// anything is read when too many uploads are in progress). The place is returned so that the
+/// caller keeps it until the upload is accounted for elsewhere (a queue place).
+pub async fn read_admitted(
+    service: &Service,
+    request: Request,
+    fields: Fields,
+) -> Result<(Upload, UploadPlace), ApiError> {
+    let place = service
+        .admission()
+        .admit_upload(client_address(&request))
+        .map_err(|overloaded| service.shed(overloaded))?;
+    Ok((read(request, fields).await?, place))
 }
 
 /// Reads the upload in `request`, as its `Content-Type` says.

@@ -87,9 +87,24 @@ impl From<&likeness_vision::Analysis> for AnalysisView {
 pub struct StyleRef {
     /// The style's id.
     pub id: String,
-    /// Its version (unknown while a job waits).
+    /// Its version (unknown until a job has succeeded).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The sha256 of the component that ran (with the version; two builds of one version differ
+    /// here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+impl StyleRef {
+    /// The style, version and digest that made `rendered`.
+    fn of(rendered: &Rendered) -> StyleRef {
+        StyleRef {
+            id: rendered.style_id.clone(),
+            version: Some(rendered.style_version.clone()),
+            digest: Some(rendered.style_digest.clone()),
+        }
+    }
 }
 
 /// One ControlNet condition of a plan.
@@ -215,10 +230,7 @@ impl From<&Rendered> for GenerationView {
         let data = base64::engine::general_purpose::STANDARD.encode(&rendered.bytes);
         GenerationView {
             id: rendered.id.clone(),
-            style: StyleRef {
-                id: rendered.style_id.clone(),
-                version: Some(rendered.style_version.clone()),
-            },
+            style: StyleRef::of(rendered),
             method: rendered.plan.method.as_str().into(),
             reason: rendered.plan.reason.clone(),
             plan: PlanView::from(&rendered.plan),
@@ -261,7 +273,7 @@ pub struct JobView {
     pub id: String,
     /// `queued`, `running`, `succeeded`, `failed` or `canceled`.
     pub status: String,
-    /// The style (and, once finished, the version that ran).
+    /// The style (and, once succeeded, the version and digest that ran).
     pub style: StyleRef,
     /// The stage it is in, or ended in.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -288,22 +300,24 @@ impl JobView {
     /// The view of `job` as it is in `snapshot`; `ttl_ms` is how long finished jobs are kept.
     pub fn of(job: &Job, snapshot: &Snapshot, ttl_ms: u64) -> JobView {
         let base = format!("/v1/jobs/{}", job.id);
-        let (result, error, version) = match &snapshot.outcome {
+        let unknown = || StyleRef {
+            id: job.style_id.clone(),
+            version: None,
+            digest: None,
+        };
+        let (result, error, style) = match &snapshot.outcome {
             Some(Outcome::Succeeded(rendered)) => (
                 Some(GenerationView::from(rendered.as_ref())),
                 None,
-                Some(rendered.style_version.clone()),
+                StyleRef::of(rendered),
             ),
-            Some(Outcome::Failed(failure)) => (None, Some(ErrorDetail::from(failure)), None),
-            Some(Outcome::Canceled) | None => (None, None, None),
+            Some(Outcome::Failed(failure)) => (None, Some(ErrorDetail::from(failure)), unknown()),
+            Some(Outcome::Canceled) | None => (None, None, unknown()),
         };
         JobView {
             id: job.id.clone(),
             status: snapshot.status.as_str().into(),
-            style: StyleRef {
-                id: job.style_id.clone(),
-                version,
-            },
+            style,
             stage: snapshot.stage.map(|stage| stage.name().to_string()),
             created_at_ms: job.created_at_ms,
             finished_at_ms: snapshot.finished_at_ms,
