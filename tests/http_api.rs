@@ -534,8 +534,9 @@ async fn accept_an_image_type_returns_the_image_with_facts_in_headers() {
 async fn a_long_reason_is_cut_in_its_header_and_whole_in_json() {
     let styles = styles_with_hostile();
     let server = TestServer::start(serve_config(styles.path())).await;
-    // The hostile style echoes an unknown attack's name in its reason.
-    let name = "é".repeat(1500);
+    // The hostile style echoes an unknown attack's name in its reason (here about 820 bytes,
+    // under the bound on reasons, over the 512 bytes a header carries).
+    let name = "é".repeat(400);
     let options = json!({ "attack": name }).to_string();
     let response = client()
         .post(server.at("/v1/styles/hostile/generations"))
@@ -549,7 +550,7 @@ async fn a_long_reason_is_cut_in_its_header_and_whole_in_json() {
     let reason = percent_encoding::percent_decode_str(header)
         .decode_utf8()
         .unwrap();
-    assert!(reason.len() <= 1024, "{} bytes", reason.len());
+    assert!(reason.len() <= 512, "{} bytes", reason.len());
     assert!(reason.ends_with('…'), "{reason}");
     assert!(reason.starts_with("no such attack 'éé"), "{reason}");
 

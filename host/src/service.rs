@@ -288,11 +288,10 @@ impl Service {
 }
 
 /// What a generation's outcome says about its style, for the style's circuit breaker: only
-/// stops by the sandbox (and plans the host cannot run) count against it.
+/// stops by the sandbox (timeouts, traps, memory or stack limits, bad output) count against it.
 fn verdict<T>(outcome: &Result<T, GenerateError>) -> Verdict {
     match outcome {
         Ok(_) => Verdict::Healthy,
-        Err(GenerateError::Unrunnable { .. }) => Verdict::Faulty,
         Err(GenerateError::Style(error)) => match error {
             CallError::Timeout { .. }
             | CallError::MemoryLimit { .. }

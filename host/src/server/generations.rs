@@ -21,9 +21,9 @@ use crate::style::StyleState;
 
 /// Bytes percent-encoded in header values: controls, non-ASCII (always) and `%` itself.
 const HEADER_ENCODE: &AsciiSet = &CONTROLS.add(b'%');
-/// The longest fact (e.g. a style's reason) put into a header, in bytes before encoding; the
-/// JSON body and the job carry it in full.
-const MAX_HEADER_FACT: usize = 1024;
+/// The longest fact (e.g. a style's reason) put into a header, in bytes before encoding (at
+/// most three times as many after); the JSON body and the job carry it in full.
+const MAX_HEADER_FACT: usize = 512;
 
 /// How the client wants the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,12 +316,12 @@ mod tests {
     #[test]
     fn long_facts_are_cut_on_a_character_boundary() {
         assert_eq!(truncated("short", 1024), "short");
-        let long = "é".repeat(1000);
+        let long = "é".repeat(400);
         let cut = truncated(&long, MAX_HEADER_FACT);
         assert!(cut.len() <= MAX_HEADER_FACT, "{}", cut.len());
         assert!(cut.ends_with('…'));
         assert!(cut.trim_end_matches('…').chars().all(|c| c == 'é'));
-        assert_eq!(truncated(&"a".repeat(1025), MAX_HEADER_FACT).len(), 1024);
+        assert_eq!(truncated(&"a".repeat(1025), 1024).len(), 1024);
     }
 
     #[test]
