@@ -4,6 +4,7 @@ mod common;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use likeness_host::runtime::{Analysis, Capabilities, Options};
@@ -11,6 +12,8 @@ use likeness_host::style::{Registry, StyleState, watch};
 
 const GEN_A: &str = "0.1.0-generation-a";
 const GEN_B: &str = "0.1.0-generation-b";
+/// A bound on waits that only catches a hang (the machine may be busy).
+const HANG: Duration = Duration::from_secs(30);
 /// Slow calls, so that requests are in flight while the package changes.
 const LIMITS: &str = "[limits]\nplan_ms = 1000";
 
@@ -113,7 +116,8 @@ async fn replacing_a_package_under_load_drops_nothing() {
         &common::hostile_wasm_generation_b(),
         LIMITS,
     );
-    let took = wait_for_version(&registry, "hostile", GEN_B, Duration::from_secs(1)).await;
+    // A bound that only catches a hang; the reload latency is measured by `benches/reload.rs`.
+    wait_for_version(&registry, "hostile", GEN_B, HANG).await;
 
     for request in in_flight {
         let plan = request
@@ -129,7 +133,6 @@ async fn replacing_a_package_under_load_drops_nothing() {
     let status = registry.status("hostile").unwrap();
     assert_eq!(status.version.as_deref(), Some(GEN_B));
     assert_eq!(status.last_error, None);
-    println!("new version served {took:?} after the deploy");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -294,4 +297,136 @@ async fn a_package_that_never_validated_is_listed_as_failed() {
             .unwrap()
             .contains("describe() says version '0.1.0-generation-a'")
     );
+}
+
+/// The hostile component under another id, `replica` (its id and name rewritten).
+fn replica_wasm() -> Vec<u8> {
+    let renamed = common::patched(common::hostile_wasm(), b"hostile", b"replica");
+    common::patched(&renamed, b"Hostile", b"replica")
+}
+
+/// Log lines written while it is installed (on the thread that installed it).
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Every file of the package folders in `styles`, read in full (as a backup tool, a deploy
+/// script checking its work, or the registry itself would).
+fn read_every_file(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            read_every_file(&path);
+        } else {
+            std::fs::read(&path).unwrap();
+        }
+    }
+}
+
+// A current-thread runtime, so that the captured log sees the registry's tasks.
+#[test]
+fn an_idle_registry_rests_and_a_changed_manifest_reloads_that_package_once() {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        // Debug, so that a reload that found nothing new shows as well.
+        .with_env_filter("likeness_host::style=debug")
+        .finish();
+    let _log = tracing::subscriber::set_default(subscriber);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let styles = tempfile::tempdir().unwrap();
+        common::write_package(
+            styles.path(),
+            "hostile",
+            GEN_A,
+            common::hostile_wasm(),
+            LIMITS,
+        );
+        common::write_package(styles.path(), "replica", GEN_A, &replica_wasm(), LIMITS);
+        let (registry, _watcher) = watched_registry(styles.path()).await;
+        assert_eq!(registry.reload_counts(), (2, 0));
+        let log_after_loading = log.text();
+        assert_eq!(log_after_loading.matches("style loaded").count(), 2);
+        let replica_loaded = registry.status("replica").unwrap().last_reload_at_ms;
+
+        // Ten idle seconds, with every file read over and over and both styles called.
+        let idle_until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < idle_until {
+            read_every_file(styles.path());
+            for id in ["hostile", "replica"] {
+                assert!(serving_version(&registry, id).await.is_some(), "{id}");
+            }
+            // Longer than the watcher's quiet time, so that reads could not hide in one window.
+            tokio::time::sleep(watch::QUIET * 3).await;
+        }
+        tokio::time::sleep(watch::QUIET * 5).await;
+        assert_eq!(
+            registry.reload_counts(),
+            (2, 0),
+            "an idle registry reloaded"
+        );
+        let idle_log = log.text();
+        let idle_lines: Vec<&str> = idle_log[log_after_loading.len()..].lines().collect();
+        assert!(
+            idle_lines.is_empty(),
+            "an idle registry reloaded (or tried to) {} times: {:#?}",
+            idle_lines.len(),
+            &idle_lines[..idle_lines.len().min(4)]
+        );
+
+        // A real change to one manifest: that package reloads, once; the other does not.
+        let manifest = styles.path().join("hostile").join("style.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        std::fs::write(&manifest, text.replace("plan_ms = 1000", "plan_ms = 900")).unwrap();
+        let started = Instant::now();
+        while registry.reload_counts() == (2, 0) {
+            assert!(
+                started.elapsed() < HANG,
+                "the changed manifest never reloaded"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(watch::QUIET * 5).await;
+        assert_eq!(registry.reload_counts(), (3, 0));
+        assert_eq!(
+            registry.get("hostile").unwrap().manifest.limits.plan_ms,
+            Some(900)
+        );
+        assert_eq!(
+            registry.status("replica").unwrap().last_reload_at_ms,
+            replica_loaded,
+            "the untouched package reloaded"
+        );
+        let text = log.text();
+        let loaded: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("style loaded"))
+            .collect();
+        assert_eq!(loaded.len(), 3, "{text}");
+        assert!(
+            loaded[2].contains("style=\"hostile\"") || loaded[2].contains("style=hostile"),
+            "{text}"
+        );
+    });
 }

@@ -60,8 +60,12 @@ pub fn hostile_wasm() -> &'static [u8] {
 /// A second version of the hostile component: the same code reporting version
 /// `0.1.0-generation-b`.
 pub fn hostile_wasm_generation_b() -> Vec<u8> {
-    let wasm = hostile_wasm();
-    let (from, to) = (b"generation-a", b"generation-b");
+    patched(hostile_wasm(), b"generation-a", b"generation-b")
+}
+
+/// `wasm` with every occurrence of the marker `from` rewritten to `to` (the same length).
+pub fn patched(wasm: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len(), "a patch must keep the length");
     let mut patched = wasm.to_vec();
     let mut found = 0;
     for i in 0..=patched.len() - from.len() {
@@ -72,7 +76,8 @@ pub fn hostile_wasm_generation_b() -> Vec<u8> {
     }
     assert!(
         found > 0,
-        "the version marker is missing from the hostile component"
+        "the marker {:?} is missing from the component",
+        String::from_utf8_lossy(from)
     );
     patched
 }

@@ -1,6 +1,11 @@
 //! The style registry: every package in the styles folder, loaded, validated and swapped in
 //! atomically. Requests take an `Arc` of the version they start with, so a reload never disturbs
 //! a request in flight; a package that fails validation leaves the previous version serving.
+//!
+//! Reloads of one package are serialised, and a reading of the files never replaces a newer
+//! one: every reload takes a generation number when it starts reading, and a result is swapped
+//! in only if no later reading has been swapped in already. A reload that finds the files the
+//! serving version came from (same component digest, same manifest) does nothing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -43,14 +48,41 @@ pub struct StyleStatus {
     pub last_reload_at_ms: u64,
 }
 
+/// What one call of [`Registry::reload`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// A new version was validated and swapped in.
+    Loaded,
+    /// The files are those of the serving version: nothing to do.
+    Unchanged,
+    /// The package was refused; the previous version (if any) keeps serving.
+    Rejected,
+    /// A newer reading of the package was swapped in first; this one was dropped.
+    Superseded,
+    /// The style was retired: its folder is gone.
+    Retired,
+    /// Not a package name, or a folder that is gone and was never known.
+    Ignored,
+}
+
+/// One package's reload state.
+#[derive(Default)]
+struct Slot {
+    /// Serialises this package's reloads (other packages reload in parallel).
+    serial: tokio::sync::Mutex<()>,
+    /// The generation of the reading serving now (0: none).
+    serving_generation: AtomicU64,
+}
+
 /// The styles this host serves.
 pub struct Registry {
     runtime: Arc<StyleRuntime>,
     dir: PathBuf,
     active: ArcSwap<HashMap<String, Arc<LoadedStyle>>>,
     status: Mutex<BTreeMap<String, StyleStatus>>,
-    /// Serialises reloads, so two events for one package never race.
-    reloading: tokio::sync::Mutex<()>,
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// The last generation handed to a reading.
+    generations: AtomicU64,
     reloads: AtomicU64,
     rejections: AtomicU64,
 }
@@ -63,7 +95,8 @@ impl Registry {
             dir: dir.into(),
             active: ArcSwap::default(),
             status: Mutex::default(),
-            reloading: tokio::sync::Mutex::new(()),
+            slots: Mutex::default(),
+            generations: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
             rejections: AtomicU64::new(0),
         })
@@ -124,7 +157,8 @@ impl Registry {
             .cloned()
     }
 
-    /// Successful (re)loads and rejected ones since start.
+    /// Successful (re)loads and rejected ones since start; reloads that found nothing new are
+    /// not counted.
     pub fn reload_counts(&self) -> (u64, u64) {
         (
             self.reloads.load(Ordering::Relaxed),
@@ -134,19 +168,40 @@ impl Registry {
 
     /// (Re)loads the package folder `name`: validates it and swaps it in, or records why it was
     /// rejected and keeps the previous version; retires the style when the folder is gone.
-    pub async fn reload(&self, name: &str) {
+    pub async fn reload(&self, name: &str) -> Reload {
         if !is_package_name(name) {
-            return;
+            return Reload::Ignored;
         }
-        let _serial = self.reloading.lock().await;
+        let slot = self.slot(name);
+        let _serial = slot.serial.lock().await;
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
         let dir = self.dir.join(name);
         if !dir.is_dir() {
-            self.retire(name);
-            return;
+            return self.retire(name);
         }
         let now = unix_ms(SystemTime::now());
-        match package::load(&self.runtime, &dir).await {
+        let loaded = match package::read(&dir) {
+            Ok(files) => {
+                if self.get(name).is_some_and(|serving| {
+                    serving.digest == files.digest && serving.manifest == files.manifest
+                }) {
+                    tracing::debug!(style = name, "style package unchanged");
+                    self.set_status(name, |status| status.last_error = None);
+                    return Reload::Unchanged;
+                }
+                package::load_files(&self.runtime, files).await
+            }
+            Err(error) => Err(error),
+        };
+        match loaded {
             Ok(style) => {
+                if slot
+                    .serving_generation
+                    .fetch_max(generation, Ordering::AcqRel)
+                    > generation
+                {
+                    return Reload::Superseded;
+                }
                 tracing::info!(style = name, version = %style.manifest.version, digest = %style.digest, "style loaded");
                 self.reloads.fetch_add(1, Ordering::Relaxed);
                 self.set_status(name, |status| {
@@ -162,6 +217,7 @@ impl Registry {
                     active.insert(name.to_string(), style.clone());
                     active
                 });
+                Reload::Loaded
             }
             Err(error) => {
                 let reason = format!("{error:#}");
@@ -175,13 +231,25 @@ impl Registry {
                     status.last_error = Some(reason.clone());
                     status.last_reload_at_ms = now;
                 });
+                Reload::Rejected
             }
         }
     }
 
+    /// The reload state of package `name`.
+    fn slot(&self, name: &str) -> Arc<Slot> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
     /// Removes style `name`; requests holding it finish on it, new ones no longer find it.
-    fn retire(&self, name: &str) {
+    fn retire(&self, name: &str) -> Reload {
         let removed = self.get(name).is_some();
+        let known = self.status(name).is_some();
         self.active.rcu(|active| {
             let mut active = HashMap::clone(active);
             active.remove(name);
@@ -193,6 +261,11 @@ impl Registry {
             .remove(name);
         if removed {
             tracing::info!(style = name, "style retired: its package was removed");
+        }
+        if known {
+            Reload::Retired
+        } else {
+            Reload::Ignored
         }
     }
 
@@ -215,7 +288,7 @@ impl Registry {
 
 /// Package folders are named like style ids; anything else (hidden staging folders, editor
 /// droppings) is not a package.
-fn is_package_name(name: &str) -> bool {
+pub(crate) fn is_package_name(name: &str) -> bool {
     super::manifest::is_style_id(name)
 }
 
