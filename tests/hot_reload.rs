@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use likeness_host::runtime::{Analysis, Capabilities, Options};
-use likeness_host::style::{Registry, StyleState, watch};
+use likeness_host::style::{Registry, RegistrySettings, StyleState, watch};
 
 const GEN_A: &str = "0.1.0-generation-a";
 const GEN_B: &str = "0.1.0-generation-b";
@@ -239,7 +239,7 @@ async fn broken_packages_are_rejected_and_the_old_version_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_deleted_package_retires_after_its_requests_finish() {
+async fn a_deleted_package_retires_after_the_grace_period_and_its_requests_finish() {
     let styles = tempfile::tempdir().unwrap();
     common::write_package(
         styles.path(),
@@ -248,7 +248,16 @@ async fn a_deleted_package_retires_after_its_requests_finish() {
         common::hostile_wasm(),
         LIMITS,
     );
-    let (registry, _watcher) = watched_registry(styles.path()).await;
+    let grace = Duration::from_millis(600);
+    let registry = Registry::with_settings(
+        common::runtime(),
+        styles.path(),
+        RegistrySettings {
+            retire_grace: grace,
+        },
+    );
+    registry.load_all().await.unwrap();
+    let _watcher = watch::watch(registry.clone()).unwrap();
 
     let style = registry.get("hostile").unwrap();
     let request = tokio::spawn(async move {
@@ -258,22 +267,56 @@ async fn a_deleted_package_retires_after_its_requests_finish() {
             .await
     });
     tokio::time::sleep(Duration::from_millis(30)).await;
+    let deleted = Instant::now();
     std::fs::remove_dir_all(styles.path().join("hostile")).unwrap();
 
-    let started = Instant::now();
     while registry.get("hostile").is_some() {
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "the deleted style still serves"
-        );
+        assert!(deleted.elapsed() < HANG, "the deleted style still serves");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert!(
+        deleted.elapsed() >= grace,
+        "retired {:?} after the deletion, before the grace period",
+        deleted.elapsed()
+    );
     assert!(registry.status("hostile").is_none());
     let plan = request
         .await
         .unwrap()
         .expect("the request in flight failed when its package was deleted");
     assert_eq!(plan.reason, format!("behaving {GEN_A}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_package_back_within_the_grace_period_never_stops_serving() {
+    let styles = tempfile::tempdir().unwrap();
+    common::write_package(
+        styles.path(),
+        "hostile",
+        GEN_A,
+        common::hostile_wasm(),
+        LIMITS,
+    );
+    let (registry, _watcher) = watched_registry(styles.path()).await;
+    let away = styles.path().join(".away");
+    std::fs::rename(styles.path().join("hostile"), &away).unwrap();
+    // Well past the watcher's quiet time: the registry sees the folder missing.
+    let missing = Instant::now();
+    while missing.elapsed() < watch::QUIET * 5 {
+        assert!(
+            registry.get("hostile").is_some(),
+            "retired within the grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    std::fs::rename(&away, styles.path().join("hostile")).unwrap();
+    // Past the grace period (2 s by default): the re-check finds the folder back.
+    tokio::time::sleep(RegistrySettings::default().retire_grace + watch::QUIET * 5).await;
+    assert_eq!(
+        serving_version(&registry, "hostile").await.as_deref(),
+        Some(GEN_A)
+    );
+    assert_eq!(registry.status("hostile").unwrap().last_error, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -429,4 +472,37 @@ fn an_idle_registry_rests_and_a_changed_manifest_reloads_that_package_once() {
             "{text}"
         );
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_symlinked_package_is_served_and_its_target_watched() {
+    let outside = tempfile::tempdir().unwrap();
+    let target = common::write_package(
+        outside.path(),
+        "hostile",
+        GEN_A,
+        common::hostile_wasm(),
+        LIMITS,
+    );
+    let styles = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&target, styles.path().join("hostile")).unwrap();
+    let (registry, _watcher) = watched_registry(styles.path()).await;
+    assert_eq!(
+        serving_version(&registry, "hostile").await.as_deref(),
+        Some(GEN_A)
+    );
+
+    // A change inside the target, outside the styles folder, reloads the style.
+    let manifest = target.join("style.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, text.replace("plan_ms = 1000", "plan_ms = 900")).unwrap();
+    let started = Instant::now();
+    while registry.get("hostile").unwrap().manifest.limits.plan_ms != Some(900) {
+        assert!(
+            started.elapsed() < HANG,
+            "a change in the link's target went unseen"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(registry.reload_counts(), (2, 0));
 }

@@ -33,6 +33,8 @@ pub struct ServeConfig {
     pub access: AccessConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
+    /// Hot reload and deploys.
+    pub deploy: DeployConfig,
 }
 
 impl Default for ServeConfig {
@@ -48,6 +50,7 @@ impl Default for ServeConfig {
             jobs: JobsConfig::default(),
             access: AccessConfig::default(),
             shutdown: ShutdownConfig::default(),
+            deploy: DeployConfig::default(),
         }
     }
 }
@@ -157,6 +160,33 @@ pub struct ShutdownConfig {
 impl Default for ShutdownConfig {
     fn default() -> Self {
         ShutdownConfig { drain_secs: 30 }
+    }
+}
+
+/// Hot reload and deploys (`[deploy]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeployConfig {
+    /// Milliseconds a package folder must stay missing before its style is retired (a deploy
+    /// by two renames leaves it missing for a moment).
+    pub retire_grace_ms: u64,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        let registry = crate::style::RegistrySettings::default();
+        DeployConfig {
+            retire_grace_ms: registry.retire_grace.as_millis() as u64,
+        }
+    }
+}
+
+impl DeployConfig {
+    /// The registry's settings.
+    pub fn registry(&self) -> crate::style::RegistrySettings {
+        crate::style::RegistrySettings {
+            retire_grace: Duration::from_millis(self.retire_grace_ms),
+        }
     }
 }
 

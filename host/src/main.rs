@@ -14,7 +14,7 @@ use likeness_host::pipeline::Pipeline;
 use likeness_host::runtime::{RuntimeConfig, StyleRuntime};
 use likeness_host::server::{self, AppState};
 use likeness_host::service::Service;
-use likeness_host::style::{self, Registry};
+use likeness_host::style::{self, Registry, RegistrySettings};
 use likeness_host::{batch, scaffold};
 use likeness_vision::{Vision, fetch, ingest};
 
@@ -85,7 +85,8 @@ enum StylesCommand {
         #[arg(long, default_value = "styles")]
         styles: PathBuf,
     },
-    /// Compiles the style crates in plugins/ into packages in styles/.
+    /// Compiles the style crates in plugins/ into packages and deploys each into styles/ as
+    /// `styles deploy` does.
     Build {
         /// Only these styles (default: all).
         ids: Vec<String>,
@@ -93,6 +94,27 @@ enum StylesCommand {
         plugins: PathBuf,
         #[arg(long, default_value = "styles")]
         out: PathBuf,
+        /// Releases of each style kept for a rollback.
+        #[arg(long, default_value_t = style::deploy::KEEP)]
+        keep: usize,
+        /// Where compiled components are cached.
+        #[arg(long, env = "LIKENESS_CACHE", default_value = ".cache/components")]
+        cache_dir: PathBuf,
+    },
+    /// Validates a package exactly as the registry does, copies it to
+    /// <styles>/.releases/<id>@<digest>/ and flips <styles>/<id> to it with one rename.
+    Deploy {
+        /// The package folder (holding style.toml), named after the style id.
+        package: PathBuf,
+        /// The styles folder a host serves.
+        #[arg(long, default_value = "styles")]
+        styles: PathBuf,
+        /// Releases of the style kept for a rollback (the serving one is never pruned).
+        #[arg(long, default_value_t = style::deploy::KEEP)]
+        keep: usize,
+        /// Where compiled components are cached.
+        #[arg(long, env = "LIKENESS_CACHE", default_value = ".cache/components")]
+        cache_dir: PathBuf,
     },
     /// Scaffolds a new style crate plugins/NAME (added to the cargo workspace).
     New {
@@ -182,7 +204,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         .with_context(|| format!("option '{pair}' is not NAME=VALUE"))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let registry = load_registry(&styles, &cache_dir).await?;
+            let registry = load_registry(&styles, &cache_dir, RegistrySettings::default()).await?;
             let vision = load_vision(&models).await?;
             let pipeline = Pipeline::new(registry, vision, ingest::Limits::default());
             let items = batch::run(&pipeline, &style, &photos, &out, &options, format).await?;
@@ -289,14 +311,43 @@ async fn styles_command(command: StylesCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(exit_code(statuses.iter().all(|s| s.last_error.is_none())))
         }
-        StylesCommand::Build { ids, plugins, out } => {
-            let built = tokio::task::spawn_blocking(move || {
-                style::build::build_styles(&plugins, &out, &ids, None)
-            })
-            .await??;
-            for dir in built {
-                println!("built {}", dir.display());
+        StylesCommand::Build {
+            ids,
+            plugins,
+            out,
+            keep,
+            cache_dir,
+        } => {
+            // Packages are assembled in a hidden folder of `out`, then deployed from there.
+            let staging = out.join(format!(".build-{}", std::process::id()));
+            let built = {
+                let staging = staging.clone();
+                tokio::task::spawn_blocking(move || {
+                    style::build::build_styles(&plugins, &staging, &ids, None)
+                })
+                .await?
+            };
+            let runtime = cached_runtime(&cache_dir)?;
+            let mut deployed = Vec::new();
+            for package in built.iter().flatten() {
+                deployed.push(style::deploy::deploy(&runtime, package, &out, keep).await);
             }
+            let _ = std::fs::remove_dir_all(&staging);
+            built?;
+            for result in deployed {
+                print_deployed(&result?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StylesCommand::Deploy {
+            package,
+            styles,
+            keep,
+            cache_dir,
+        } => {
+            let runtime = cached_runtime(&cache_dir)?;
+            let deployed = style::deploy::deploy(&runtime, &package, &styles, keep).await?;
+            print_deployed(&deployed);
             Ok(ExitCode::SUCCESS)
         }
         StylesCommand::New { name, plugins } => {
@@ -311,6 +362,31 @@ async fn styles_command(command: StylesCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// One line per deploy: what serves now, and what was kept and pruned.
+fn print_deployed(deployed: &style::deploy::Deployed) {
+    println!(
+        "deployed {} {} ({}) from {}",
+        deployed.id,
+        deployed.version,
+        deployed.digest,
+        deployed.release.display()
+    );
+    if let Some(previous) = &deployed.previous {
+        println!("  previous release kept: {}", previous.display());
+    }
+    for pruned in &deployed.pruned {
+        println!("  pruned {}", pruned.display());
+    }
+}
+
+/// A style runtime caching compiled components in `cache_dir`.
+fn cached_runtime(cache_dir: &Path) -> anyhow::Result<Arc<StyleRuntime>> {
+    StyleRuntime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir.to_path_buf()),
+        ..RuntimeConfig::default()
+    })
+}
+
 fn exit_code(success: bool) -> ExitCode {
     if success {
         ExitCode::SUCCESS
@@ -320,13 +396,14 @@ fn exit_code(success: bool) -> ExitCode {
 }
 
 /// The styles of `dir`, loaded and validated (compiled components cached in `cache_dir`).
-async fn load_registry(dir: &Path, cache_dir: &Path) -> anyhow::Result<Arc<Registry>> {
-    let runtime = StyleRuntime::new(RuntimeConfig {
-        cache_dir: Some(cache_dir.to_path_buf()),
-        ..RuntimeConfig::default()
-    })?;
+async fn load_registry(
+    dir: &Path,
+    cache_dir: &Path,
+    settings: RegistrySettings,
+) -> anyhow::Result<Arc<Registry>> {
+    let runtime = cached_runtime(cache_dir)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let registry = Registry::new(runtime, dir);
+    let registry = Registry::with_settings(runtime, dir, settings);
     registry.load_all().await?;
     Ok(registry)
 }
@@ -365,7 +442,8 @@ async fn load_diffusion(
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
-    let registry = load_registry(&config.styles, &config.cache_dir).await?;
+    let registry =
+        load_registry(&config.styles, &config.cache_dir, config.deploy.registry()).await?;
     let _watcher = style::watch::watch(Arc::clone(&registry))?;
     let vision = load_vision(&config.models).await?;
     let limits = ingest::Limits {

@@ -2,6 +2,7 @@
 //! reload, and building the first-party styles from source.
 
 pub mod build;
+pub mod deploy;
 pub mod manifest;
 pub mod package;
 pub mod registry;
@@ -9,4 +10,4 @@ pub mod watch;
 
 pub use manifest::Manifest;
 pub use package::LoadedStyle;
-pub use registry::{Registry, StyleState, StyleStatus};
+pub use registry::{Registry, RegistrySettings, Reload, StyleState, StyleStatus};

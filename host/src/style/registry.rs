@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
@@ -59,7 +59,13 @@ pub enum Reload {
     Rejected,
     /// A newer reading of the package was swapped in first; this one was dropped.
     Superseded,
-    /// The style was retired: its folder is gone.
+    /// The package folder is missing, but not yet for the grace period: the style keeps
+    /// serving; look again after `recheck_in`.
+    Missing {
+        /// When to look again.
+        recheck_in: Duration,
+    },
+    /// The style was retired: its folder stayed missing for the grace period.
     Retired,
     /// Not a package name, or a folder that is gone and was never known.
     Ignored,
@@ -72,12 +78,31 @@ struct Slot {
     serial: tokio::sync::Mutex<()>,
     /// The generation of the reading serving now (0: none).
     serving_generation: AtomicU64,
+    /// Since when the package folder has been missing, while it stays missing.
+    absent_since: Mutex<Option<Instant>>,
+}
+
+/// How the registry treats package folders.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistrySettings {
+    /// How long a package folder must stay missing before its style is retired, so that a
+    /// deploy by two renames (`mv old away; mv new in`) never makes a style vanish.
+    pub retire_grace: Duration,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        RegistrySettings {
+            retire_grace: Duration::from_secs(2),
+        }
+    }
 }
 
 /// The styles this host serves.
 pub struct Registry {
     runtime: Arc<StyleRuntime>,
     dir: PathBuf,
+    settings: RegistrySettings,
     active: ArcSwap<HashMap<String, Arc<LoadedStyle>>>,
     status: Mutex<BTreeMap<String, StyleStatus>>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
@@ -88,11 +113,22 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// An empty registry over the styles folder `dir`; call [`Registry::load_all`] next.
+    /// An empty registry over the styles folder `dir` with default settings; call
+    /// [`Registry::load_all`] next.
     pub fn new(runtime: Arc<StyleRuntime>, dir: impl Into<PathBuf>) -> Arc<Self> {
+        Registry::with_settings(runtime, dir, RegistrySettings::default())
+    }
+
+    /// An empty registry over the styles folder `dir`; call [`Registry::load_all`] next.
+    pub fn with_settings(
+        runtime: Arc<StyleRuntime>,
+        dir: impl Into<PathBuf>,
+        settings: RegistrySettings,
+    ) -> Arc<Self> {
         Arc::new(Registry {
             runtime,
             dir: dir.into(),
+            settings,
             active: ArcSwap::default(),
             status: Mutex::default(),
             slots: Mutex::default(),
@@ -107,12 +143,13 @@ impl Registry {
         &self.dir
     }
 
-    /// Loads every package folder (hidden folders are ignored: they are staging areas).
+    /// Loads every package folder, or symlink to one (hidden folders are ignored: they are
+    /// staging areas and releases).
     pub async fn load_all(&self) -> anyhow::Result<()> {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
-            if !entry.file_type()?.is_dir() {
+            if !entry.path().is_dir() {
                 continue;
             }
             if let Some(name) = entry.file_name().to_str().filter(|n| is_package_name(n)) {
@@ -167,7 +204,8 @@ impl Registry {
     }
 
     /// (Re)loads the package folder `name`: validates it and swaps it in, or records why it was
-    /// rejected and keeps the previous version; retires the style when the folder is gone.
+    /// rejected and keeps the previous version; retires the style when the folder has been gone
+    /// for the grace period (checked again now).
     pub async fn reload(&self, name: &str) -> Reload {
         if !is_package_name(name) {
             return Reload::Ignored;
@@ -177,8 +215,28 @@ impl Registry {
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
         let dir = self.dir.join(name);
         if !dir.is_dir() {
+            if self.status(name).is_none() {
+                return Reload::Ignored;
+            }
+            let since = *slot
+                .absent_since
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(Instant::now);
+            let missing_for = since.elapsed();
+            if missing_for < self.settings.retire_grace {
+                tracing::debug!(
+                    style = name,
+                    ?missing_for,
+                    "style package missing; keeps serving for now"
+                );
+                return Reload::Missing {
+                    recheck_in: self.settings.retire_grace - missing_for,
+                };
+            }
             return self.retire(name);
         }
+        *slot.absent_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let now = unix_ms(SystemTime::now());
         let loaded = match package::read(&dir) {
             Ok(files) => {
@@ -249,7 +307,6 @@ impl Registry {
     /// Removes style `name`; requests holding it finish on it, new ones no longer find it.
     fn retire(&self, name: &str) -> Reload {
         let removed = self.get(name).is_some();
-        let known = self.status(name).is_some();
         self.active.rcu(|active| {
             let mut active = HashMap::clone(active);
             active.remove(name);
@@ -262,11 +319,7 @@ impl Registry {
         if removed {
             tracing::info!(style = name, "style retired: its package was removed");
         }
-        if known {
-            Reload::Retired
-        } else {
-            Reload::Ignored
-        }
+        Reload::Retired
     }
 
     fn set_status(&self, name: &str, update: impl FnOnce(&mut StyleStatus)) {

@@ -18,7 +18,7 @@ use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::registry::{Registry, is_package_name};
+use super::registry::{Registry, Reload, is_package_name};
 
 /// How long a package's files must be quiet before it is reloaded.
 pub const QUIET: Duration = Duration::from_millis(100);
@@ -29,6 +29,8 @@ enum Message {
     Changed(String),
     /// Events were lost (the kernel queue overflowed): look at every package again.
     Rescan,
+    /// Package `name`'s folder is missing: look again at this time.
+    Recheck(String, Instant),
 }
 
 /// Keeps the folder watched; dropping it stops the watching.
@@ -88,6 +90,7 @@ pub fn watch(registry: Arc<Registry>) -> anyhow::Result<StyleWatcher> {
     let (tx, rx) = mpsc::unbounded_channel::<Message>();
     let targets: Arc<Mutex<HashMap<String, PathBuf>>> = Arc::default();
     let (event_root, event_targets) = (root.clone(), targets.clone());
+    let tx_recheck = tx.clone();
     let handler = move |event: notify::Result<notify::Event>| match event {
         Ok(event) if event.need_rescan() => {
             let _ = tx.send(Message::Rescan);
@@ -115,7 +118,7 @@ pub fn watch(registry: Arc<Registry>) -> anyhow::Result<StyleWatcher> {
     for name in package_names(&follow.root) {
         follow.follow(&name);
     }
-    let task = tokio::spawn(debounce(registry, follow.clone(), rx));
+    let task = tokio::spawn(debounce(registry, follow.clone(), tx_recheck, rx));
     Ok(StyleWatcher {
         _follow: follow,
         task,
@@ -164,6 +167,7 @@ fn package_names(dir: &Path) -> Vec<String> {
 async fn debounce(
     registry: Arc<Registry>,
     follow: Arc<Follow>,
+    tx: mpsc::UnboundedSender<Message>,
     mut rx: mpsc::UnboundedReceiver<Message>,
 ) {
     let mut pending: HashMap<String, Instant> = HashMap::new();
@@ -181,6 +185,10 @@ async fn debounce(
                         pending.insert(name, Instant::now() + QUIET);
                     }
                 }
+                Some(Message::Recheck(name, at)) => {
+                    let due = pending.entry(name).or_insert(at);
+                    *due = (*due).min(at);
+                }
                 None => return,
             },
             () = sleep_until(next_due) => {
@@ -190,9 +198,11 @@ async fn debounce(
                     pending.remove(&name);
                     // Each package reloads in its own task: a slow one holds up nobody else
                     // (the registry serialises the reloads of one package).
-                    let (registry, follow) = (registry.clone(), follow.clone());
+                    let (registry, follow, tx) = (registry.clone(), follow.clone(), tx.clone());
                     tokio::spawn(async move {
-                        registry.reload(&name).await;
+                        if let Reload::Missing { recheck_in } = registry.reload(&name).await {
+                            let _ = tx.send(Message::Recheck(name.clone(), Instant::now() + recheck_in));
+                        }
                         follow.follow(&name);
                     });
                 }

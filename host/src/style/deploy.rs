@@ -1,0 +1,285 @@
+//! Atomic deploys (`likeness styles deploy PKG_DIR --styles DIR`).
+//!
+//! A package is validated exactly as the registry validates it, copied to
+//! `DIR/.releases/<id>@<package digest>/`, and served by flipping `DIR/<id>` to a symlink to
+//! that release with one rename (the link is made under a hidden name, then renamed over the
+//! old one). A watching host sees one rename in the styles folder and never a missing or half
+//! written package. Earlier releases stay for a rollback; the oldest are pruned, keeping `keep`
+//! of them and never the one serving.
+//!
+//! The package digest (the release's name) is the SHA-256 of every file of the package, so
+//! two packages that differ only in their manifest or assets are two releases; the style's
+//! status shows the component's digest.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::{Context as _, ensure};
+use sha2::{Digest, Sha256};
+
+use super::build::copy_dir;
+use super::package;
+use crate::runtime::StyleRuntime;
+
+/// The folder of `DIR` holding the releases (hidden, so the registry never serves it as a
+/// package).
+pub const RELEASES: &str = ".releases";
+/// Releases of one style kept by default.
+pub const KEEP: usize = 3;
+
+/// What a deploy did.
+#[derive(Debug)]
+pub struct Deployed {
+    /// The style id.
+    pub id: String,
+    /// The version deployed.
+    pub version: String,
+    /// SHA-256 of the component (what `GET /v1/styles/{id}` shows).
+    pub digest: String,
+    /// The release folder now serving.
+    pub release: PathBuf,
+    /// The release that served before, kept for a rollback (none on a first deploy).
+    pub previous: Option<PathBuf>,
+    /// Releases deleted by the pruning.
+    pub pruned: Vec<PathBuf>,
+}
+
+/// Validates the package in `package_dir` and deploys it into the styles folder `styles`,
+/// keeping the `keep` newest releases of the style (and always the one serving).
+pub async fn deploy(
+    runtime: &Arc<StyleRuntime>,
+    package_dir: &Path,
+    styles: &Path,
+    keep: usize,
+) -> anyhow::Result<Deployed> {
+    ensure!(keep >= 1, "--keep must be at least 1");
+    let style = package::load(runtime, package_dir)
+        .await
+        .with_context(|| format!("{} is not a valid package", package_dir.display()))?;
+    let id = style.manifest.id.clone();
+    let release = stage(package_dir, styles, &id)?;
+    let link = styles.join(&id);
+    let previous = release_of(&link);
+    flip(styles, &id, &release)?;
+    let pruned = prune(styles, &id, keep, &[])?;
+    Ok(Deployed {
+        id,
+        version: style.manifest.version.clone(),
+        digest: style.digest.clone(),
+        release,
+        previous,
+        pruned,
+    })
+}
+
+/// Copies the package in `package_dir` to its release folder (unless that release exists
+/// already) and marks it the newest release; returns the release folder.
+pub fn stage(package_dir: &Path, styles: &Path, id: &str) -> anyhow::Result<PathBuf> {
+    let releases = styles.join(RELEASES);
+    std::fs::create_dir_all(&releases)
+        .with_context(|| format!("creating {}", releases.display()))?;
+    let name = format!("{id}@{}", &package_digest(package_dir)?[..16]);
+    let release = releases.join(&name);
+    if !release.is_dir() {
+        let partial = releases.join(format!(".{name}.partial-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&partial);
+        copy_dir(package_dir, &partial)?;
+        std::fs::rename(&partial, &release)
+            .with_context(|| format!("moving the release into {}", release.display()))?;
+    }
+    // The release's modification time orders releases for pruning.
+    std::fs::File::open(&release)?.set_modified(SystemTime::now())?;
+    Ok(release)
+}
+
+/// Points `styles/<id>` at `release` with one rename. A plain package folder in its place is
+/// exchanged for the link atomically (Linux) and kept as a release.
+pub fn flip(styles: &Path, id: &str, release: &Path) -> anyhow::Result<()> {
+    let link = styles.join(id);
+    let relative = release
+        .strip_prefix(styles)
+        .with_context(|| format!("{} is not inside {}", release.display(), styles.display()))?;
+    let temporary = styles.join(format!(".{id}.link-{}", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
+    std::os::unix::fs::symlink(relative, &temporary)
+        .with_context(|| format!("creating the link {}", temporary.display()))?;
+    let is_plain_folder = std::fs::symlink_metadata(&link).is_ok_and(|m| m.is_dir());
+    if is_plain_folder {
+        migrate(styles, id, &link, &temporary)
+    } else {
+        std::fs::rename(&temporary, &link).with_context(|| format!("flipping {}", link.display()))
+    }
+}
+
+/// Replaces the plain folder `link` by the symlink `temporary`, keeping the folder as a
+/// release.
+fn migrate(styles: &Path, id: &str, link: &Path, temporary: &Path) -> anyhow::Result<()> {
+    let name = format!("{id}@{}", &package_digest(link)?[..16]);
+    let kept = styles.join(RELEASES).join(name);
+    let modified = std::fs::metadata(link)?.modified()?;
+    exchange(temporary, link).with_context(|| format!("flipping {}", link.display()))?;
+    // `temporary` now names the old folder.
+    if kept.exists() {
+        std::fs::remove_dir_all(temporary)?;
+    } else {
+        std::fs::rename(temporary, &kept)?;
+        // Older than the release that replaced it, for the pruning.
+        std::fs::File::open(&kept)?.set_modified(modified)?;
+    }
+    Ok(())
+}
+
+/// Swaps two paths atomically.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).map_err(std::io::Error::from)
+}
+
+/// Swaps two paths with two renames (the registry's grace period covers the gap).
+#[cfg(not(target_os = "linux"))]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    let aside = a.with_extension("aside");
+    std::fs::rename(b, &aside)?;
+    std::fs::rename(a, b)?;
+    std::fs::rename(aside, a)
+}
+
+/// The release folder the symlink `link` points at, if it is one.
+pub fn release_of(link: &Path) -> Option<PathBuf> {
+    std::fs::symlink_metadata(link)
+        .ok()
+        .filter(|m| m.file_type().is_symlink())?;
+    link.canonicalize().ok()
+}
+
+/// Deletes the oldest releases of style `id`, keeping the `keep` newest, the one serving and
+/// those in `protect`; returns the deleted ones.
+pub fn prune(
+    styles: &Path,
+    id: &str,
+    keep: usize,
+    protect: &[PathBuf],
+) -> anyhow::Result<Vec<PathBuf>> {
+    let mut protected: Vec<PathBuf> = protect
+        .iter()
+        .filter_map(|p| p.canonicalize().ok())
+        .collect();
+    protected.extend(release_of(&styles.join(id)));
+    let prefix = format!("{id}@");
+    let mut releases: Vec<(SystemTime, PathBuf)> = std::fs::read_dir(styles.join(RELEASES))?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
+        .filter_map(|entry| {
+            let modified = entry.metadata().ok()?.modified().ok()?;
+            Some((modified, entry.path().canonicalize().ok()?))
+        })
+        .collect();
+    releases.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut pruned = Vec::new();
+    for (_, release) in releases.into_iter().skip(keep) {
+        if !protected.contains(&release) {
+            std::fs::remove_dir_all(&release)
+                .with_context(|| format!("pruning {}", release.display()))?;
+            pruned.push(release);
+        }
+    }
+    Ok(pruned)
+}
+
+/// SHA-256 over every file of the package folder `dir` (relative paths and contents, in
+/// order), hex.
+pub fn package_digest(dir: &Path) -> anyhow::Result<String> {
+    fn walk(root: &Path, dir: &Path, hash: &mut Sha256) -> anyhow::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|entry| entry.file_name());
+        for entry in entries {
+            let path = entry.path();
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                walk(root, &path, hash)?;
+            } else if kind.is_file() {
+                let relative = path.strip_prefix(root).unwrap_or(&path);
+                let bytes = std::fs::read(&path)?;
+                hash.update(relative.to_string_lossy().as_bytes());
+                hash.update([0]);
+                hash.update((bytes.len() as u64).to_le_bytes());
+                hash.update(&bytes);
+            }
+        }
+        Ok(())
+    }
+    let mut hash = Sha256::new();
+    walk(dir, dir, &mut hash).with_context(|| format!("reading {}", dir.display()))?;
+    Ok(hex::encode(hash.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn package(dir: &Path, id: &str, content: &str) -> PathBuf {
+        let package = dir.join(id);
+        std::fs::create_dir_all(package.join("assets")).unwrap();
+        std::fs::write(package.join("style.toml"), content).unwrap();
+        std::fs::write(package.join("assets").join("a.txt"), "asset").unwrap();
+        package
+    }
+
+    #[test]
+    fn flips_keep_the_previous_release_and_prune_the_oldest() {
+        let work = tempfile::tempdir().unwrap();
+        let styles = work.path().join("styles");
+        std::fs::create_dir_all(&styles).unwrap();
+        // A plain folder first: migrated into a release by the first flip.
+        package(&styles, "look", "plain");
+        let mut releases = Vec::new();
+        for n in 0..5 {
+            let source = package(&work.path().join(format!("src{n}")), "look", &n.to_string());
+            let release = stage(&source, &styles, "look").unwrap();
+            flip(&styles, "look", &release).unwrap();
+            assert_eq!(
+                release_of(&styles.join("look")),
+                release.canonicalize().ok()
+            );
+            assert_eq!(
+                std::fs::read_to_string(styles.join("look").join("style.toml")).unwrap(),
+                n.to_string()
+            );
+            releases.push(release);
+        }
+        let contents: Vec<String> = std::fs::read_dir(styles.join(RELEASES))
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path().join("style.toml")).unwrap())
+            .collect();
+        assert!(contents.contains(&"plain".to_string()), "{contents:?}");
+        // Serving the second-newest must keep it even when keep = 1.
+        flip(&styles, "look", &releases[3]).unwrap();
+        let pruned = prune(&styles, "look", 1, &[]).unwrap();
+        let left: Vec<_> = std::fs::read_dir(styles.join(RELEASES))
+            .unwrap()
+            .map(|e| e.unwrap().path().canonicalize().unwrap())
+            .collect();
+        assert_eq!(left.len(), 2, "the newest and the serving one: {left:?}");
+        assert!(left.contains(&releases[4].canonicalize().unwrap()));
+        assert!(left.contains(&releases[3].canonicalize().unwrap()));
+        assert_eq!(pruned.len(), 4, "{pruned:?}");
+        let hidden: Vec<_> = std::fs::read_dir(&styles)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".look"))
+            .collect();
+        assert!(hidden.is_empty(), "temporary links left behind: {hidden:?}");
+    }
+
+    #[test]
+    fn the_package_digest_covers_every_file() {
+        let work = tempfile::tempdir().unwrap();
+        let a = package(&work.path().join("a"), "look", "same");
+        let b = package(&work.path().join("b"), "look", "same");
+        assert_eq!(package_digest(&a).unwrap(), package_digest(&b).unwrap());
+        std::fs::write(b.join("assets").join("a.txt"), "other").unwrap();
+        assert_ne!(package_digest(&a).unwrap(), package_digest(&b).unwrap());
+    }
+}
