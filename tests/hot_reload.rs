@@ -254,6 +254,7 @@ async fn a_deleted_package_retires_after_the_grace_period_and_its_requests_finis
         styles.path(),
         RegistrySettings {
             retire_grace: grace,
+            ..RegistrySettings::default()
         },
     );
     registry.load_all().await.unwrap();

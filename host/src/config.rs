@@ -170,6 +170,9 @@ pub struct DeployConfig {
     /// Milliseconds a package folder must stay missing before its style is retired (a deploy
     /// by two renames leaves it missing for a moment).
     pub retire_grace_ms: u64,
+    /// Seconds one package's load (compile, `describe`, dry runs) may take before it is
+    /// rejected; packages load in parallel, off the start-up path.
+    pub load_timeout_secs: u64,
 }
 
 impl Default for DeployConfig {
@@ -177,6 +180,7 @@ impl Default for DeployConfig {
         let registry = crate::style::RegistrySettings::default();
         DeployConfig {
             retire_grace_ms: registry.retire_grace.as_millis() as u64,
+            load_timeout_secs: registry.load_timeout.as_secs(),
         }
     }
 }
@@ -186,6 +190,7 @@ impl DeployConfig {
     pub fn registry(&self) -> crate::style::RegistrySettings {
         crate::style::RegistrySettings {
             retire_grace: Duration::from_millis(self.retire_grace_ms),
+            load_timeout: Duration::from_secs(self.load_timeout_secs),
         }
     }
 }

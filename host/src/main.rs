@@ -204,7 +204,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         .with_context(|| format!("option '{pair}' is not NAME=VALUE"))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let registry = load_registry(&styles, &cache_dir, RegistrySettings::default()).await?;
+            let registry = load_registry(&styles, &cache_dir).await?;
             let vision = load_vision(&models).await?;
             let pipeline = Pipeline::new(registry, vision, ingest::Limits::default());
             let items = batch::run(&pipeline, &style, &photos, &out, &options, format).await?;
@@ -396,16 +396,21 @@ fn exit_code(success: bool) -> ExitCode {
 }
 
 /// The styles of `dir`, loaded and validated (compiled components cached in `cache_dir`).
-async fn load_registry(
+async fn load_registry(dir: &Path, cache_dir: &Path) -> anyhow::Result<Arc<Registry>> {
+    let registry = registry(dir, cache_dir, RegistrySettings::default())?;
+    registry.load_all().await?;
+    Ok(registry)
+}
+
+/// An empty registry over the styles of `dir` (created if missing).
+fn registry(
     dir: &Path,
     cache_dir: &Path,
     settings: RegistrySettings,
 ) -> anyhow::Result<Arc<Registry>> {
     let runtime = cached_runtime(cache_dir)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let registry = Registry::with_settings(runtime, dir, settings);
-    registry.load_all().await?;
-    Ok(registry)
+    Ok(Registry::with_settings(runtime, dir, settings))
 }
 
 /// The face-analysis engine on the packs in `models`.
@@ -442,8 +447,10 @@ async fn load_diffusion(
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
-    let registry =
-        load_registry(&config.styles, &config.cache_dir, config.deploy.registry()).await?;
+    let registry = registry(&config.styles, &config.cache_dir, config.deploy.registry())?;
+    // Packages load in parallel, off the start-up path: the server answers meanwhile and lists
+    // them as loading; /readyz turns 200 once one style serves.
+    registry.start_loading()?;
     let _watcher = style::watch::watch(Arc::clone(&registry))?;
     let vision = load_vision(&config.models).await?;
     let limits = ingest::Limits {

@@ -253,10 +253,10 @@ impl Pipeline {
             self.registry
                 .get(style_id)
                 .ok_or_else(|| match self.registry.status(style_id) {
-                    Some(status) if status.state == StyleState::Failed => {
+                    Some(status) if status.state != StyleState::Serving => {
                         GenerateError::StyleUnavailable(
                             style_id.to_string(),
-                            status.last_error.unwrap_or_default(),
+                            status.unavailable_reason(),
                         )
                     }
                     _ => GenerateError::UnknownStyle(style_id.to_string()),

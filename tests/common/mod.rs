@@ -258,6 +258,12 @@ impl TestServer {
     pub async fn start(config: ServeConfig) -> TestServer {
         let registry = Registry::new(runtime(), &config.styles);
         registry.load_all().await.unwrap();
+        TestServer::serve(config, registry).await
+    }
+
+    /// Serves `registry` (loaded or still loading) with the shared vision engine and the
+    /// diffusion pack of `config.diffusion_pack`, if any.
+    pub async fn serve(config: ServeConfig, registry: Arc<Registry>) -> TestServer {
         let limits = likeness_vision::Limits {
             max_upload_bytes: config.limits.max_upload_bytes,
             ..likeness_vision::Limits::default()

@@ -125,10 +125,10 @@ pub async fn create_generation(
     let service = &state.service;
     match service.pipeline().registry().status(&style_id) {
         None => return Err(ApiError::unknown_style(&style_id)),
-        Some(status) if status.state == StyleState::Failed => {
+        Some(status) if status.state != StyleState::Serving => {
             return Err(ApiError::from(GenerateError::StyleUnavailable(
                 style_id,
-                status.last_error.unwrap_or_default(),
+                status.unavailable_reason(),
             )));
         }
         Some(_) => {}

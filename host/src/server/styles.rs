@@ -87,7 +87,7 @@ pub struct ParamView {
 pub struct StatusView {
     /// The style id (the package folder's name).
     id: String,
-    /// `serving` or `failed`.
+    /// `serving`, `loading` (its first load has not finished) or `failed`.
     state: &'static str,
     /// The version serving now.
     version: Option<String>,
@@ -107,6 +107,7 @@ impl From<StyleStatus> for StatusView {
             id: status.id,
             state: match status.state {
                 StyleState::Serving => "serving",
+                StyleState::Loading => "loading",
                 StyleState::Failed => "failed",
             },
             version: status.version,

@@ -25,6 +25,8 @@ use crate::runtime::StyleRuntime;
 pub enum StyleState {
     /// A validated version is serving (possibly an older one, if `last_error` is set).
     Serving,
+    /// The package's first load has not finished yet.
+    Loading,
     /// No version of this style passed validation.
     Failed,
 }
@@ -88,12 +90,27 @@ pub struct RegistrySettings {
     /// How long a package folder must stay missing before its style is retired, so that a
     /// deploy by two renames (`mv old away; mv new in`) never makes a style vanish.
     pub retire_grace: Duration,
+    /// The most one package's load (compile, `describe`, dry runs) may take; a load that
+    /// takes longer is rejected.
+    pub load_timeout: Duration,
 }
 
 impl Default for RegistrySettings {
     fn default() -> Self {
         RegistrySettings {
             retire_grace: Duration::from_secs(2),
+            load_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl StyleStatus {
+    /// Why the style cannot serve now (meaningful when it is not serving).
+    pub fn unavailable_reason(&self) -> String {
+        match (self.state, &self.last_error) {
+            (StyleState::Loading, _) => "its package is still loading".to_string(),
+            (_, Some(error)) => error.clone(),
+            (_, None) => "no version of it passed validation".to_string(),
         }
     }
 }
@@ -144,8 +161,18 @@ impl Registry {
     }
 
     /// Loads every package folder, or symlink to one (hidden folders are ignored: they are
-    /// staging areas and releases).
-    pub async fn load_all(&self) -> anyhow::Result<()> {
+    /// staging areas and releases), in parallel; returns when every load has ended.
+    pub async fn load_all(self: &Arc<Self>) -> anyhow::Result<()> {
+        for load in self.start_loading()? {
+            load.await?;
+        }
+        Ok(())
+    }
+
+    /// Starts loading every package, each in its own task, and returns at once: one slow
+    /// package delays no other. Until its first load ends a style is listed as
+    /// [`StyleState::Loading`].
+    pub fn start_loading(self: &Arc<Self>) -> anyhow::Result<Vec<tokio::task::JoinHandle<Reload>>> {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
@@ -157,10 +184,16 @@ impl Registry {
             }
         }
         names.sort();
-        for name in names {
-            self.reload(&name).await;
+        for name in &names {
+            self.mark_loading(name);
         }
-        Ok(())
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let registry = self.clone();
+                tokio::spawn(async move { registry.reload(&name).await })
+            })
+            .collect())
     }
 
     /// The serving version of style `id`.
@@ -247,7 +280,16 @@ impl Registry {
                     self.set_status(name, |status| status.last_error = None);
                     return Reload::Unchanged;
                 }
-                package::load_files(&self.runtime, files).await
+                self.mark_loading(name);
+                let limit = self.settings.load_timeout;
+                tokio::time::timeout(limit, package::load_files(&self.runtime, files))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!(
+                            "loading took longer than {} s (compile, describe and dry runs)",
+                            limit.as_secs_f64()
+                        ))
+                    })
             }
             Err(error) => Err(error),
         };
@@ -320,6 +362,15 @@ impl Registry {
             tracing::info!(style = name, "style retired: its package was removed");
         }
         Reload::Retired
+    }
+
+    /// Lists a package never loaded before as loading.
+    fn mark_loading(&self, name: &str) {
+        self.set_status(name, |status| {
+            if status.version.is_none() && status.last_error.is_none() {
+                status.state = StyleState::Loading;
+            }
+        });
     }
 
     fn set_status(&self, name: &str, update: impl FnOnce(&mut StyleStatus)) {

@@ -15,6 +15,10 @@ use std::sync::Mutex;
 /// rewriting the marker `generation-a` in the binary to `generation-b`.
 const VERSION: &str = "0.1.0-generation-a";
 
+/// How long `describe` sleeps, in milliseconds after the colon. Tests make a package that is
+/// slow to load by rewriting the digits in the binary.
+const DESCRIBE_SLEEP: &str = "describe-sleep-ms:00000";
+
 /// Whatever an earlier request left behind (the isolation test checks that none survives).
 static REMEMBERED: Mutex<String> = Mutex::new(String::new());
 
@@ -128,6 +132,14 @@ struct Hostile;
 
 impl Guest for Hostile {
     fn describe() -> StyleInfo {
+        let sleep_ms: u64 = std::hint::black_box(DESCRIBE_SLEEP)
+            .rsplit(':')
+            .next()
+            .and_then(|digits| digits.parse().ok())
+            .unwrap_or(0);
+        if sleep_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(sleep_ms));
+        }
         StyleInfo {
             id: "hostile".into(),
             name: "Hostile".into(),
