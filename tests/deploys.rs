@@ -17,15 +17,6 @@ const CLIENTS: usize = 20;
 /// A bound that only catches a hang.
 const HANG: Duration = Duration::from_secs(30);
 
-/// A small PNG (no face): decoding and analysing it is cheap, so the test exercises the
-/// registry rather than the vision engine.
-fn small_png() -> Vec<u8> {
-    let image = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 90]));
-    let mut png = std::io::Cursor::new(Vec::new());
-    image.write_to(&mut png, image::ImageFormat::Png).unwrap();
-    png.into_inner()
-}
-
 /// One deploy as the clients saw it: when it began, when its version was first seen serving.
 #[derive(Clone, Copy)]
 struct Deploy {
@@ -96,7 +87,7 @@ fn clients(
     url: String,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Vec<tokio::task::JoinHandle<Vec<Answer>>> {
-    let png = small_png();
+    let png = common::small_png();
     (0..CLIENTS)
         .map(|_| {
             let (url, stop, png) = (url.clone(), stop.clone(), png.clone());

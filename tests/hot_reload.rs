@@ -343,12 +343,6 @@ async fn a_package_that_never_validated_is_listed_as_failed() {
     );
 }
 
-/// The hostile component under another id, `replica` (its id and name rewritten).
-fn replica_wasm() -> Vec<u8> {
-    let renamed = common::patched(common::hostile_wasm(), b"hostile", b"replica");
-    common::patched(&renamed, b"Hostile", b"replica")
-}
-
 /// Log lines written while it is installed (on the thread that installed it).
 #[derive(Clone, Default)]
 struct CapturedLog(Arc<Mutex<Vec<u8>>>);
@@ -407,7 +401,13 @@ fn an_idle_registry_rests_and_a_changed_manifest_reloads_that_package_once() {
             common::hostile_wasm(),
             LIMITS,
         );
-        common::write_package(styles.path(), "replica", GEN_A, &replica_wasm(), LIMITS);
+        common::write_package(
+            styles.path(),
+            "replica",
+            GEN_A,
+            &common::replica_wasm(),
+            LIMITS,
+        );
         let (registry, _watcher) = watched_registry(styles.path()).await;
         assert_eq!(registry.reload_counts(), (2, 0));
         let log_after_loading = log.text();

@@ -13,20 +13,6 @@ const HANG: Duration = Duration::from_secs(60);
 /// server need to start on a busy machine).
 const SLOW_DESCRIBE: &[u8] = b"describe-sleep-ms:08000";
 
-/// The hostile component under another id, `replica`, loading at normal speed.
-fn replica_wasm() -> Vec<u8> {
-    let renamed = common::patched(common::hostile_wasm(), b"hostile", b"replica");
-    common::patched(&renamed, b"Hostile", b"replica")
-}
-
-/// A small PNG without a face.
-fn small_png() -> Vec<u8> {
-    let image = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 90]));
-    let mut png = std::io::Cursor::new(Vec::new());
-    image.write_to(&mut png, image::ImageFormat::Png).unwrap();
-    png.into_inner()
-}
-
 async fn state_of(client: &reqwest::Client, server: &common::TestServer, id: &str) -> String {
     let view: serde_json::Value = client
         .get(server.at(&format!("/v1/styles/{id}")))
@@ -47,7 +33,7 @@ async fn generate(
     server: &common::TestServer,
     id: &str,
 ) -> reqwest::Response {
-    let part = reqwest::multipart::Part::bytes(small_png())
+    let part = reqwest::multipart::Part::bytes(common::small_png())
         .file_name("small.png")
         .mime_str("image/png")
         .unwrap();
@@ -79,7 +65,7 @@ async fn a_slow_package_delays_neither_readiness_nor_other_styles() {
         styles.path(),
         "replica",
         "0.1.0-generation-a",
-        &replica_wasm(),
+        &common::replica_wasm(),
         "",
     );
     // Warm what a real host has warm at its second start: the component cache and the models.

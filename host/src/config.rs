@@ -173,6 +173,14 @@ pub struct DeployConfig {
     /// Seconds one package's load (compile, `describe`, dry runs) may take before it is
     /// rejected; packages load in parallel, off the start-up path.
     pub load_timeout_secs: u64,
+    /// A canary's error rate (style errors over settled requests, 0 to 1) above which it is
+    /// rolled back automatically.
+    pub canary_max_error_rate: f64,
+    /// Requests a canary must have settled before its error rate counts.
+    pub canary_min_requests: u64,
+    /// The key of the admin routes (`/admin/styles/{id}/deploy|promote|rollback`, as
+    /// `Authorization: Bearer KEY`); none: the admin routes are off. Never one of the API keys.
+    pub admin_key: Option<String>,
 }
 
 impl Default for DeployConfig {
@@ -181,6 +189,9 @@ impl Default for DeployConfig {
         DeployConfig {
             retire_grace_ms: registry.retire_grace.as_millis() as u64,
             load_timeout_secs: registry.load_timeout.as_secs(),
+            canary_max_error_rate: registry.canary.max_error_rate,
+            canary_min_requests: registry.canary.min_requests,
+            admin_key: None,
         }
     }
 }
@@ -191,6 +202,10 @@ impl DeployConfig {
         crate::style::RegistrySettings {
             retire_grace: Duration::from_millis(self.retire_grace_ms),
             load_timeout: Duration::from_secs(self.load_timeout_secs),
+            canary: crate::style::canary::CanaryPolicy {
+                max_error_rate: self.canary_max_error_rate,
+                min_requests: self.canary_min_requests,
+            },
         }
     }
 }
@@ -251,6 +266,9 @@ pub struct ServeArgs {
     /// Seconds in-flight work may take to finish on shutdown [default: 30].
     #[arg(long, env = "LIKENESS_DRAIN_SECS")]
     pub drain_secs: Option<u64>,
+    /// The key of the admin routes (/admin/styles/...) [default: none: they are off].
+    #[arg(long, env = "LIKENESS_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
 }
 
 impl ServeConfig {
@@ -302,6 +320,9 @@ impl ServeConfig {
             args.cors_origins.map(non_empty),
         );
         set(&mut self.shutdown.drain_secs, args.drain_secs);
+        if args.admin_key.is_some() {
+            self.deploy.admin_key = args.admin_key.filter(|key| !key.trim().is_empty());
+        }
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -325,6 +346,30 @@ impl ServeConfig {
                 .all(|key| !key.contains(char::is_whitespace)),
             "API keys must not contain whitespace"
         );
+        self.deploy.validate(&self.access)
+    }
+}
+
+impl DeployConfig {
+    fn validate(&self, access: &AccessConfig) -> anyhow::Result<()> {
+        ensure!(
+            self.load_timeout_secs > 0,
+            "deploy.load_timeout_secs must be positive"
+        );
+        ensure!(
+            (0.0..1.0).contains(&self.canary_max_error_rate),
+            "deploy.canary_max_error_rate must be at least 0 and below 1"
+        );
+        if let Some(key) = &self.admin_key {
+            ensure!(
+                !key.contains(char::is_whitespace),
+                "the admin key must not contain whitespace"
+            );
+            ensure!(
+                !access.api_keys.contains(key),
+                "the admin key must not be one of the API keys"
+            );
+        }
         Ok(())
     }
 }

@@ -112,9 +112,27 @@ enum StylesCommand {
         /// Releases of the style kept for a rollback (the serving one is never pruned).
         #[arg(long, default_value_t = style::deploy::KEEP)]
         keep: usize,
+        /// Serve it as a canary beside the current version to this share of traffic (e.g.
+        /// 10%); the host rolls it back on too many errors. Finish with promote or rollback.
+        #[arg(long, value_name = "SHARE")]
+        canary: Option<String>,
         /// Where compiled components are cached.
         #[arg(long, env = "LIKENESS_CACHE", default_value = ".cache/components")]
         cache_dir: PathBuf,
+    },
+    /// Makes a style's canary its current version.
+    Promote {
+        /// The style id.
+        id: String,
+        #[arg(long, default_value = "styles")]
+        styles: PathBuf,
+    },
+    /// Rolls a style back: ends its canary, or without one flips it to its previous release.
+    Rollback {
+        /// The style id.
+        id: String,
+        #[arg(long, default_value = "styles")]
+        styles: PathBuf,
     },
     /// Scaffolds a new style crate plugins/NAME (added to the cargo workspace).
     New {
@@ -343,11 +361,35 @@ async fn styles_command(command: StylesCommand) -> anyhow::Result<ExitCode> {
             package,
             styles,
             keep,
+            canary,
             cache_dir,
         } => {
             let runtime = cached_runtime(&cache_dir)?;
-            let deployed = style::deploy::deploy(&runtime, &package, &styles, keep).await?;
+            let deployed = match canary {
+                Some(share) => {
+                    let share = style::deploy::parse_share(&share)?;
+                    let deployed =
+                        style::deploy::deploy_canary(&runtime, &package, &styles, share).await?;
+                    println!("canary at {:.1}% of traffic:", share * 100.0);
+                    deployed
+                }
+                None => style::deploy::deploy(&runtime, &package, &styles, keep).await?,
+            };
             print_deployed(&deployed);
+            Ok(ExitCode::SUCCESS)
+        }
+        StylesCommand::Promote { id, styles } => {
+            let release = style::deploy::promote(&styles, &id)?;
+            println!("promoted {id}: now serving {}", release.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        StylesCommand::Rollback { id, styles } => {
+            match style::deploy::rollback(&styles, &id)? {
+                style::deploy::RolledBack::Canary => println!("rolled back {id}'s canary"),
+                style::deploy::RolledBack::Release(release) => {
+                    println!("rolled {id} back to {}", release.display())
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         StylesCommand::New { name, plugins } => {

@@ -40,6 +40,8 @@ pub struct Metrics {
     pub style_reloads: IntGaugeVec,
     /// Synchronous generations abandoned because the client went away.
     pub client_disconnects: IntCounter,
+    /// Canaries rolled back since start (automatically or by hand).
+    pub canary_rollbacks: IntGauge,
 }
 
 impl Metrics {
@@ -109,6 +111,11 @@ impl Metrics {
             "Synchronous generations abandoned because the client went away.",
         )
         .expect("valid metric");
+        let canary_rollbacks = IntGauge::new(
+            "likeness_canary_rollbacks",
+            "Canaries rolled back since start (automatically or by hand).",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_seconds.clone()),
@@ -121,6 +128,7 @@ impl Metrics {
             Box::new(plugin_traps.clone()),
             Box::new(style_reloads.clone()),
             Box::new(client_disconnects.clone()),
+            Box::new(canary_rollbacks.clone()),
         ] {
             registry
                 .register(collector)
@@ -139,6 +147,7 @@ impl Metrics {
             plugin_traps,
             style_reloads,
             client_disconnects,
+            canary_rollbacks,
         }
     }
 

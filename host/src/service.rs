@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::output::{OutputFormat, Rendered};
 use crate::pipeline::{GenerateError, Pipeline, Stage};
 use crate::runtime::Options;
+use crate::style::canary::Routing;
 
 /// One generation to run.
 #[derive(Debug)]
@@ -31,6 +32,8 @@ pub struct GenerationRequest {
     pub options: Options,
     /// The format of the result.
     pub format: OutputFormat,
+    /// Which version serves it when the style has a canary.
+    pub canary: Routing,
 }
 
 /// The service: one per process, shared by every request.
@@ -88,7 +91,9 @@ impl Service {
         m.queue_depth.set(self.admission.queue_depth() as i64);
         m.running.set(self.admission.running() as i64);
         m.jobs_stored.set(self.jobs.len() as i64);
-        let (loaded, rejected) = self.pipeline.registry().reload_counts();
+        let registry = self.pipeline.registry();
+        m.canary_rollbacks.set(registry.canary_rollbacks() as i64);
+        let (loaded, rejected) = registry.reload_counts();
         m.style_reloads
             .with_label_values(&["loaded"])
             .set(loaded as i64);
@@ -144,8 +149,9 @@ impl Service {
             progress(stage);
         };
         let generation = tokio::select! {
-            generation = self.pipeline.generate(
+            generation = self.pipeline.generate_routed(
                 &request.style,
+                &request.canary,
                 request.photo,
                 &request.options,
                 &on_stage,

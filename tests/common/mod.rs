@@ -63,6 +63,21 @@ pub fn hostile_wasm_generation_b() -> Vec<u8> {
     patched(hostile_wasm(), b"generation-a", b"generation-b")
 }
 
+/// The hostile component under another id, `replica` (its id and name rewritten).
+pub fn replica_wasm() -> Vec<u8> {
+    let renamed = patched(hostile_wasm(), b"hostile", b"replica");
+    patched(&renamed, b"Hostile", b"replica")
+}
+
+/// A small PNG without a face: decoding and analysing it is cheap, so tests that use it
+/// exercise the service rather than the vision engine.
+pub fn small_png() -> Vec<u8> {
+    let image = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 90]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    png.into_inner()
+}
+
 /// `wasm` with every occurrence of the marker `from` rewritten to `to` (the same length).
 pub fn patched(wasm: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     assert_eq!(from.len(), to.len(), "a patch must keep the length");

@@ -17,6 +17,7 @@ use crate::output::{OutputFormat, Rendered};
 use crate::pipeline::GenerateError;
 use crate::service::GenerationRequest;
 use crate::style::StyleState;
+use crate::style::canary::Routing;
 
 /// Bytes percent-encoded in header values: controls, non-ASCII (always) and `%` itself.
 const HEADER_ENCODE: &AsciiSet = &CONTROLS.add(b'%');
@@ -152,6 +153,7 @@ pub async fn create_generation(
         photo: upload.image,
         options: upload.options,
         format,
+        canary: Routing::from_headers(&headers),
     };
 
     if prefers_async(&headers) {

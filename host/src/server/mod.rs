@@ -7,6 +7,7 @@
 //! [`telemetry`] (request spans, metrics), [`openapi`], [`playground`].
 
 pub mod access;
+pub mod admin;
 pub mod analyze;
 pub mod error;
 pub mod generations;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// Origins allowed by CORS.
     pub cors_origins: Arc<[String]>,
+    /// The admin routes' key; none: they are off.
+    pub admin: Option<Arc<admin::AdminKey>>,
 }
 
 impl AppState {
@@ -68,6 +71,7 @@ impl AppState {
             access: Arc::new(Access::new(&config.access)),
             body_limit: max.saturating_add(max / 3).saturating_add(BODY_OVERHEAD),
             cors_origins: config.access.cors_origins.clone().into(),
+            admin: admin::AdminKey::new(config.deploy.admin_key.as_deref()).map(Arc::new),
         }
     }
 }
@@ -105,6 +109,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .route("/", get(playground::page))
+        .merge(admin::routes())
         .fallback(error::not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -19,7 +19,8 @@ use anyhow::{Context as _, ensure};
 use sha2::{Digest, Sha256};
 
 use super::build::copy_dir;
-use super::package;
+use super::canary::CANARIES;
+use super::package::{self, LoadedStyle};
 use crate::runtime::StyleRuntime;
 
 /// The folder of `DIR` holding the releases (hidden, so the registry never serves it as a
@@ -54,23 +55,173 @@ pub async fn deploy(
     keep: usize,
 ) -> anyhow::Result<Deployed> {
     ensure!(keep >= 1, "--keep must be at least 1");
+    let (style, release) = validate_and_stage(runtime, package_dir, styles).await?;
+    let id = &style.manifest.id;
+    let previous = release_of(&styles.join(id));
+    flip(styles, id, &release)?;
+    let pruned = prune(styles, id, keep, &[])?;
+    Ok(Deployed::new(&style, release, previous, pruned))
+}
+
+impl Deployed {
+    fn new(
+        style: &LoadedStyle,
+        release: PathBuf,
+        previous: Option<PathBuf>,
+        pruned: Vec<PathBuf>,
+    ) -> Deployed {
+        Deployed {
+            id: style.manifest.id.clone(),
+            version: style.manifest.version.clone(),
+            digest: style.digest.clone(),
+            release,
+            previous,
+            pruned,
+        }
+    }
+}
+
+/// Validates the package in `package_dir` exactly as the registry does and stages its
+/// release in `styles`.
+async fn validate_and_stage(
+    runtime: &Arc<StyleRuntime>,
+    package_dir: &Path,
+    styles: &Path,
+) -> anyhow::Result<(Arc<LoadedStyle>, PathBuf)> {
     let style = package::load(runtime, package_dir)
         .await
         .with_context(|| format!("{} is not a valid package", package_dir.display()))?;
+    let release = stage(package_dir, styles, &style.manifest.id)?;
+    Ok((style, release))
+}
+
+/// Validates the package in `package_dir` and starts it as the canary of its style in
+/// `styles`, serving `share` (0 to 1) of the traffic beside the current version.
+pub async fn deploy_canary(
+    runtime: &Arc<StyleRuntime>,
+    package_dir: &Path,
+    styles: &Path,
+    share: f64,
+) -> anyhow::Result<Deployed> {
+    ensure!(
+        share > 0.0 && share < 1.0,
+        "a canary's share must be above 0% and below 100%"
+    );
+    let (style, release) = validate_and_stage(runtime, package_dir, styles).await?;
     let id = style.manifest.id.clone();
-    let release = stage(package_dir, styles, &id)?;
-    let link = styles.join(&id);
+    ensure!(
+        styles.join(&id).is_dir(),
+        "style '{id}' has no current version in {} to run a canary beside",
+        styles.display()
+    );
+    let canaries = styles.join(CANARIES);
+    std::fs::create_dir_all(&canaries)?;
+    let _ = std::fs::remove_file(canaries.join(format!("{id}.rollback")));
+    write_atomically(&canaries.join(format!("{id}.share")), &share.to_string())?;
+    let link = canaries.join(&id);
     let previous = release_of(&link);
-    flip(styles, &id, &release)?;
-    let pruned = prune(styles, &id, keep, &[])?;
-    Ok(Deployed {
-        id,
-        version: style.manifest.version.clone(),
-        digest: style.digest.clone(),
-        release,
-        previous,
-        pruned,
-    })
+    let relative = Path::new("..").join(release.strip_prefix(styles)?);
+    let temporary = canaries.join(format!(".{id}.link-{}", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
+    std::os::unix::fs::symlink(relative, &temporary)?;
+    std::fs::rename(&temporary, &link).with_context(|| format!("flipping {}", link.display()))?;
+    let pruned = prune(styles, &id, KEEP, &[])?;
+    Ok(Deployed::new(&style, release, previous, pruned))
+}
+
+/// Makes the canary of style `id` its current version: flips `styles/<id>` to the
+/// candidate's release, then removes the canary.
+pub fn promote(styles: &Path, id: &str) -> anyhow::Result<PathBuf> {
+    let release = release_of(&styles.join(CANARIES).join(id))
+        .with_context(|| format!("style '{id}' has no canary"))?;
+    let release = release
+        .strip_prefix(styles.canonicalize()?)
+        .map(|r| styles.join(r))
+        .unwrap_or(release);
+    flip(styles, id, &release)?;
+    remove_canary(styles, id, None)?;
+    Ok(release)
+}
+
+/// Ends the canary of style `id`: removes its link and share; a `reason` is left in
+/// `.canary/<id>.rollback`.
+pub fn remove_canary(styles: &Path, id: &str, reason: Option<&str>) -> anyhow::Result<()> {
+    let canaries = styles.join(CANARIES);
+    if let Some(reason) = reason {
+        write_atomically(&canaries.join(format!("{id}.rollback")), reason)?;
+    }
+    match std::fs::remove_file(canaries.join(id)) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error)?,
+        _ => {}
+    }
+    let _ = std::fs::remove_file(canaries.join(format!("{id}.share")));
+    Ok(())
+}
+
+/// What `likeness styles rollback` undid.
+#[derive(Debug)]
+pub enum RolledBack {
+    /// The style's canary was ended.
+    Canary,
+    /// The style was flipped back to this earlier release.
+    Release(PathBuf),
+}
+
+/// Rolls style `id` back: ends its canary if it has one, else flips it to the release
+/// deployed before the one serving.
+pub fn rollback(styles: &Path, id: &str) -> anyhow::Result<RolledBack> {
+    if std::fs::symlink_metadata(styles.join(CANARIES).join(id)).is_ok() {
+        remove_canary(styles, id, Some("rolled back by the operator"))?;
+        return Ok(RolledBack::Canary);
+    }
+    let serving = release_of(&styles.join(id))
+        .with_context(|| format!("style '{id}' was not deployed by `likeness styles deploy`"))?;
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let serving_since = modified(&serving);
+    let prefix = format!("{id}@");
+    let earlier = std::fs::read_dir(styles.join(RELEASES))?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|entry| entry.path())
+        .filter(|path| path.canonicalize().ok().as_ref() != Some(&serving))
+        .filter_map(|path| Some((modified(&path)?, path)))
+        .filter(|(at, _)| Some(*at) <= serving_since)
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, path)| path)
+        .with_context(|| format!("style '{id}' has no earlier release to roll back to"))?;
+    flip(styles, id, &earlier)?;
+    Ok(RolledBack::Release(earlier))
+}
+
+/// The share of traffic of style `id`'s canary, from `.canary/<id>.share`.
+pub fn read_share(styles: &Path, id: &str) -> anyhow::Result<f64> {
+    let path = styles.join(CANARIES).join(format!("{id}.share"));
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    parse_share(&text).with_context(|| format!("in {}", path.display()))
+}
+
+/// A share of traffic written `10%` or `0.1`, as a fraction.
+pub fn parse_share(text: &str) -> anyhow::Result<f64> {
+    let text = text.trim();
+    let share = match text.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => text.parse::<f64>(),
+    }
+    .with_context(|| format!("'{text}' is not a share of traffic (e.g. 10% or 0.1)"))?;
+    ensure!(
+        share > 0.0 && share < 1.0,
+        "a canary's share must be above 0% and below 100%, not {text}"
+    );
+    Ok(share)
+}
+
+/// Writes `text` to `path` through a temporary file and a rename.
+fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&temporary, text)?;
+    std::fs::rename(&temporary, path)?;
+    Ok(())
 }
 
 /// Copies the package in `package_dir` to its release folder (unless that release exists
@@ -167,6 +318,7 @@ pub fn prune(
         .filter_map(|p| p.canonicalize().ok())
         .collect();
     protected.extend(release_of(&styles.join(id)));
+    protected.extend(release_of(&styles.join(CANARIES).join(id)));
     let prefix = format!("{id}@");
     let mut releases: Vec<(SystemTime, PathBuf)> = std::fs::read_dir(styles.join(RELEASES))?
         .filter_map(|entry| entry.ok())
@@ -176,7 +328,7 @@ pub fn prune(
             Some((modified, entry.path().canonicalize().ok()?))
         })
         .collect();
-    releases.sort_by(|a, b| b.0.cmp(&a.0));
+    releases.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
     let mut pruned = Vec::new();
     for (_, release) in releases.into_iter().skip(keep) {
         if !protected.contains(&release) {

@@ -2,6 +2,7 @@
 //! reload, and building the first-party styles from source.
 
 pub mod build;
+pub mod canary;
 pub mod deploy;
 pub mod manifest;
 pub mod package;

@@ -16,6 +16,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use anyhow::Context as _;
+
+use super::canary::{
+    Arm, CANARIES, Canary, CanaryPolicy, CanaryReport, CanaryState, Routed, Routing, SideReport,
+};
+use super::deploy;
 use super::package::{self, LoadedStyle};
 use crate::runtime::StyleRuntime;
 
@@ -48,6 +54,8 @@ pub struct StyleStatus {
     pub last_error: Option<String>,
     /// When the package was last (re)loaded or rejected.
     pub last_reload_at_ms: u64,
+    /// The style's canary, serving or ended (none if it never had one since start).
+    pub canary: Option<CanaryReport>,
 }
 
 /// What one call of [`Registry::reload`] did.
@@ -93,6 +101,8 @@ pub struct RegistrySettings {
     /// The most one package's load (compile, `describe`, dry runs) may take; a load that
     /// takes longer is rejected.
     pub load_timeout: Duration,
+    /// When a canary is rolled back automatically.
+    pub canary: CanaryPolicy,
 }
 
 impl Default for RegistrySettings {
@@ -100,6 +110,7 @@ impl Default for RegistrySettings {
         RegistrySettings {
             retire_grace: Duration::from_secs(2),
             load_timeout: Duration::from_secs(60),
+            canary: CanaryPolicy::default(),
         }
     }
 }
@@ -125,6 +136,11 @@ pub struct Registry {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     /// The last generation handed to a reading.
     generations: AtomicU64,
+    /// Candidates serving beside the current versions, by style id.
+    canaries: ArcSwap<HashMap<String, Arc<Canary>>>,
+    /// How each style's last canary ended.
+    ended_canaries: Mutex<HashMap<String, CanaryReport>>,
+    canary_rollbacks: AtomicU64,
     reloads: AtomicU64,
     rejections: AtomicU64,
 }
@@ -150,6 +166,9 @@ impl Registry {
             status: Mutex::default(),
             slots: Mutex::default(),
             generations: AtomicU64::new(0),
+            canaries: ArcSwap::default(),
+            ended_canaries: Mutex::default(),
+            canary_rollbacks: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
             rejections: AtomicU64::new(0),
         })
@@ -210,21 +229,153 @@ impl Registry {
 
     /// The status of every known style, serving or failed.
     pub fn statuses(&self) -> Vec<StyleStatus> {
-        self.status
+        let statuses: Vec<StyleStatus> = self
+            .status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
             .cloned()
-            .collect()
+            .collect();
+        statuses.into_iter().map(|s| self.with_canary(s)).collect()
     }
 
     /// The status of style `id`.
     pub fn status(&self, id: &str) -> Option<StyleStatus> {
-        self.status
+        let status = self
+            .status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
+            .cloned()?;
+        Some(self.with_canary(status))
+    }
+
+    fn with_canary(&self, mut status: StyleStatus) -> StyleStatus {
+        let current = self.get(&status.id);
+        status.canary = match self.canaries.load().get(&status.id) {
+            Some(canary) => Some(canary.report(current.as_deref(), CanaryState::Active)),
+            None => self
+                .ended_canaries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&status.id)
+                .cloned(),
+        };
+        status
+    }
+
+    /// The version that serves a request for style `id`: the current one, or its canary for
+    /// the requests `routing` assigns to it.
+    pub fn route(self: &Arc<Self>, id: &str, routing: &Routing) -> Option<Routed> {
+        let current = self.get(id)?;
+        let Some(canary) = self.canaries.load().get(id).cloned() else {
+            return Some(Routed::new(current, None, self.clone()));
+        };
+        let arm = canary.assign(routing);
+        let style = match arm {
+            Arm::Candidate => canary.style.clone(),
+            Arm::Current => current,
+        };
+        Some(Routed::new(style, Some((canary, arm)), self.clone()))
+    }
+
+    /// Records a settled request of a canary's side; rolls the candidate back when the policy
+    /// says so.
+    pub(crate) fn record_canary(
+        &self,
+        canary: &Arc<Canary>,
+        arm: Arm,
+        outcome: Result<Duration, ()>,
+    ) {
+        if let Some(reason) = canary.record(arm, outcome, &self.settings.canary) {
+            let id = canary.style.manifest.id.clone();
+            self.end_canary(&id, canary, CanaryState::RolledBack, Some(reason.clone()));
+            if let Err(error) = deploy::remove_canary(&self.dir, &id, Some(&reason)) {
+                tracing::error!(style = %id, %error, "could not remove the rolled-back canary's link");
+            }
+        }
+    }
+
+    /// Takes `canary` out of service and keeps its report as `state`.
+    fn end_canary(
+        &self,
+        id: &str,
+        canary: &Arc<Canary>,
+        state: CanaryState,
+        reason: Option<String>,
+    ) {
+        self.canaries.rcu(|canaries| {
+            let mut canaries = HashMap::clone(canaries);
+            if canaries.get(id).is_some_and(|c| Arc::ptr_eq(c, canary)) {
+                canaries.remove(id);
+            }
+            canaries
+        });
+        let mut report = canary.report(self.get(id).as_deref(), state);
+        report.reason = reason.clone();
+        report.since_ms = Some(unix_ms(SystemTime::now()));
+        self.ended_canaries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), report);
+        match state {
+            CanaryState::RolledBack => {
+                self.canary_rollbacks.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(style = id, version = %canary.style.manifest.version, reason = reason.as_deref().unwrap_or(""), "canary rolled back");
+            }
+            _ => {
+                tracing::info!(style = id, version = %canary.style.manifest.version, ?state, "canary ended")
+            }
+        }
+    }
+
+    /// Canaries rolled back since start (automatically or by hand).
+    pub fn canary_rollbacks(&self) -> u64 {
+        self.canary_rollbacks.load(Ordering::Relaxed)
+    }
+
+    /// Promotes style `id`'s canary: the candidate becomes the current version at once, and
+    /// `DIR/<id>` is flipped to its release.
+    pub async fn promote(&self, id: &str) -> anyhow::Result<()> {
+        self.finish_canary(id, CanaryState::Promoted).await
+    }
+
+    /// Rolls style `id`'s canary back by hand.
+    pub async fn roll_back(&self, id: &str) -> anyhow::Result<()> {
+        self.finish_canary(id, CanaryState::RolledBack).await
+    }
+
+    /// Ends style `id`'s canary by hand, on disk and in memory, as `state`.
+    async fn finish_canary(&self, id: &str, state: CanaryState) -> anyhow::Result<()> {
+        let slot = self.slot(id);
+        let _serial = slot.serial.lock().await;
+        let canary = self
+            .canaries
+            .load()
+            .get(id)
             .cloned()
+            .with_context(|| format!("style '{id}' has no canary"))?;
+        if state == CanaryState::Promoted {
+            deploy::promote(&self.dir, id)?;
+            let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+            slot.serving_generation
+                .fetch_max(generation, Ordering::AcqRel);
+            canary.end();
+            // The report names the version it replaced as the current one.
+            self.end_canary(id, &canary, state, None);
+            self.swap_in(id, &canary.style, unix_ms(SystemTime::now()));
+        } else {
+            let reason = "rolled back by the operator";
+            deploy::remove_canary(&self.dir, id, Some(reason))?;
+            canary.end();
+            self.end_canary(id, &canary, state, Some(reason.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The plugin runtime packages are compiled on.
+    pub fn runtime(&self) -> &Arc<StyleRuntime> {
+        &self.runtime
     }
 
     /// Successful (re)loads and rejected ones since start; reloads that found nothing new are
@@ -245,6 +396,13 @@ impl Registry {
         }
         let slot = self.slot(name);
         let _serial = slot.serial.lock().await;
+        let outcome = self.reload_current(name, &slot).await;
+        self.reload_canary(name).await;
+        outcome
+    }
+
+    /// The current version's part of [`Registry::reload`].
+    async fn reload_current(&self, name: &str, slot: &Slot) -> Reload {
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
         let dir = self.dir.join(name);
         if !dir.is_dir() {
@@ -304,19 +462,7 @@ impl Registry {
                 }
                 tracing::info!(style = name, version = %style.manifest.version, digest = %style.digest, "style loaded");
                 self.reloads.fetch_add(1, Ordering::Relaxed);
-                self.set_status(name, |status| {
-                    status.state = StyleState::Serving;
-                    status.version = Some(style.manifest.version.clone());
-                    status.digest = Some(style.digest.clone());
-                    status.loaded_at_ms = Some(unix_ms(style.loaded_at));
-                    status.last_error = None;
-                    status.last_reload_at_ms = now;
-                });
-                self.active.rcu(|active| {
-                    let mut active = HashMap::clone(active);
-                    active.insert(name.to_string(), style.clone());
-                    active
-                });
+                self.swap_in(name, &style, now);
                 Reload::Loaded
             }
             Err(error) => {
@@ -332,6 +478,107 @@ impl Registry {
                     status.last_reload_at_ms = now;
                 });
                 Reload::Rejected
+            }
+        }
+    }
+
+    /// Serves `style` as the current version of `name`.
+    fn swap_in(&self, name: &str, style: &Arc<LoadedStyle>, now: u64) {
+        self.set_status(name, |status| {
+            status.state = StyleState::Serving;
+            status.version = Some(style.manifest.version.clone());
+            status.digest = Some(style.digest.clone());
+            status.loaded_at_ms = Some(unix_ms(style.loaded_at));
+            status.last_error = None;
+            status.last_reload_at_ms = now;
+        });
+        self.active.rcu(|active| {
+            let mut active = HashMap::clone(active);
+            active.insert(name.to_string(), style.clone());
+            active
+        });
+    }
+
+    /// The canary's part of [`Registry::reload`]: starts, updates or ends the canary of
+    /// `name` as `DIR/.canary/` says.
+    async fn reload_canary(&self, name: &str) {
+        let dir = self.dir.join(CANARIES).join(name);
+        let serving = self.canaries.load().get(name).cloned();
+        if !dir.is_dir() {
+            if let Some(canary) = serving
+                && canary.end()
+            {
+                let reason = "its link in .canary/ was removed".to_string();
+                self.end_canary(name, &canary, CanaryState::RolledBack, Some(reason));
+            }
+            return;
+        }
+        let loaded = match (deploy::read_share(&self.dir, name), package::read(&dir)) {
+            (Ok(share), Ok(files)) => {
+                if let Some(canary) = &serving
+                    && canary.style.digest == files.digest
+                    && canary.style.manifest == files.manifest
+                    && canary.share == share
+                {
+                    return;
+                }
+                let limit = self.settings.load_timeout;
+                match tokio::time::timeout(limit, package::load_files(&self.runtime, files)).await {
+                    Ok(loaded) => loaded.map(|style| (style, share)),
+                    Err(_) => Err(anyhow::anyhow!(
+                        "loading took longer than {} s",
+                        limit.as_secs_f64()
+                    )),
+                }
+            }
+            (Err(error), _) | (_, Err(error)) => Err(error),
+        };
+        match loaded {
+            // Checked again: a rollback may have removed the link meanwhile.
+            Ok((style, share)) if dir.is_dir() => {
+                tracing::info!(style = name, version = %style.manifest.version, digest = %style.digest, share, "canary serving");
+                let canary = Arc::new(Canary::new(style, share));
+                self.canaries.rcu(|canaries| {
+                    let mut canaries = HashMap::clone(canaries);
+                    canaries.insert(name.to_string(), canary.clone());
+                    canaries
+                });
+                if let Some(old) = serving {
+                    old.end();
+                }
+                self.ended_canaries
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(name);
+            }
+            Ok(_) => {}
+            Err(error) => {
+                let reason = format!("{error:#}");
+                tracing::warn!(style = name, %reason, "canary package rejected");
+                let current = self.get(name);
+                let side = |style: Option<&LoadedStyle>, share| SideReport {
+                    version: style.map(|s| s.manifest.version.clone()),
+                    digest: style.map(|s| s.digest.clone()),
+                    share,
+                    requests: 0,
+                    errors: 0,
+                    mean_ms: None,
+                };
+                if serving.is_none() {
+                    self.ended_canaries
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(
+                            name.to_string(),
+                            CanaryReport {
+                                state: CanaryState::Rejected,
+                                reason: Some(reason),
+                                current: side(current.as_deref(), 1.0),
+                                candidate: side(None, 0.0),
+                                since_ms: Some(unix_ms(SystemTime::now())),
+                            },
+                        );
+                }
             }
         }
     }
@@ -385,6 +632,7 @@ impl Registry {
                 loaded_at_ms: None,
                 last_error: None,
                 last_reload_at_ms: 0,
+                canary: None,
             });
         update(status);
     }

@@ -5,7 +5,8 @@
 //! changes, removal and renames. Reading a file (open, access, close) never does, so the
 //! registry's own reads of a package cannot start the next reload. A package folder that is a
 //! symlink is followed: the link's own flip is a rename in the styles folder, and a target
-//! outside the styles folder gets a watch of its own.
+//! outside the styles folder gets a watch of its own. Changes in `.canary/` reload the
+//! package they name (its canary).
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -18,6 +19,7 @@ use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::canary::CANARIES;
 use super::registry::{Registry, Reload, is_package_name};
 
 /// How long a package's files must be quiet before it is reloaded.
@@ -98,6 +100,14 @@ pub fn watch(registry: Arc<Registry>) -> anyhow::Result<StyleWatcher> {
         Ok(event) if changes_files(&event.kind) => {
             let targets = event_targets.lock().unwrap_or_else(|e| e.into_inner());
             for path in &event.paths {
+                // Files written right after `.canary/` was made may come before its watch:
+                // look at every package.
+                if path
+                    .strip_prefix(&event_root)
+                    .is_ok_and(|p| p == Path::new(CANARIES))
+                {
+                    let _ = tx.send(Message::Rescan);
+                }
                 for name in packages_of(&event_root, &targets, path) {
                     let _ = tx.send(Message::Changed(name));
                 }
@@ -142,11 +152,23 @@ fn packages_of(root: &Path, targets: &HashMap<String, PathBuf>, path: &Path) -> 
         .filter(|(_, target)| path.starts_with(target))
         .map(|(name, _)| name.clone())
         .collect();
-    if let Some(Component::Normal(name)) = path
+    let mut parts = path
         .strip_prefix(root)
         .ok()
-        .and_then(|p| p.components().next())
-        && let Some(name) = name.to_str().filter(|n| is_package_name(n))
+        .into_iter()
+        .flat_map(|p| p.components())
+        .filter_map(|c| match c {
+            Component::Normal(name) => name.to_str(),
+            _ => None,
+        });
+    let mut name = parts.next();
+    // `.canary/<id>` and its `.share`, `.rollback` files belong to package `<id>`.
+    if name == Some(CANARIES) {
+        name = parts
+            .next()
+            .map(|file| file.split_once('.').map_or(file, |(id, _)| id));
+    }
+    if let Some(name) = name.filter(|n| is_package_name(n))
         && !names.iter().any(|n| n == name)
     {
         names.push(name.to_string());
