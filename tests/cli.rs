@@ -131,8 +131,19 @@ async fn sigterm_drains_in_flight_work_then_exits_zero() {
         .env("LIKENESS_API_KEYS", "secret-1,secret-2");
     let mut served = Served::start(command);
     let http = client();
-    let ready = http.get(served.at("/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), StatusCode::OK);
+    // Styles load after the server starts listening: ready once they serve.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http
+        .get(served.at("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != StatusCode::OK
+    {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // The environment's keys apply.
     let anonymous = http.get(served.at("/v1/styles")).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);

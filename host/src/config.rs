@@ -38,6 +38,8 @@ pub struct ServeConfig {
     pub http: HttpConfig,
     /// How log lines are written (to stderr).
     pub log_format: LogFormat,
+    /// Hot reload and deploys.
+    pub deploy: DeployConfig,
 }
 
 /// How log lines are written.
@@ -66,6 +68,7 @@ impl Default for ServeConfig {
             shutdown: ShutdownConfig::default(),
             http: HttpConfig::default(),
             log_format: LogFormat::default(),
+            deploy: DeployConfig::default(),
         }
     }
 }
@@ -292,6 +295,53 @@ impl HttpConfig {
     }
 }
 
+/// Hot reload and deploys (`[deploy]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeployConfig {
+    /// Milliseconds a package folder must stay missing before its style is retired (a deploy
+    /// by two renames leaves it missing for a moment).
+    pub retire_grace_ms: u64,
+    /// Seconds one package's load (compile, `describe`, dry runs) may take before it is
+    /// rejected; packages load in parallel, off the start-up path.
+    pub load_timeout_secs: u64,
+    /// A canary's error rate (style errors over settled requests, 0 to 1) above which it is
+    /// rolled back automatically.
+    pub canary_max_error_rate: f64,
+    /// Requests a canary must have settled before its error rate counts.
+    pub canary_min_requests: u64,
+    /// The key of the admin routes (`/admin/styles/{id}/deploy|promote|rollback`, as
+    /// `Authorization: Bearer KEY`); none: the admin routes are off. Never one of the API keys.
+    pub admin_key: Option<String>,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        let registry = crate::style::RegistrySettings::default();
+        DeployConfig {
+            retire_grace_ms: registry.retire_grace.as_millis() as u64,
+            load_timeout_secs: registry.load_timeout.as_secs(),
+            canary_max_error_rate: registry.canary.max_error_rate,
+            canary_min_requests: registry.canary.min_requests,
+            admin_key: None,
+        }
+    }
+}
+
+impl DeployConfig {
+    /// The registry's settings.
+    pub fn registry(&self) -> crate::style::RegistrySettings {
+        crate::style::RegistrySettings {
+            retire_grace: Duration::from_millis(self.retire_grace_ms),
+            load_timeout: Duration::from_secs(self.load_timeout_secs),
+            canary: crate::style::canary::CanaryPolicy {
+                max_error_rate: self.canary_max_error_rate,
+                min_requests: self.canary_min_requests,
+            },
+        }
+    }
+}
+
 /// The flags (and environment variables) of `likeness serve`; each overrides the config file.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
@@ -378,6 +428,9 @@ pub struct ServeArgs {
     /// How log lines are written: text or json [default: text].
     #[arg(long, env = "LIKENESS_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// The key of the admin routes (/admin/styles/...) [default: none: they are off].
+    #[arg(long, env = "LIKENESS_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
 }
 
 impl ServeConfig {
@@ -455,6 +508,9 @@ impl ServeConfig {
         );
         set(&mut self.shutdown.drain_secs, args.drain_secs);
         set(&mut self.log_format, args.log_format);
+        if args.admin_key.is_some() {
+            self.deploy.admin_key = args.admin_key.filter(|key| !key.trim().is_empty());
+        }
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -490,6 +546,30 @@ impl ServeConfig {
                 .all(|key| !key.contains(char::is_whitespace)),
             "API keys must not contain whitespace"
         );
+        self.deploy.validate(&self.access)
+    }
+}
+
+impl DeployConfig {
+    fn validate(&self, access: &AccessConfig) -> anyhow::Result<()> {
+        ensure!(
+            self.load_timeout_secs > 0,
+            "deploy.load_timeout_secs must be positive"
+        );
+        ensure!(
+            (0.0..1.0).contains(&self.canary_max_error_rate),
+            "deploy.canary_max_error_rate must be at least 0 and below 1"
+        );
+        if let Some(key) = &self.admin_key {
+            ensure!(
+                !key.contains(char::is_whitespace),
+                "the admin key must not contain whitespace"
+            );
+            ensure!(
+                !access.api_keys.contains(key),
+                "the admin key must not be one of the API keys"
+            );
+        }
         Ok(())
     }
 }

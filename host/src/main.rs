@@ -14,7 +14,7 @@ use likeness_host::pipeline::Pipeline;
 use likeness_host::runtime::{RuntimeConfig, StyleRuntime};
 use likeness_host::server::{self, AppState};
 use likeness_host::service::Service;
-use likeness_host::style::{self, Registry};
+use likeness_host::style::{self, Registry, RegistrySettings};
 use likeness_host::{batch, scaffold};
 use likeness_vision::{Vision, fetch, ingest};
 
@@ -85,7 +85,8 @@ enum StylesCommand {
         #[arg(long, default_value = "styles")]
         styles: PathBuf,
     },
-    /// Compiles the style crates in plugins/ into packages in styles/.
+    /// Compiles the style crates in plugins/ into packages and deploys each into styles/ as
+    /// `styles deploy` does.
     Build {
         /// Only these styles (default: all).
         ids: Vec<String>,
@@ -93,6 +94,45 @@ enum StylesCommand {
         plugins: PathBuf,
         #[arg(long, default_value = "styles")]
         out: PathBuf,
+        /// Releases of each style kept for a rollback.
+        #[arg(long, default_value_t = style::deploy::KEEP)]
+        keep: usize,
+        /// Where compiled components are cached.
+        #[arg(long, env = "LIKENESS_CACHE", default_value = ".cache/components")]
+        cache_dir: PathBuf,
+    },
+    /// Validates a package exactly as the registry does, copies it to
+    /// <styles>/.releases/<id>@<digest>/ and flips <styles>/<id> to it with one rename.
+    Deploy {
+        /// The package folder (holding style.toml), named after the style id.
+        package: PathBuf,
+        /// The styles folder a host serves.
+        #[arg(long, default_value = "styles")]
+        styles: PathBuf,
+        /// Releases of the style kept for a rollback (the serving one is never pruned).
+        #[arg(long, default_value_t = style::deploy::KEEP)]
+        keep: usize,
+        /// Serve it as a canary beside the current version to this share of traffic (e.g.
+        /// 10%); the host rolls it back on too many errors. Finish with promote or rollback.
+        #[arg(long, value_name = "SHARE")]
+        canary: Option<String>,
+        /// Where compiled components are cached.
+        #[arg(long, env = "LIKENESS_CACHE", default_value = ".cache/components")]
+        cache_dir: PathBuf,
+    },
+    /// Makes a style's canary its current version.
+    Promote {
+        /// The style id.
+        id: String,
+        #[arg(long, default_value = "styles")]
+        styles: PathBuf,
+    },
+    /// Rolls a style back: ends its canary, or without one flips it to its previous release.
+    Rollback {
+        /// The style id.
+        id: String,
+        #[arg(long, default_value = "styles")]
+        styles: PathBuf,
     },
     /// Scaffolds a new style crate plugins/NAME (added to the cargo workspace).
     New {
@@ -304,13 +344,66 @@ async fn styles_command(command: StylesCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(exit_code(statuses.iter().all(|s| s.last_error.is_none())))
         }
-        StylesCommand::Build { ids, plugins, out } => {
-            let built = tokio::task::spawn_blocking(move || {
-                style::build::build_styles(&plugins, &out, &ids, None)
-            })
-            .await??;
-            for dir in built {
-                println!("built {}", dir.display());
+        StylesCommand::Build {
+            ids,
+            plugins,
+            out,
+            keep,
+            cache_dir,
+        } => {
+            // Packages are assembled in a hidden folder of `out`, then deployed from there.
+            let staging = out.join(format!(".build-{}", std::process::id()));
+            let built = {
+                let staging = staging.clone();
+                tokio::task::spawn_blocking(move || {
+                    style::build::build_styles(&plugins, &staging, &ids, None)
+                })
+                .await?
+            };
+            let runtime = cached_runtime(&cache_dir)?;
+            let mut deployed = Vec::new();
+            for package in built.iter().flatten() {
+                deployed.push(style::deploy::deploy(&runtime, package, &out, keep).await);
+            }
+            let _ = std::fs::remove_dir_all(&staging);
+            built?;
+            for result in deployed {
+                print_deployed(&result?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StylesCommand::Deploy {
+            package,
+            styles,
+            keep,
+            canary,
+            cache_dir,
+        } => {
+            let runtime = cached_runtime(&cache_dir)?;
+            let deployed = match canary {
+                Some(share) => {
+                    let share = style::deploy::parse_share(&share)?;
+                    let deployed =
+                        style::deploy::deploy_canary(&runtime, &package, &styles, share).await?;
+                    println!("canary at {:.1}% of traffic:", share * 100.0);
+                    deployed
+                }
+                None => style::deploy::deploy(&runtime, &package, &styles, keep).await?,
+            };
+            print_deployed(&deployed);
+            Ok(ExitCode::SUCCESS)
+        }
+        StylesCommand::Promote { id, styles } => {
+            let release = style::deploy::promote(&styles, &id)?;
+            println!("promoted {id}: now serving {}", release.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        StylesCommand::Rollback { id, styles } => {
+            match style::deploy::rollback(&styles, &id)? {
+                style::deploy::RolledBack::Canary => println!("rolled back {id}'s canary"),
+                style::deploy::RolledBack::Release(release) => {
+                    println!("rolled {id} back to {}", release.display())
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -326,6 +419,31 @@ async fn styles_command(command: StylesCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// One line per deploy: what serves now, and what was kept and pruned.
+fn print_deployed(deployed: &style::deploy::Deployed) {
+    println!(
+        "deployed {} {} ({}) from {}",
+        deployed.id,
+        deployed.version,
+        deployed.digest,
+        deployed.release.display()
+    );
+    if let Some(previous) = &deployed.previous {
+        println!("  previous release kept: {}", previous.display());
+    }
+    for pruned in &deployed.pruned {
+        println!("  pruned {}", pruned.display());
+    }
+}
+
+/// A style runtime caching compiled components in `cache_dir`.
+fn cached_runtime(cache_dir: &Path) -> anyhow::Result<Arc<StyleRuntime>> {
+    StyleRuntime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir.to_path_buf()),
+        ..RuntimeConfig::default()
+    })
+}
+
 fn exit_code(success: bool) -> ExitCode {
     if success {
         ExitCode::SUCCESS
@@ -336,14 +454,20 @@ fn exit_code(success: bool) -> ExitCode {
 
 /// The styles of `dir`, loaded and validated (compiled components cached in `cache_dir`).
 async fn load_registry(dir: &Path, cache_dir: &Path) -> anyhow::Result<Arc<Registry>> {
-    let runtime = StyleRuntime::new(RuntimeConfig {
-        cache_dir: Some(cache_dir.to_path_buf()),
-        ..RuntimeConfig::default()
-    })?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let registry = Registry::new(runtime, dir);
+    let registry = registry(dir, cache_dir, RegistrySettings::default())?;
     registry.load_all().await?;
     Ok(registry)
+}
+
+/// An empty registry over the styles of `dir` (created if missing).
+fn registry(
+    dir: &Path,
+    cache_dir: &Path,
+    settings: RegistrySettings,
+) -> anyhow::Result<Arc<Registry>> {
+    let runtime = cached_runtime(cache_dir)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(Registry::with_settings(runtime, dir, settings))
 }
 
 /// The face-analysis engine on the packs in `models`.
@@ -380,7 +504,10 @@ async fn load_diffusion(
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
-    let registry = load_registry(&config.styles, &config.cache_dir).await?;
+    let registry = registry(&config.styles, &config.cache_dir, config.deploy.registry())?;
+    // Packages load in parallel, off the start-up path: the server answers meanwhile and lists
+    // them as loading; /readyz turns 200 once one style serves.
+    registry.start_loading()?;
     let _watcher = style::watch::watch(Arc::clone(&registry))?;
     let vision = load_vision(&config.models).await?;
     let limits = ingest::Limits {

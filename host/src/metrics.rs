@@ -49,6 +49,8 @@ pub struct Metrics {
     pub circuit_open: IntGaugeVec,
     /// Times each style's circuit breaker opened.
     pub circuit_opened: IntCounterVec,
+    /// Canaries rolled back since start (automatically or by hand).
+    pub canary_rollbacks: IntGauge,
 }
 
 impl Metrics {
@@ -147,6 +149,11 @@ impl Metrics {
             &["style"],
         )
         .expect("valid metric");
+        let canary_rollbacks = IntGauge::new(
+            "likeness_canary_rollbacks",
+            "Canaries rolled back since start (automatically or by hand).",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_seconds.clone()),
@@ -163,6 +170,7 @@ impl Metrics {
             Box::new(style_in_flight.clone()),
             Box::new(circuit_open.clone()),
             Box::new(circuit_opened.clone()),
+            Box::new(canary_rollbacks.clone()),
         ] {
             registry
                 .register(collector)
@@ -185,6 +193,7 @@ impl Metrics {
             style_in_flight,
             circuit_open,
             circuit_opened,
+            canary_rollbacks,
         }
     }
 

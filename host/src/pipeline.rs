@@ -10,6 +10,7 @@ use likeness_vision::{AnalyzeOptions, IngestError, Vision, VisionError, ingest};
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::{self, CallError, Capabilities, IdentityMethod, Image, Options, Plan};
+use crate::style::canary::Routing;
 use crate::style::{Registry, StyleState};
 
 /// Longest side of the photo a style post-processes when no diffusion runs.
@@ -246,18 +247,34 @@ impl Pipeline {
         progress: &(dyn Fn(Stage) + Send + Sync),
         cancel: &CancellationToken,
     ) -> Result<Generation, GenerateError> {
-        let style =
-            self.registry
-                .get(style_id)
-                .ok_or_else(|| match self.registry.status(style_id) {
-                    Some(status) if status.state == StyleState::Failed => {
-                        GenerateError::StyleUnavailable(
-                            style_id.to_string(),
-                            status.last_error.unwrap_or_default(),
-                        )
-                    }
-                    _ => GenerateError::UnknownStyle(style_id.to_string()),
-                })?;
+        let routing = Routing::default();
+        self.generate_routed(style_id, &routing, photo, options, progress, cancel)
+            .await
+    }
+
+    /// [`Pipeline::generate`] with the style's version picked by `routing` when the style has
+    /// a canary; the canary hears how the generation settled.
+    pub async fn generate_routed(
+        &self,
+        style_id: &str,
+        routing: &Routing,
+        photo: Vec<u8>,
+        options: &Options,
+        progress: &(dyn Fn(Stage) + Send + Sync),
+        cancel: &CancellationToken,
+    ) -> Result<Generation, GenerateError> {
+        let routed = self.registry.route(style_id, routing).ok_or_else(|| {
+            match self.registry.status(style_id) {
+                Some(status) if status.state != StyleState::Serving => {
+                    GenerateError::StyleUnavailable(
+                        style_id.to_string(),
+                        status.unavailable_reason(),
+                    )
+                }
+                _ => GenerateError::UnknownStyle(style_id.to_string()),
+            }
+        })?;
+        let style = routed.style.clone();
         let mut timings = Vec::new();
         let checkpoint = |stage: Stage| {
             if cancel.is_cancelled() {
@@ -278,10 +295,12 @@ impl Pipeline {
         let style_analysis = to_style_analysis(&analysis);
         // The runtime checks the plan against this analysis and these capabilities (method and
         // fallback offered, bounded prompts and reason, finite weights, a sane size).
-        let plan = style
-            .component
-            .plan(&style_analysis, &capabilities, options)
-            .await?;
+        let plan = routed.settle(
+            style
+                .component
+                .plan(&style_analysis, &capabilities, options)
+                .await,
+        )?;
         timings.push(("planning", ms(started)));
 
         // With method `none` the style draws from the photo itself.
@@ -310,15 +329,18 @@ impl Pipeline {
         let started = Instant::now();
         let _slot = self.cpu_slot().await?;
         let input_analysis = scale_analysis(&style_analysis, scale, input.width, input.height);
-        let image = style
-            .component
-            .post_process(&input, &input_analysis, &plan, options)
-            .await?;
+        let image = routed.settle(
+            style
+                .component
+                .post_process(&input, &input_analysis, &plan, options)
+                .await,
+        )?;
         timings.push(("post-processing", ms(started)));
         if cancel.is_cancelled() {
             return Err(GenerateError::Canceled);
         }
 
+        routed.succeeded();
         Ok(Generation {
             style_id: style.manifest.id.clone(),
             style_version: style.manifest.version.clone(),

@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::output::{OutputFormat, Rendered};
 use crate::pipeline::{GenerateError, Pipeline, Stage};
 use crate::runtime::{CallError, Options};
+use crate::style::canary::Routing;
 
 /// One generation to run.
 #[derive(Debug)]
@@ -32,6 +33,8 @@ pub struct GenerationRequest {
     pub options: Options,
     /// The format of the result.
     pub format: OutputFormat,
+    /// Which version serves it when the style has a canary.
+    pub canary: Routing,
 }
 
 /// The service: one per process, shared by every request.
@@ -99,7 +102,9 @@ impl Service {
                 .with_label_values(&[&load.style])
                 .set(i64::from(load.circuit_open));
         }
-        let (loaded, rejected) = self.pipeline.registry().reload_counts();
+        let registry = self.pipeline.registry();
+        m.canary_rollbacks.set(registry.canary_rollbacks() as i64);
+        let (loaded, rejected) = registry.reload_counts();
         m.style_reloads
             .with_label_values(&["loaded"])
             .set(loaded as i64);
@@ -169,8 +174,9 @@ impl Service {
             progress(stage);
         };
         let generation = tokio::select! {
-            generation = self.pipeline.generate(
+            generation = self.pipeline.generate_routed(
                 &request.style,
+                &request.canary,
                 request.photo,
                 &request.options,
                 &on_stage,

@@ -60,18 +60,36 @@ pub fn hostile_wasm() -> &'static [u8] {
 /// A second version of the hostile component: the same code reporting version
 /// `0.1.0-generation-b`.
 pub fn hostile_wasm_generation_b() -> Vec<u8> {
-    patched(hostile_wasm(), "generation-a", "generation-b")
+    patched(hostile_wasm(), b"generation-a", b"generation-b")
 }
 
 /// The hostile component whose `describe` does what `marker` says (see the marker `DESCRIBE`
 /// in tests/plugins/hostile), e.g. `describe:sleeps:0000030000`.
 pub fn hostile_wasm_describing(marker: &str) -> Vec<u8> {
-    patched(hostile_wasm(), "describe:behave:0000000000", marker)
+    patched(
+        hostile_wasm(),
+        b"describe:behave:0000000000",
+        marker.as_bytes(),
+    )
 }
 
-/// `wasm` with every occurrence of `from` replaced by `to` (of the same length).
-fn patched(wasm: &[u8], from: &str, to: &str) -> Vec<u8> {
-    let (from, to) = (from.as_bytes(), to.as_bytes());
+/// The hostile component under another id, `replica` (its id and name rewritten).
+pub fn replica_wasm() -> Vec<u8> {
+    let renamed = patched(hostile_wasm(), b"hostile", b"replica");
+    patched(&renamed, b"Hostile", b"replica")
+}
+
+/// A small PNG without a face: decoding and analysing it is cheap, so tests that use it
+/// exercise the service rather than the vision engine.
+pub fn small_png() -> Vec<u8> {
+    let image = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 90]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    png.into_inner()
+}
+
+/// `wasm` with every occurrence of the marker `from` rewritten to `to` (the same length).
+pub fn patched(wasm: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     assert_eq!(from.len(), to.len(), "a patch must keep the length");
     let mut patched = wasm.to_vec();
     let mut found = 0;
@@ -83,7 +101,8 @@ fn patched(wasm: &[u8], from: &str, to: &str) -> Vec<u8> {
     }
     assert!(
         found > 0,
-        "the marker is missing from the hostile component"
+        "the marker {:?} is missing from the component",
+        String::from_utf8_lossy(from)
     );
     patched
 }
@@ -272,6 +291,12 @@ impl TestServer {
     pub async fn start(config: ServeConfig) -> TestServer {
         let registry = Registry::new(runtime(), &config.styles);
         registry.load_all().await.unwrap();
+        TestServer::serve(config, registry).await
+    }
+
+    /// Serves `registry` (loaded or still loading) with the shared vision engine and the
+    /// diffusion pack of `config.diffusion_pack`, if any.
+    pub async fn serve(config: ServeConfig, registry: Arc<Registry>) -> TestServer {
         let limits = likeness_vision::Limits {
             max_upload_bytes: config.limits.max_upload_bytes,
             ..likeness_vision::Limits::default()

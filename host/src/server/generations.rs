@@ -18,6 +18,7 @@ use crate::output::{OutputFormat, Rendered};
 use crate::pipeline::GenerateError;
 use crate::service::GenerationRequest;
 use crate::style::StyleState;
+use crate::style::canary::Routing;
 
 /// Bytes percent-encoded in header values: controls, non-ASCII (always) and `%` itself.
 const HEADER_ENCODE: &AsciiSet = &CONTROLS.add(b'%');
@@ -138,10 +139,10 @@ pub async fn create_generation(
     let service = &state.service;
     match service.pipeline().registry().status(&style_id) {
         None => return Err(ApiError::unknown_style(&style_id)),
-        Some(status) if status.state == StyleState::Failed => {
+        Some(status) if status.state != StyleState::Serving => {
             return Err(ApiError::from(GenerateError::StyleUnavailable(
                 style_id,
-                status.last_error.unwrap_or_default(),
+                status.unavailable_reason(),
             )));
         }
         Some(_) => {}
@@ -179,6 +180,7 @@ pub async fn create_generation(
         photo: upload.image,
         options: upload.options,
         format,
+        canary: Routing::from_headers(&headers),
     };
 
     if prefers_async(&headers) {

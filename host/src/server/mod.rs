@@ -8,6 +8,7 @@
 //! [`telemetry`] (request spans, metrics), [`openapi`], [`playground`].
 
 pub mod access;
+pub mod admin;
 pub mod analyze;
 pub mod connections;
 pub mod error;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub body_pace: BodyPace,
     /// How long a client may take to send a request's headers.
     pub header_read_timeout: Duration,
+    /// The admin routes' key; none: they are off.
+    pub admin: Option<Arc<admin::AdminKey>>,
 }
 
 impl AppState {
@@ -77,6 +80,7 @@ impl AppState {
             cors_origins: config.access.cors_origins.clone().into(),
             body_pace: BodyPace::new(&config.http),
             header_read_timeout: config.http.header_read_timeout(),
+            admin: admin::AdminKey::new(config.deploy.admin_key.as_deref()).map(Arc::new),
         }
     }
 }
@@ -114,6 +118,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .route("/", get(playground::page))
+        .merge(admin::routes())
         .fallback(error::not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::runtime::{ParamSpec, StyleInfo};
+use crate::style::canary::CanaryReport;
 use crate::style::{LoadedStyle, StyleState, StyleStatus};
 
 /// Liveness: the process serves HTTP.
@@ -64,6 +65,10 @@ pub struct StyleView {
     params: Vec<ParamView>,
     /// Its life: serving or failed, and the last reload error.
     status: StatusView,
+    /// Its canary, when one serves or has ended since start: both versions with digests,
+    /// shares and counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    canary: Option<CanaryReport>,
 }
 
 /// A style option.
@@ -87,7 +92,7 @@ pub struct ParamView {
 pub struct StatusView {
     /// The style id (the package folder's name).
     id: String,
-    /// `serving` or `failed`.
+    /// `serving`, `loading` (its first load has not finished) or `failed`.
     state: &'static str,
     /// The version serving now.
     version: Option<String>,
@@ -107,6 +112,7 @@ impl From<StyleStatus> for StatusView {
             id: status.id,
             state: match status.state {
                 StyleState::Serving => "serving",
+                StyleState::Loading => "loading",
                 StyleState::Failed => "failed",
             },
             version: status.version,
@@ -137,8 +143,9 @@ impl From<&ParamSpec> for ParamView {
     }
 }
 
-fn view(status: StyleStatus, style: Option<&LoadedStyle>) -> StyleView {
+fn view(mut status: StyleStatus, style: Option<&LoadedStyle>) -> StyleView {
     let info: Option<&StyleInfo> = style.map(|s| &s.info);
+    let canary = status.canary.take();
     StyleView {
         id: status.id.clone(),
         name: info.map_or_else(|| status.id.clone(), |i| i.name.clone()),
@@ -148,6 +155,7 @@ fn view(status: StyleStatus, style: Option<&LoadedStyle>) -> StyleView {
             .map(|i| i.params.iter().map(ParamView::from).collect())
             .unwrap_or_default(),
         status: StatusView::from(status),
+        canary,
     }
 }
 

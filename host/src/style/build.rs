@@ -118,7 +118,8 @@ fn assemble(crate_dir: &Path, wasm: &Path, out: &Path) -> anyhow::Result<PathBuf
     Ok(target)
 }
 
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+/// Copies the folder `from` to `to` (folders and plain files; anything else is skipped).
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;

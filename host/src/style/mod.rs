@@ -2,6 +2,8 @@
 //! reload, and building the first-party styles from source.
 
 pub mod build;
+pub mod canary;
+pub mod deploy;
 pub mod manifest;
 pub mod package;
 pub mod registry;
@@ -9,4 +11,4 @@ pub mod watch;
 
 pub use manifest::Manifest;
 pub use package::LoadedStyle;
-pub use registry::{Registry, StyleState, StyleStatus};
+pub use registry::{Registry, RegistrySettings, Reload, StyleState, StyleStatus};

@@ -43,10 +43,20 @@ impl std::fmt::Debug for LoadedStyle {
     }
 }
 
-/// Loads the package in `dir` and validates it: manifest schema, folder name, component hash,
-/// world match, `describe()` agreeing with the manifest, and dry `plan` and `post-process` calls
-/// on synthetic analyses. Compilation runs on a blocking thread, off the request path.
-pub async fn load(runtime: &Arc<StyleRuntime>, dir: &Path) -> anyhow::Result<Arc<LoadedStyle>> {
+/// A package's files as read from disk, checked as far as no runtime is needed: manifest
+/// schema, folder name, component size and hash.
+pub struct PackageFiles {
+    /// The package's manifest.
+    pub manifest: Manifest,
+    /// SHA-256 of the component.
+    pub digest: String,
+    /// The package folder.
+    pub dir: PathBuf,
+    wasm: Vec<u8>,
+}
+
+/// Reads the package in `dir` (see [`PackageFiles`]).
+pub fn read(dir: &Path) -> anyhow::Result<PackageFiles> {
     let manifest = Manifest::read(dir)?;
     let folder = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     ensure!(
@@ -72,7 +82,32 @@ pub async fn load(runtime: &Arc<StyleRuntime>, dir: &Path) -> anyhow::Result<Arc
         manifest.component,
         manifest.sha256
     );
+    Ok(PackageFiles {
+        manifest,
+        digest,
+        dir: dir.to_path_buf(),
+        wasm,
+    })
+}
 
+/// Loads the package in `dir` and validates it: manifest schema, folder name, component hash,
+/// world match, `describe()` agreeing with the manifest, and dry `plan` and `post-process` calls
+/// on synthetic analyses. Compilation runs on a blocking thread, off the request path.
+pub async fn load(runtime: &Arc<StyleRuntime>, dir: &Path) -> anyhow::Result<Arc<LoadedStyle>> {
+    load_files(runtime, read(dir)?).await
+}
+
+/// Validates and compiles a package already [`read`] (the rest of [`load`]).
+pub async fn load_files(
+    runtime: &Arc<StyleRuntime>,
+    files: PackageFiles,
+) -> anyhow::Result<Arc<LoadedStyle>> {
+    let PackageFiles {
+        manifest,
+        digest,
+        dir,
+        wasm,
+    } = files;
     let config = runtime.config();
     let limits = manifest.limits(config.defaults, config.ceilings)?;
     let assets = if manifest.grants.assets {
@@ -114,7 +149,7 @@ pub async fn load(runtime: &Arc<StyleRuntime>, dir: &Path) -> anyhow::Result<Arc
         manifest,
         info,
         digest,
-        dir: dir.to_path_buf(),
+        dir,
         loaded_at: SystemTime::now(),
         component,
     }))

@@ -25,6 +25,11 @@ const VERSION: &str = "0.1.0-generation-a";
 /// What `describe` does; rewritten in the binary by tests (same length).
 static DESCRIBE: &str = "describe:behave:0000000000";
 
+/// Whether `plan` traps when the option `n` is odd (`on!`), for the canary tests: a candidate
+/// that fails half of its requests yet passes the registry's dry runs. Tests switch it on by
+/// rewriting the marker in the binary.
+const TRAP_ODD_N: &str = "trap-odd-n:off";
+
 /// Whatever an earlier request left behind (the isolation test checks that none survives).
 static REMEMBERED: Mutex<String> = Mutex::new(String::new());
 
@@ -276,6 +281,12 @@ impl Guest for Hostile {
         _capabilities: Capabilities,
         options: Options,
     ) -> Result<Plan, StyleError> {
+        let odd = option(&options, "n")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n % 2 == 1);
+        if odd && std::hint::black_box(TRAP_ODD_N).ends_with("on!") {
+            panic!("hostile candidate trapped on an odd n");
+        }
         let learned = attack(&options)?;
         Ok(lying_plan(&analysis, &options, learned))
     }
