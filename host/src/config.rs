@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use serde::Deserialize;
 
+use crate::runtime::{CallLimits, RuntimeConfig};
+
 /// Everything `likeness serve` needs to know.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -40,6 +42,8 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     /// Hot reload and deploys.
     pub deploy: DeployConfig,
+    /// What each style call may spend, and what a component may declare.
+    pub sandbox: SandboxConfig,
 }
 
 /// How log lines are written.
@@ -69,6 +73,7 @@ impl Default for ServeConfig {
             http: HttpConfig::default(),
             log_format: LogFormat::default(),
             deploy: DeployConfig::default(),
+            sandbox: SandboxConfig::default(),
         }
     }
 }
@@ -255,6 +260,80 @@ pub struct ShutdownConfig {
 impl Default for ShutdownConfig {
     fn default() -> Self {
         ShutdownConfig { drain_secs: 30 }
+    }
+}
+
+/// What each style call may spend, and what a component may declare (`[sandbox]`). A package's
+/// `style.toml` may raise its own call limits up to the host's ceilings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// CPU budget of `describe` and `plan`, in milliseconds.
+    pub plan_ms: u64,
+    /// CPU budget of `post-process`, in milliseconds.
+    pub post_process_ms: u64,
+    /// Linear memory of one instance, in MiB.
+    pub memory_mib: u64,
+    /// Each call's wall-clock ceiling as a multiple of its CPU budget (the backstop for a style
+    /// that sleeps, blocks or is starved of CPU).
+    pub wall_ceiling_factor: u32,
+    /// Functions one core module of a component may define (checked before compiling).
+    pub max_functions_per_module: u32,
+    /// Largest component file, in MiB.
+    pub max_component_mib: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        let runtime = RuntimeConfig::default();
+        SandboxConfig {
+            plan_ms: runtime.defaults.plan.as_millis() as u64,
+            post_process_ms: runtime.defaults.post_process.as_millis() as u64,
+            memory_mib: (runtime.defaults.memory >> 20) as u64,
+            wall_ceiling_factor: runtime.wall_ceiling_factor,
+            max_functions_per_module: runtime.components.functions_per_module,
+            max_component_mib: (runtime.components.bytes >> 20) as u64,
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// The plugin runtime's settings, caching compiled components in `cache_dir`.
+    pub fn runtime(&self, cache_dir: &Path) -> RuntimeConfig {
+        let mut runtime = RuntimeConfig {
+            cache_dir: Some(cache_dir.to_path_buf()),
+            wall_ceiling_factor: self.wall_ceiling_factor,
+            ..RuntimeConfig::default()
+        };
+        runtime.defaults = CallLimits {
+            plan: Duration::from_millis(self.plan_ms),
+            post_process: Duration::from_millis(self.post_process_ms),
+            memory: (self.memory_mib as usize) << 20,
+        };
+        runtime.components.functions_per_module = self.max_functions_per_module;
+        runtime.components.bytes = (self.max_component_mib as usize) << 20;
+        runtime
+    }
+
+    fn validate(&self, ceilings: &CallLimits) -> anyhow::Result<()> {
+        ensure!(
+            self.plan_ms > 0 && self.post_process_ms > 0 && self.memory_mib > 0,
+            "sandbox.plan_ms, post_process_ms and memory_mib must be positive"
+        );
+        ensure!(
+            Duration::from_millis(self.plan_ms) <= ceilings.plan
+                && Duration::from_millis(self.post_process_ms) <= ceilings.post_process
+                && (self.memory_mib as usize) << 20 <= ceilings.memory,
+            "sandbox limits may not exceed the host's ceilings ({} ms plan, {} ms post-process, {} MiB)",
+            ceilings.plan.as_millis(),
+            ceilings.post_process.as_millis(),
+            ceilings.memory >> 20
+        );
+        ensure!(
+            self.wall_ceiling_factor >= 1,
+            "sandbox.wall_ceiling_factor must be at least 1"
+        );
+        Ok(())
     }
 }
 
@@ -546,6 +625,7 @@ impl ServeConfig {
                 .all(|key| !key.contains(char::is_whitespace)),
             "API keys must not contain whitespace"
         );
+        self.sandbox.validate(&RuntimeConfig::default().ceilings)?;
         self.deploy.validate(&self.access)
     }
 }
@@ -624,6 +704,22 @@ mod tests {
         assert_eq!(admission.style_bounds("anime"), (2, 4));
         admission.generation_slots = 1;
         assert_eq!(admission.style_bounds("hostile"), (2, 1));
+    }
+
+    #[test]
+    fn sandbox_settings_reach_the_runtime_within_the_ceilings() {
+        let config: ServeConfig =
+            toml::from_str("[sandbox]\nplan_ms = 80\nwall_ceiling_factor = 4\n").unwrap();
+        config.validate().unwrap();
+        let runtime = config.sandbox.runtime(Path::new("cache"));
+        assert_eq!(runtime.defaults.plan, Duration::from_millis(80));
+        assert_eq!(runtime.defaults.post_process, Duration::from_secs(2));
+        assert_eq!(runtime.wall_ceiling_factor, 4);
+        assert_eq!(runtime.cache_dir.as_deref(), Some(Path::new("cache")));
+
+        let over: ServeConfig = toml::from_str("[sandbox]\nplan_ms = 5000\n").unwrap();
+        let error = over.validate().unwrap_err();
+        assert!(format!("{error:#}").contains("ceilings"), "{error:#}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use likeness_host::config::{LogFormat, ServeArgs, ServeConfig};
+use likeness_host::config::{LogFormat, SandboxConfig, ServeArgs, ServeConfig};
 use likeness_host::output::OutputFormat;
 use likeness_host::pipeline::Pipeline;
 use likeness_host::runtime::{RuntimeConfig, StyleRuntime};
@@ -438,10 +438,7 @@ fn print_deployed(deployed: &style::deploy::Deployed) {
 
 /// A style runtime caching compiled components in `cache_dir`.
 fn cached_runtime(cache_dir: &Path) -> anyhow::Result<Arc<StyleRuntime>> {
-    StyleRuntime::new(RuntimeConfig {
-        cache_dir: Some(cache_dir.to_path_buf()),
-        ..RuntimeConfig::default()
-    })
+    StyleRuntime::new(SandboxConfig::default().runtime(cache_dir))
 }
 
 fn exit_code(success: bool) -> ExitCode {
@@ -454,7 +451,7 @@ fn exit_code(success: bool) -> ExitCode {
 
 /// The styles of `dir`, loaded and validated (compiled components cached in `cache_dir`).
 async fn load_registry(dir: &Path, cache_dir: &Path) -> anyhow::Result<Arc<Registry>> {
-    let registry = registry(dir, cache_dir, RegistrySettings::default())?;
+    let registry = registry(dir, cached_runtime(cache_dir)?, RegistrySettings::default())?;
     registry.load_all().await?;
     Ok(registry)
 }
@@ -462,10 +459,9 @@ async fn load_registry(dir: &Path, cache_dir: &Path) -> anyhow::Result<Arc<Regis
 /// An empty registry over the styles of `dir` (created if missing).
 fn registry(
     dir: &Path,
-    cache_dir: &Path,
+    runtime: Arc<StyleRuntime>,
     settings: RegistrySettings,
 ) -> anyhow::Result<Arc<Registry>> {
-    let runtime = cached_runtime(cache_dir)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(Registry::with_settings(runtime, dir, settings))
 }
@@ -504,7 +500,8 @@ async fn load_diffusion(
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
-    let registry = registry(&config.styles, &config.cache_dir, config.deploy.registry())?;
+    let runtime = StyleRuntime::new(config.sandbox.runtime(&config.cache_dir))?;
+    let registry = registry(&config.styles, runtime, config.deploy.registry())?;
     // Packages load in parallel, off the start-up path: the server answers meanwhile and lists
     // them as loading; /readyz turns 200 once one style serves.
     registry.start_loading()?;
