@@ -14,7 +14,7 @@ mod sandbox;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -284,6 +284,7 @@ impl StyleComponent {
 
     /// Calls `describe` in a fresh instance and checks what it returns ([`checks::info`]).
     pub async fn describe(&self) -> Result<StyleInfo, CallError> {
+        let _ticking = self.runtime.ticker.hold();
         let (mut store, style, budget) = self.instantiate(Call::Describe).await?;
         let result = guarded(&budget, style.call_describe(&mut store)).await;
         let info = self.finish(Call::Describe, &store, result)?;
@@ -299,6 +300,7 @@ impl StyleComponent {
         capabilities: &Capabilities,
         options: &Options,
     ) -> Result<Plan, CallError> {
+        let _ticking = self.runtime.ticker.hold();
         let (mut store, style, budget) = self.instantiate(Call::Plan).await?;
         let call = style.call_plan(&mut store, analysis, capabilities, options);
         let result = guarded(&budget, call).await;
@@ -319,6 +321,7 @@ impl StyleComponent {
         plan: &Plan,
         options: &Options,
     ) -> Result<Image, CallError> {
+        let _ticking = self.runtime.ticker.hold();
         let (mut store, style, budget) = self.instantiate(Call::PostProcess).await?;
         let call = style.call_post_process(&mut store, image, analysis, plan, options);
         let result = guarded(&budget, call).await;
@@ -456,35 +459,114 @@ async fn guarded<T>(
     }
 }
 
-/// A thread that advances the engine's epoch every [`EPOCH_TICK`] until stopped.
+/// A thread that advances the engine's epoch every [`EPOCH_TICK`] while any guest call is in
+/// flight, and sleeps otherwise: an idle host wakes for nothing.
 struct EpochTicker {
-    stop: Arc<AtomicBool>,
+    state: Arc<TickerState>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What the ticker thread and the calls share.
+#[derive(Default)]
+struct TickerState {
+    /// Guest calls in flight.
+    calls: Mutex<usize>,
+    /// Signalled when the first call starts, and on stop.
+    wake: Condvar,
+    stop: AtomicBool,
+    /// Ticks so far.
+    ticks: AtomicU64,
 }
 
 impl EpochTicker {
     fn start(engine: Engine) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let state = Arc::new(TickerState::default());
+        let shared = state.clone();
         let thread = std::thread::Builder::new()
             .name("likeness-epoch".into())
             .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
+                loop {
+                    {
+                        let calls = shared.calls.lock().unwrap_or_else(|e| e.into_inner());
+                        let _calls = shared
+                            .wake
+                            .wait_while(calls, |calls| {
+                                *calls == 0 && !shared.stop.load(Ordering::Relaxed)
+                            })
+                            .unwrap_or_else(|e| e.into_inner());
+                    }
+                    if shared.stop.load(Ordering::Relaxed) {
+                        return;
+                    }
                     std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();
+                    shared.ticks.fetch_add(1, Ordering::Relaxed);
                 }
             })
             .expect("spawning the epoch thread");
         EpochTicker {
-            stop,
+            state,
             thread: Some(thread),
         }
     }
 
+    /// Keeps the epoch ticking until the returned guard is dropped (one per guest call).
+    fn hold(&self) -> Ticking {
+        let mut calls = self.state.calls.lock().unwrap_or_else(|e| e.into_inner());
+        *calls += 1;
+        if *calls == 1 {
+            self.state.wake.notify_one();
+        }
+        Ticking(self.state.clone())
+    }
+
     fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.state.stop.store(true, Ordering::Relaxed);
+        self.state.wake.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// A guest call in flight, for the epoch ticker.
+struct Ticking(Arc<TickerState>);
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        let mut calls = self.0.calls.lock().unwrap_or_else(|e| e.into_inner());
+        *calls -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn the_epoch_ticks_only_while_a_call_is_in_flight() {
+        let engine = Engine::new(Config::new().epoch_interruption(true)).unwrap();
+        let mut ticker = EpochTicker::start(engine);
+        let ticks = || ticker.state.ticks.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(ticks(), 0, "an idle ticker must not tick");
+
+        let call = ticker.hold();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ticks() < 5 {
+            assert!(Instant::now() < deadline, "a held ticker must tick");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(call);
+        // The tick being slept through when the call ended may still land.
+        std::thread::sleep(Duration::from_millis(20));
+        let rested = ticks();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            ticks() <= rested + 1,
+            "the ticker kept ticking after the call"
+        );
+        ticker.stop();
     }
 }
