@@ -1,8 +1,14 @@
 # The two commands of the README: `make run` (set up and serve) and `make test` (every test).
 CARGO ?= cargo
 LIKENESS = target/release/likeness
+# `make fuzz`: seconds per target, the pinned cargo-fuzz, and libFuzzer's flags (bounded memory:
+# 2 GiB in all, 256 MiB in one allocation; an input running past 20 s is a hang).
+FUZZ_SECONDS ?= 60
+CARGO_FUZZ_VERSION = 0.13.2
+FUZZ_FLAGS ?= -rss_limit_mb=2048 -malloc_limit_mb=256 -timeout=20 -max_len=32768 -print_final_stats=1
+FUZZ_TARGETS = $(basename $(notdir $(wildcard fuzz/fuzz_targets/*.rs)))
 
-.PHONY: run setup test bench
+.PHONY: run setup test bench fuzz
 
 ## Sets up a fresh machine and runs the service (and its playground) on 127.0.0.1:8080.
 run: setup
@@ -28,3 +34,18 @@ test:
 ## Runs the benchmarks (release builds).
 bench:
 	$(CARGO) bench -p likeness-host
+
+## Fuzzes every target in fuzz/fuzz_targets/ for FUZZ_SECONDS each, from the committed seeds in
+## fuzz/corpus/<target> (new inputs go to fuzz/target/corpus/<target>). Installs the nightly
+## toolchain and cargo-fuzz when missing. Stops at the first crash, leak, hang or memory blow-up,
+## whose input libFuzzer leaves in fuzz/artifacts/<target>/.
+fuzz:
+	rustup run nightly rustc --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
+	cargo fuzz --version 2>/dev/null | grep -qF $(CARGO_FUZZ_VERSION) || \
+		cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
+	cargo +nightly fuzz build
+	set -e; for target in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/target/corpus/$$target; \
+		cargo +nightly fuzz run $$target fuzz/target/corpus/$$target fuzz/corpus/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS); \
+	done

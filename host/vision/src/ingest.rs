@@ -213,10 +213,63 @@ fn check_dims(width: u32, height: u32, limits: &Limits) -> Result<(), IngestErro
     Ok(())
 }
 
+/// Checks a WebP's chunks, which its decoder trusts, before decoding: every chunk must lie inside
+/// the file (the decoder allocates a metadata chunk's declared size, up to 4 GiB, before reading
+/// it) and every lossy frame, animation frames included, must declare a size within the limits
+/// (the decoder allocates a frame from the frame's own header, up to 16383x16383, and compares it
+/// with the canvas only after decoding).
+fn check_webp(bytes: &[u8], limits: &Limits) -> Result<(), IngestError> {
+    check_webp_chunks(bytes.get(12..).unwrap_or_default(), limits, false)
+}
+
+/// The chunks in `data`, and (unless `nested`) those inside each animation frame.
+fn check_webp_chunks(data: &[u8], limits: &Limits, nested: bool) -> Result<(), IngestError> {
+    let mut at: usize = 0;
+    while let Some(&[a, b, c, d, s0, s1, s2, s3]) = data.get(at..at.saturating_add(8)) {
+        let size = u32::from_le_bytes([s0, s1, s2, s3]) as usize;
+        let start = at + 8;
+        let Some(chunk) = data.get(start..start.saturating_add(size)) else {
+            return Err(IngestError::Corrupt {
+                format: format_name(Format::Webp),
+                reason: format!(
+                    "its {} chunk declares {size} bytes but the file ends {} bytes later",
+                    String::from_utf8_lossy(&[a, b, c, d]),
+                    data.len() - start,
+                ),
+            });
+        };
+        match &[a, b, c, d] {
+            b"VP8 " => check_vp8_frame(chunk, limits)?,
+            // An animation frame: a 16-byte header, then the frame's own chunks.
+            b"ANMF" if !nested => {
+                check_webp_chunks(chunk.get(16..).unwrap_or_default(), limits, true)?
+            }
+            _ => {}
+        }
+        // Chunks are padded to an even size.
+        at = start.saturating_add(size).saturating_add(size & 1);
+    }
+    Ok(())
+}
+
+/// A lossy key frame: a 3-byte tag (bit 0 clear), the start code 9d 01 2a, then the width and
+/// height in 14 bits each.
+fn check_vp8_frame(chunk: &[u8], limits: &Limits) -> Result<(), IngestError> {
+    if let Some(&[tag, _, _, 0x9d, 0x01, 0x2a, w0, w1, h0, h1]) = chunk.get(..10)
+        && tag & 1 == 0
+    {
+        let width = u16::from_le_bytes([w0, w1]) & 0x3FFF;
+        let height = u16::from_le_bytes([h0, h1]) & 0x3FFF;
+        check_dims(width.into(), height.into(), limits)?;
+    }
+    Ok(())
+}
+
 /// Decodes an upload into an upright RGB8 image.
 ///
-/// Order of checks: empty, byte length, magic bytes, header dimensions (before the pixel buffer is
-/// allocated; the decoder also gets `image::Limits` with a matching allocation cap), then the decode.
+/// Order of checks: empty, byte length, magic bytes (and, for WebP, its chunks' sizes and its
+/// frames' declared dimensions), header dimensions (before the pixel buffer is allocated; the
+/// decoder also gets `image::Limits` with a matching allocation cap), then the decode.
 /// Never panics on hostile input; every failure is an [`IngestError`].
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, IngestError> {
     if bytes.is_empty() {
@@ -229,6 +282,9 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, IngestError> {
         });
     }
     let format = sniff(bytes)?;
+    if format == Format::Webp {
+        check_webp(bytes, limits)?;
+    }
     let image_format = match format {
         Format::Jpeg => ImageFormat::Jpeg,
         Format::Png => ImageFormat::Png,

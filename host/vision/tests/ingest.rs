@@ -1,10 +1,45 @@
 //! Hostile and unusual uploads: each gives its typed error or a correct decode, never a panic,
 //! and nothing large is allocated for a file that only declares large dimensions.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::time::Instant;
 
 use image::{ImageBuffer, Rgb, RgbImage, Rgba};
 use likeness_vision::ingest::{self, Format, IngestError, Limits};
+
+/// The system allocator, noting the largest allocation each thread makes (tests run on their own
+/// threads), so a test can check that nothing large was allocated.
+struct Tracking;
+
+thread_local! {
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note(size: usize) {
+    let _ = LARGEST.try_with(|largest| largest.set(largest.get().max(size)));
+}
+
+unsafe impl GlobalAlloc for Tracking {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Tracking = Tracking;
 
 fn limits() -> Limits {
     Limits::default()
@@ -226,6 +261,84 @@ fn webp_decodes() {
     // Truncated WebP: typed error.
     let e = ingest::decode(&webp[..webp.len() / 2], &limits()).unwrap_err();
     assert_eq!(e.code(), "corrupt_image");
+}
+
+/// A 32x16 WebP in the extended format (VP8X, with the EXIF flag) holding `chunks`.
+fn extended_webp(chunks: &[u8]) -> Vec<u8> {
+    // VP8X: the flags, then the canvas size minus one, 24 bits each.
+    let mut body = b"WEBPVP8X\x0a\0\0\0\x08\0\0\0\x1f\0\0\x0f\0\0".to_vec();
+    body.extend_from_slice(chunks);
+    let mut webp = b"RIFF".to_vec();
+    webp.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    webp.extend_from_slice(&body);
+    webp
+}
+
+/// A 32x16 lossless WebP (VP8X) with an EXIF chunk that declares `exif_size` bytes and holds `exif`.
+fn webp_with_exif(exif_size: u32, exif: &[u8]) -> Vec<u8> {
+    let img = sample_rgb(32, 16);
+    let mut simple = Vec::new();
+    image::codecs::webp::WebPEncoder::new_lossless(&mut simple)
+        .encode(img.as_raw(), 32, 16, image::ExtendedColorType::Rgb8)
+        .expect("encode");
+    let mut chunks = simple[12..].to_vec();
+    chunks.extend_from_slice(b"EXIF");
+    chunks.extend_from_slice(&exif_size.to_le_bytes());
+    chunks.extend_from_slice(exif);
+    if exif.len() % 2 == 1 {
+        chunks.push(0);
+    }
+    extended_webp(&chunks)
+}
+
+/// Decodes `bytes`, expecting a refusal with `code`, and returns the error's text after checking
+/// that nothing over 1 MiB was allocated on the way.
+fn refused_without_allocating(bytes: &[u8], code: &str) -> String {
+    LARGEST.with(|largest| largest.set(0));
+    let e = ingest::decode(bytes, &limits()).unwrap_err();
+    let largest = LARGEST.with(Cell::get);
+    assert_eq!(e.code(), code, "{e}");
+    let size = bytes.len();
+    assert!(
+        largest < 1 << 20,
+        "allocated {largest} bytes for a {size}-byte file"
+    );
+    e.to_string()
+}
+
+/// Found by fuzz/fuzz_targets/ingest_decode.rs: the WebP decoder allocated what a chunk declared.
+#[test]
+fn webp_metadata_chunk_larger_than_the_file_is_refused_without_allocating_it() {
+    // Big-endian TIFF, one IFD entry: orientation (0x0112), SHORT, 1 value: 6 (turn 90).
+    let exif = b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0";
+    let d = ingest::decode(&webp_with_exif(exif.len() as u32, exif), &limits()).expect("decode");
+    assert_eq!((d.orientation, d.image.dimensions()), (6, (16, 32)));
+
+    let text = refused_without_allocating(&webp_with_exif(800_000_000, exif), "corrupt_image");
+    assert!(
+        text.contains("EXIF chunk declares 800000000 bytes"),
+        "{text}"
+    );
+}
+
+/// Found by fuzz/fuzz_targets/ingest_decode.rs: a 32x16 canvas whose lossy frame declares
+/// 16383x16383 made the WebP decoder allocate the frame (400 MB) before comparing the two.
+#[test]
+fn webp_frame_larger_than_its_canvas_is_refused_without_allocating_it() {
+    // A key frame tag, the start code, 16383 x 16383, and a little bitstream.
+    let frame = b"\x10\x02\0\x9d\x01\x2a\xff\x3f\xff\x3f\0\0\0\0\0\0";
+    let mut chunks = b"VP8 ".to_vec();
+    chunks.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    chunks.extend_from_slice(frame);
+    // The same frame inside an animation frame (a 16-byte header, then its chunks).
+    let mut animated = b"ANIM\x06\0\0\0\0\0\0\0\0\0ANMF".to_vec();
+    animated.extend_from_slice(&(16 + chunks.len() as u32).to_le_bytes());
+    animated.extend_from_slice(b"\0\0\0\0\0\0\x1f\0\0\x0f\0\0\x64\0\0\0");
+    animated.extend_from_slice(&chunks);
+    for webp in [extended_webp(&chunks), extended_webp(&animated)] {
+        let text = refused_without_allocating(&webp, "image_too_large");
+        assert!(text.contains("16383x16383"), "{text}");
+    }
 }
 
 #[test]
