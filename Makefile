@@ -45,7 +45,7 @@ fuzz:
 		cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
 	cargo +nightly fuzz build
 	set -e; for target in $(FUZZ_TARGETS); do \
-		mkdir -p fuzz/target/corpus/$$target; \
+		mkdir -p fuzz/target/corpus/$$target fuzz/corpus/$$target; \
 		cargo +nightly fuzz run $$target fuzz/target/corpus/$$target fuzz/corpus/$$target -- \
 			-max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS); \
 	done

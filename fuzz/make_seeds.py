@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Writes the seed corpora under fuzz/corpus/ (committed; rerun only to change them).
 
-Real images made small: a public-domain photo (NASA's astronaut, `likeness models fetch` puts it in
-.cache/testdata) and the repo's own canny test card, in the JPEG, PNG and WebP variants the
-decoders branch on, plus malformed files (truncated, bad checksums, huge or zero declared sizes,
-other formats). Then hand-written upload requests in upload_parse's input layout (see
-fuzz_targets/upload_parse.rs). Needs Pillow: `pip install pillow`.
+Real images made small: a public-domain photo (NASA's astronaut from scikit-image, which the
+vision tests fetch into .cache/testdata) and the repo's own canny test card, in the JPEG, PNG and
+WebP variants the decoders branch on, plus malformed files (truncated, bad checksums, huge or zero
+declared sizes, other formats). Then hand-written upload requests in upload_parse's input layout
+(see fuzz_targets/upload_parse.rs). Inputs that once crashed a target are added to its corpus by
+hand (e.g. ingest_decode/exif_past_the_end.webp); this script leaves them alone. Needs Pillow:
+`pip install pillow`.
 
     python3 fuzz/make_seeds.py [PHOTO]
 """
@@ -117,6 +119,8 @@ def ingest_seeds():
         "zero.png": png(0, 0, 8, 2, b""),
         "huge.jpg": bytes(huge_jpg),
         "huge.webp": huge_webp,
+        # One byte over the fuzz target's 16 KiB upload limit.
+        "over_upload.jpg": good_jpg + b"\0" * (16 * 1024 + 1 - len(good_jpg)),
         "magic_only.jpg": b"\xff\xd8\xff",
         "magic_only.webp": b"RIFF\x00\x00\x00\x00WEBP",
         "other.gif": encode(Image.new("P", (2, 2)), "GIF"),
