@@ -500,6 +500,7 @@ async fn load_diffusion(
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
+    let shutdown = shutdown_signal()?;
     let runtime = StyleRuntime::new(config.sandbox.runtime(&config.cache_dir))?;
     let registry = registry(&config.styles, runtime, config.deploy.registry())?;
     // Packages load in parallel, off the start-up path: the server answers meanwhile and lists
@@ -526,29 +527,32 @@ async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
     println!("listening on http://{addr}");
     std::io::stdout().flush()?;
     let drain = Duration::from_secs(config.shutdown.drain_secs);
-    let finished = server::serve(listener, state, shutdown_signal(), drain).await?;
+    let finished = server::serve(listener, state, shutdown, drain).await?;
     tracing::info!(drained = finished, "likeness stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A future that resolves on Ctrl-C (SIGINT) or SIGTERM, with its handlers installed at once.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    // Installed now, not when the future is first polled: a SIGTERM that arrives right after
+    // start-up must drain, not kill the process.
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut interrupt =
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
