@@ -183,6 +183,18 @@ async fn sigterm_drains_in_flight_work_then_exits_zero() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // Each job's client follows its events, as a real client would, from before the signal
+    // until its job ends (after the drain the server closes its connections and exits).
+    let followers: Vec<_> = jobs
+        .iter()
+        .map(|job| {
+            let request = http
+                .get(served.at(&format!("/v1/jobs/{job}/events")))
+                .bearer_auth("secret-2");
+            tokio::spawn(async move { request.send().await.unwrap().text().await.unwrap() })
+        })
+        .collect();
+
     served.signal("TERM");
     // Once the signal is handled the service reports not ready, and new work is refused while
     // the in-flight work finishes; reads still answer.
@@ -205,16 +217,8 @@ async fn sigterm_drains_in_flight_work_then_exits_zero() {
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["code"], "shutting_down");
-    for job in &jobs {
-        let followed = http
-            .get(served.at(&format!("/v1/jobs/{job}/events")))
-            .bearer_auth("secret-2")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+    for follower in followers {
+        let followed = follower.await.unwrap();
         assert!(followed.contains("event: succeeded"), "{followed}");
     }
 
