@@ -419,6 +419,28 @@ impl DeployConfig {
             },
         }
     }
+
+    fn validate(&self, access: &AccessConfig) -> anyhow::Result<()> {
+        ensure!(
+            self.load_timeout_secs > 0,
+            "deploy.load_timeout_secs must be positive"
+        );
+        ensure!(
+            (0.0..1.0).contains(&self.canary_max_error_rate),
+            "deploy.canary_max_error_rate must be at least 0 and below 1"
+        );
+        if let Some(key) = &self.admin_key {
+            ensure!(
+                !key.contains(char::is_whitespace),
+                "the admin key must not contain whitespace"
+            );
+            ensure!(
+                !access.api_keys.contains(key),
+                "the admin key must not be one of the API keys"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The flags (and environment variables) of `likeness serve`; each overrides the config file.
@@ -627,30 +649,6 @@ impl ServeConfig {
         );
         self.sandbox.validate(&RuntimeConfig::default().ceilings)?;
         self.deploy.validate(&self.access)
-    }
-}
-
-impl DeployConfig {
-    fn validate(&self, access: &AccessConfig) -> anyhow::Result<()> {
-        ensure!(
-            self.load_timeout_secs > 0,
-            "deploy.load_timeout_secs must be positive"
-        );
-        ensure!(
-            (0.0..1.0).contains(&self.canary_max_error_rate),
-            "deploy.canary_max_error_rate must be at least 0 and below 1"
-        );
-        if let Some(key) = &self.admin_key {
-            ensure!(
-                !key.contains(char::is_whitespace),
-                "the admin key must not contain whitespace"
-            );
-            ensure!(
-                !access.api_keys.contains(key),
-                "the admin key must not be one of the API keys"
-            );
-        }
-        Ok(())
     }
 }
 
