@@ -1,7 +1,7 @@
-//! Host-side bindings generated from `wit/style.wit`.
+//! Host-side bindings generated from `wit/v0.1/style.wit` (the 0.2 contract, `wit/style.wit`, is being wired in).
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../wit/v0.1",
     world: "style",
     exports: { default: async },
 });

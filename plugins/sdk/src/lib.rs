@@ -29,7 +29,7 @@
 #[allow(clippy::too_many_arguments)] // generated: the WIT `plan` record lowers to many arguments
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "../../wit/v0.1",
         world: "style",
         pub_export_macro: true,
         export_macro_name: "export_style",
