@@ -134,11 +134,15 @@ enum StylesCommand {
         #[arg(long, default_value = "styles")]
         styles: PathBuf,
     },
-    /// Scaffolds a new style crate plugins/NAME (added to the cargo workspace).
+    /// Scaffolds a new style plugins/NAME in Rust (a crate added to the cargo workspace), Python
+    /// or JavaScript.
     New {
         /// The style id: lowercase letters, digits and dashes.
         name: String,
-        /// The folder of style crates, inside a cargo workspace.
+        /// The language: rust (a crate, added to the cargo workspace), python or js.
+        #[arg(long, default_value = "rust")]
+        lang: style::build::Language,
+        /// The folder of styles (for Rust, inside a cargo workspace).
         #[arg(long, default_value = "plugins")]
         plugins: PathBuf,
     },
@@ -407,8 +411,12 @@ async fn styles_command(command: StylesCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        StylesCommand::New { name, plugins } => {
-            let made = scaffold::new_style(&plugins, &name)?;
+        StylesCommand::New {
+            name,
+            lang,
+            plugins,
+        } => {
+            let made = scaffold::new_style(&plugins, &name, lang)?;
             println!("created {}", made.dir.display());
             if let Some(workspace) = made.workspace {
                 println!("added it to the members of {}", workspace.display());
