@@ -79,6 +79,10 @@ enum StylesCommand {
     Check {
         /// The package folder (holding style.toml).
         dir: PathBuf,
+        /// Where compiled components are cached (a Python or JavaScript style compiles for
+        /// tens of seconds once, then loads from here).
+        #[arg(long, env = "LIKENESS_CACHE", default_value = ".cache/components")]
+        cache_dir: PathBuf,
     },
     /// Lists the packages in a styles folder and whether each is valid.
     List {
@@ -317,8 +321,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 async fn styles_command(command: StylesCommand) -> anyhow::Result<ExitCode> {
     match command {
-        StylesCommand::Check { dir } => {
-            let runtime = StyleRuntime::new(RuntimeConfig::default())?;
+        StylesCommand::Check { dir, cache_dir } => {
+            let runtime = cached_runtime(&cache_dir)?;
             match style::package::load(&runtime, &dir).await {
                 Ok(style) => {
                     println!(
