@@ -14,6 +14,10 @@ pub const MAX_SIDE: u32 = 16384;
 /// Most palette colours `quantize` uses and `palette` returns.
 pub const MAX_PALETTE: usize = 256;
 
+/// The widest blur (`blur`, `edges`), in pixels of standard deviation: it bounds the working
+/// memory of the box blurs' edge padding. Wider blurs: resize down, blur, resize up.
+pub const MAX_SIGMA: f32 = 100.0;
+
 /// Checks the size of an image about to be made: both sides in `1..=MAX_SIDE`.
 pub fn check_size(width: u32, height: u32) -> Result<(), SizeError> {
     if (1..=MAX_SIDE).contains(&width) && (1..=MAX_SIDE).contains(&height) {
@@ -47,9 +51,14 @@ fn finite(v: f32, fallback: f32, lo: f32, hi: f32) -> f32 {
     if v.is_finite() { v } else { fallback }.clamp(lo, hi)
 }
 
-/// The longest side, the bound on every radius and sigma.
+/// The longest side, the bound on every radius.
 fn longest(image: &Rgba) -> f32 {
     image.width.max(image.height) as f32
+}
+
+/// A blur's sigma: not finite or negative is 0 (no blur), at most [`MAX_SIGMA`].
+fn sigma(sigma: f32) -> f32 {
+    finite(sigma, 0.0, 0.0, MAX_SIGMA)
 }
 
 /// A `width` x `height` image of one colour (`rgba`).
@@ -85,10 +94,10 @@ pub fn resize(image: &Rgba, width: u32, height: u32, nearest: bool) -> Result<Rg
 }
 
 /// A Gaussian blur of the colour channels, standard deviation `sigma` pixels (clamped to
-/// `0..=` the longest side; 0 copies): an exact kernel of radius `ceil(3 sigma)` below 3,
-/// three box blurs above (constant cost whatever the sigma).
+/// `0..=MAX_SIGMA`; 0 copies): an exact kernel of radius `ceil(3 sigma)` below 3, three box
+/// blurs of the same variance above (constant cost whatever the sigma).
 pub fn blur(image: &Rgba, sigma: f32) -> Rgba {
-    image.gaussian_blur(finite(sigma, 0.0, 0.0, longest(image)))
+    image.gaussian_blur(self::sigma(sigma))
 }
 
 /// Edge-preserving smoothing: each colour channel through a self-guided filter of `radius`
@@ -176,4 +185,89 @@ pub fn composite(image: &Rgba, top: &Rgba, mask: &Rgba) -> Result<Rgba, SizeErro
 pub fn ellipse_mask(image: &Rgba, bbox: [f32; 4], feather: f32) -> Rgba {
     let feather = finite(feather, 0.0, 0.0, 4.0 * longest(image));
     grey(&mask(image.width, image.height, bbox, feather))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn photo() -> Rgba {
+        let mut image = Rgba::new(40, 30);
+        for (i, p) in image.data.chunks_exact_mut(4).enumerate() {
+            p[0] = (i * 7 % 256) as u8;
+            p[1] = (i / 40 * 8) as u8;
+            p[2] = (i % 40 * 6) as u8;
+        }
+        image
+    }
+
+    #[test]
+    fn hostile_arguments_are_clamped_not_trusted() {
+        let image = photo();
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -5.0, 1e30] {
+            for out in [
+                blur(&image, bad),
+                edges(&image, bad),
+                smooth(&image, u32::MAX, bad),
+                adjust(&image, bad, bad, bad),
+                blend(&image, &image, BlendMode::SoftLight, bad).unwrap(),
+                ellipse_mask(&image, [bad, 0.0, 10.0, 10.0], bad),
+                ellipse_mask(&image, [0.0, 0.0, 10.0, 10.0], bad),
+                noise(8, 8, bad, 1).unwrap(),
+            ] {
+                assert!(out.width > 0 && out.data.len() == out.pixel_count() * 4);
+            }
+        }
+        assert_eq!(posterize(&image, 0), posterize(&image, 2));
+        assert_eq!(posterize(&image, u32::MAX), image);
+        assert_eq!(quantize(&image, &[], true), image);
+        assert!(palette(&image, 0).is_empty());
+        assert!(palette(&image, u32::MAX).len() <= MAX_PALETTE);
+        let many = vec![[1, 2, 3, 255]; 10_000];
+        assert!(
+            quantize(&image, &many, false)
+                .data
+                .chunks_exact(4)
+                .all(|p| p[..3] == [1, 2, 3])
+        );
+    }
+
+    #[test]
+    fn sizes_are_checked() {
+        assert!(filled(0, 5, [0; 4]).is_err());
+        assert!(noise(5, MAX_SIDE + 1, 1.0, 0).is_err());
+        assert!(resize(&photo(), 0, 1, false).is_err());
+        let message = resize(&photo(), u32::MAX, 1, true).unwrap_err().0;
+        assert!(message.contains("16384"), "{message}");
+        let small = Rgba::new(3, 3);
+        assert!(blend(&photo(), &small, BlendMode::Normal, 1.0).is_err());
+        assert!(composite(&photo(), &photo(), &small).is_err());
+        assert_eq!(
+            filled(2, 1, [1, 2, 3, 4]).unwrap().data,
+            [1, 2, 3, 4, 1, 2, 3, 4]
+        );
+    }
+
+    #[test]
+    fn palettes_are_distinct_and_ordered_by_use() {
+        let mut image = Rgba::new(10, 10);
+        for (i, p) in image.data.chunks_exact_mut(4).enumerate() {
+            let c = if i < 70 {
+                [200, 10, 10]
+            } else if i < 95 {
+                [10, 10, 200]
+            } else {
+                [250, 250, 250]
+            };
+            p[..3].copy_from_slice(&c);
+        }
+        assert_eq!(
+            palette(&image, 8),
+            vec![[200, 10, 10, 255], [10, 10, 200, 255], [250, 250, 250, 255]]
+        );
+        let two = palette(&photo(), 2);
+        assert_eq!(two.len(), 2);
+        assert_ne!(two[0], two[1]);
+        assert_eq!(palette(&photo(), 5), palette(&photo(), 5), "deterministic");
+    }
 }

@@ -192,7 +192,9 @@ impl Plane {
     }
 
     /// A Gaussian blur of standard deviation `sigma` pixels: an exact separable kernel for
-    /// small sigmas (below 3), three box blurs (a close approximation at constant cost) above.
+    /// small sigmas (below 3), three box blurs of the same variance (a close approximation at
+    /// constant cost) above, on the plane padded with its edge values so that the borders blur
+    /// as if the edge pixels repeated forever.
     pub fn gaussian_blur(&self, sigma: f32) -> Plane {
         if sigma <= 0.0 || self.data.is_empty() {
             return self.clone();
@@ -200,8 +202,46 @@ impl Plane {
         if sigma < 3.0 {
             return self.convolve_separable(&gaussian_kernel(sigma));
         }
-        let r = box_radius_for_sigma(sigma);
-        self.box_blur(r).box_blur(r).box_blur(r)
+        let [a, b, c] = box_radii_for_sigma(sigma);
+        let pad = a + b + c;
+        self.padded(pad)
+            .box_blur(a)
+            .box_blur(b)
+            .box_blur(c)
+            .cropped(pad, self.width, self.height)
+    }
+
+    /// The plane with `pad` more pixels on every side, repeating the edge values.
+    fn padded(&self, pad: u32) -> Plane {
+        let (w, p) = (self.width as usize, pad as usize);
+        let (pw, ph) = (self.width + 2 * pad, self.height + 2 * pad);
+        let mut data = Vec::with_capacity(pw as usize * ph as usize);
+        for y in 0..ph as usize {
+            let sy = y.saturating_sub(p).min(self.height as usize - 1);
+            let row = &self.data[sy * w..][..w];
+            data.extend(std::iter::repeat_n(row[0], p));
+            data.extend_from_slice(row);
+            data.extend(std::iter::repeat_n(row[w - 1], p));
+        }
+        Plane {
+            width: pw,
+            height: ph,
+            data,
+        }
+    }
+
+    /// The `width` x `height` part of the plane from (`at`, `at`).
+    fn cropped(&self, at: u32, width: u32, height: u32) -> Plane {
+        let (w, at) = (self.width as usize, at as usize);
+        let mut data = Vec::with_capacity(width as usize * height as usize);
+        for y in at..at + height as usize {
+            data.extend_from_slice(&self.data[y * w + at..][..width as usize]);
+        }
+        Plane {
+            width,
+            height,
+            data,
+        }
     }
 
     /// Convolves rows, then columns, with the symmetric odd-length `kernel` (edges clamped).
@@ -398,13 +438,28 @@ fn gaussian_kernel(sigma: f32) -> Vec<f32> {
     k
 }
 
-/// The box radius whose triple application approximates a Gaussian of `sigma`.
-fn box_radius_for_sigma(sigma: f32) -> u32 {
+/// The radii of three box blurs whose succession has the variance of a Gaussian of `sigma`
+/// (Kovesi's two box widths, so that the blur is neither wider nor narrower than asked).
+fn box_radii_for_sigma(sigma: f32) -> [u32; 3] {
     if sigma <= 0.0 {
-        return 0;
+        return [0; 3];
     }
-    let w = (4.0 * sigma * sigma + 1.0).sqrt();
-    (((w - 1.0) * 0.5).round() as u32).max(1)
+    let (s2, n) = (sigma as f64 * sigma as f64, 3.0);
+    let ideal = (12.0 * s2 / n + 1.0).sqrt();
+    let mut lower = ideal.floor() as i64;
+    if lower % 2 == 0 {
+        lower -= 1;
+    }
+    let l = lower as f64;
+    let narrow = ((12.0 * s2 - n * l * l - 4.0 * n * l - 3.0 * n) / (-4.0 * l - 4.0)).round();
+    let radius = |width: i64| ((width - 1) / 2).max(0) as u32;
+    [0, 1, 2].map(|i| {
+        radius(if (i as f64) < narrow {
+            lower
+        } else {
+            lower + 2
+        })
+    })
 }
 
 /// For each output coordinate: the two source indices and the weight of the second.

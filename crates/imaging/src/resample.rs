@@ -179,15 +179,25 @@ impl Rgba {
         }
     }
 
+    /// Nearest neighbour as Pillow computes it: the source coordinate of each output pixel's
+    /// centre, stepped along the axis in `f64` and floored.
     fn nearest(&self, width: usize, height: usize) -> Vec<u8> {
         let (sw, sh) = (self.width as usize, self.height as usize);
-        let index = |i: usize, src: usize, dst: usize| {
-            (((i as f64 + 0.5) * src as f64 / dst as f64) as usize).min(src - 1)
+        let indices = |src: usize, dst: usize| {
+            let scale = src as f64 / dst as f64;
+            let mut at = scale * 0.5;
+            (0..dst)
+                .map(|_| {
+                    let i = (at.floor().max(0.0) as usize).min(src - 1);
+                    at += scale;
+                    i
+                })
+                .collect::<Vec<usize>>()
         };
-        let xs: Vec<usize> = (0..width).map(|x| index(x, sw, width)).collect();
+        let (xs, ys) = (indices(sw, width), indices(sh, height));
         let mut out = vec![0u8; width * height * 4];
-        for (y, row) in out.chunks_exact_mut(width * 4).enumerate() {
-            let src = &self.data[index(y, sh, height) * sw * 4..][..sw * 4];
+        for (row, &sy) in out.chunks_exact_mut(width * 4).zip(&ys) {
+            let src = &self.data[sy * sw * 4..][..sw * 4];
             for (p, &sx) in row.chunks_exact_mut(4).zip(&xs) {
                 p.copy_from_slice(&src[sx * 4..sx * 4 + 4]);
             }
