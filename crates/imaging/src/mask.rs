@@ -12,7 +12,7 @@ pub fn ellipse_mask(width: u32, height: u32, bbox: [f32; 4], feather: f32) -> Pl
     let mut mask = Plane::new(width, height, 0.0);
     let [x1, y1, x2, y2] = bbox;
     let (ax, ay) = ((x2 - x1) * 0.5, (y2 - y1) * 0.5);
-    if !bbox.iter().all(|v| v.is_finite()) || !(ax > 0.0 && ay > 0.0) {
+    if !(bbox.iter().all(|v| v.is_finite()) && ax > 0.0 && ay > 0.0) {
         return mask;
     }
     let feather = if feather.is_finite() {

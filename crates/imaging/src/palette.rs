@@ -103,8 +103,8 @@ impl Rgba {
                     v[c] = (p[c] as i32 + here[x + 1][c]).clamp(0, 255);
                 }
                 let chosen = palette[nearest_color(palette, v[0], v[1], v[2])];
+                p[..3].copy_from_slice(&chosen);
                 for c in 0..3 {
-                    p[c] = chosen[c];
                     let e = v[c] - chosen[c] as i32;
                     here[x + 2][c] += (e * 7 + 8) >> 4;
                     below[x][c] += (e * 3 + 8) >> 4;

@@ -229,8 +229,8 @@ impl Rgba {
             for p in data.chunks_exact_mut(4) {
                 let a = p[3] as u32;
                 if a != 0 && a != 255 {
-                    for c in 0..3 {
-                        p[c] = (255 * p[c] as u32 / a).min(255) as u8;
+                    for v in &mut p[..3] {
+                        *v = (255 * *v as u32 / a).min(255) as u8;
                     }
                 }
             }
