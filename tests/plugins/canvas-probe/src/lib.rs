@@ -5,7 +5,9 @@
 //! The option `probe` picks what `post-process` does: `every-op` (the default) runs every
 //! native operation once in a fixed pipeline (tests/sandbox.rs computes the same pipeline with
 //! likeness-imaging and expects the same pixels); `blur-loop` blurs forever (the CPU budget
-//! must stop it); `hoard` makes 4 MiB images and keeps them (the memory cap must refuse one).
+//! must stop it); `smooth-once` smooths once, a single long native operation (with a budget
+//! shorter than it, the call must fail with the timeout); `hoard` makes 4 MiB images and keeps
+//! them (the memory cap must refuse one).
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -102,6 +104,7 @@ impl Guest for Probe {
                 kind: ParamKind::Choice(vec![
                     "every-op".into(),
                     "blur-loop".into(),
+                    "smooth-once".into(),
                     "hoard".into(),
                 ]),
                 default_value: Some(Value::Text("every-op".into())),
@@ -136,6 +139,7 @@ impl Guest for Probe {
                     image = image.blur(3.0);
                 }
             }
+            "smooth-once" => Ok(image.smooth(16, 0.01)),
             "hoard" => {
                 let grey = Rgba {
                     r: 128,
