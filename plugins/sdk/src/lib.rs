@@ -18,7 +18,8 @@
 //! - [`select`]: the shared identity-method decision and the plan it leads to;
 //! - [`size`]: the working size for diffusion;
 //! - [`prompt`]: prompt templates and the cleaning of user text;
-//! - [`image`]: RGBA and single-channel float buffers with fast, pure-Rust filters;
+//! - [`image`]: RGBA and single-channel float buffers with fast, pure-Rust filters (the
+//!   `likeness-imaging` crate, which the host's `canvas` operations run too);
 //! - [`noise`]: deterministic random numbers and smooth value noise for textures;
 //! - `preview` and `testing` (feature `preview`, native only): PNG loading and saving for style
 //!   previews, fixtures for style tests.
@@ -38,7 +39,7 @@ pub mod bindings {
 }
 
 pub mod image;
-pub mod noise;
+pub use likeness_imaging::noise;
 pub mod options;
 #[cfg(feature = "preview")]
 pub mod preview;
