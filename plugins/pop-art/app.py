@@ -22,9 +22,15 @@ PROMPT = (
 )
 NEGATIVE = "photo, photorealistic, muted colours, soft gradients, blurry, 3d render, deformed face, watermark, text, signature"
 
+#: The inks of a comic-book print: the photo's colours snap to the nearest.
+COMIC_INKS = [
+    "#fdf6e3", "#ffd400", "#f68b1f", "#e2231a", "#f4a582", "#fcd5b5", "#8c4a2f",
+    "#00a1e4", "#1d4f9c", "#1b1f4a", "#2a9d55", "#c9d3dc", "#151515",
+]
+
 #: The tone palettes, darkest first, with the halftone dots' colour last.
 PALETTES = {
-    "comic": None,  # the photo's own colours, boosted and flattened
+    "comic": None,  # the photo's own colours, printed in COMIC_INKS
     "warhol": ["#1d1a4f", "#e8338f", "#f7b32b", "#fde8c8", "#7a1f5c"],
     "lichtenstein": ["#14141f", "#d7263d", "#f4d35e", "#fffaf0", "#1b5fa8"],
     "mint": ["#0b3037", "#17a398", "#f5e663", "#f7fff7", "#0d5c63"],
@@ -68,7 +74,8 @@ def dot_screen(width: int, height: int, spacing: int) -> Image:
 def halftone(tone: Image, spacing: int, ink: lk.Rgba) -> Image:
     """`ink` dots on white whose size follows the darkness of `tone`."""
     width, height = tone.width(), tone.height()
-    light = lk.grey(tone).blur(spacing * 0.35)
+    # Lifted, so the highlights stay clean paper and the shadows fill in.
+    light = lk.grey(tone).adjust(0.1, 1.3, 1.0).blur(spacing * 0.35)
     # Paper where light + need > 1, that is where the darkness is below what the screen needs.
     paper = lk.threshold(light.blend(dot_screen(width, height, spacing), BlendMode.NORMAL, 0.5), 0.5, 0.04)
     return Image.filled(width, height, ink).composite(Image.filled(width, height, lk.rgb("#ffffff")), paper)
@@ -77,7 +84,9 @@ def halftone(tone: Image, spacing: int, ink: lk.Rgba) -> Image:
 def outlines(flat: Image, scale: float) -> Image:
     """A mask, white along the strong edges of `flat`: the ink outlines."""
     edges = flat.edges(max(0.8, 1.4 * scale))
-    return lk.threshold(edges.blur(max(0.6, 0.8 * scale)), 0.16, 0.08)
+    lines = lk.threshold(edges, 0.09, 0.05)
+    # Thickened: a blur of the thin lines, cut again.
+    return lk.threshold(lines.blur(max(0.7, 1.1 * scale)), 0.3, 0.2)
 
 
 def print_pop(photo: Image, palette: str, dot_size: float) -> Image:
@@ -88,7 +97,7 @@ def print_pop(photo: Image, palette: str, dot_size: float) -> Image:
     flat = photo.smooth(px(7), 0.015).smooth(px(4), 0.01)
     colours = PALETTES[palette]
     if colours is None:
-        base = flat.adjust(0.02, 1.25, 1.7).posterize(4)
+        base = flat.adjust(0.02, 1.15, 1.4).quantize([lk.rgb(c) for c in COMIC_INKS], False)
         dot_ink = lk.rgb("#1a1a2e")
         dot_opacity = 0.35
     else:
