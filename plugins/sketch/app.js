@@ -77,11 +77,12 @@ function draw(photo, medium, shading, lineWeight) {
   const paper = Image.filled(width, height, lk.rgb(medium.paper)).blend(grain, "multiply", 0.08);
   let out = paper;
 
-  // Hatching, then cross-hatching in the darker tones; a lighter lift hatches more.
-  const spacing = px(7);
+  // Hatching in the shadows, then cross-hatching in the darkest parts; more shading lifts
+  // less, so lighter tones are hatched too.
+  const spacing = Math.max(4, px(10));
   const layers = [
-    { screen: hatching(width, height, spacing, 1), lift: 0.42 - 0.32 * shading, colour: medium.shade },
-    { screen: hatching(width, height, spacing, -1), lift: 0.62 - 0.3 * shading, colour: medium.dark },
+    { screen: hatching(width, height, spacing, 1), lift: 0.5 - 0.35 * shading, colour: medium.shade },
+    { screen: hatching(width, height, spacing, -1), lift: 0.72 - 0.3 * shading, colour: medium.dark },
   ];
   if (shading > 0) {
     for (const layer of layers) {
@@ -93,13 +94,16 @@ function draw(photo, medium, shading, lineWeight) {
     }
   }
 
-  // Contours: strong edges of the smoothed photo, finer ones of the photo itself.
-  const contour = smooth.edges(Math.max(0.8, 1.2 * scale));
-  const level = 0.22 - 0.14 * lineWeight;
-  const lines = lk.threshold(contour, level, medium.hardness);
-  const inkLines = lines.blur(Math.max(0.5, 0.7 * scale));
-  const drawn = out.composite(Image.filled(width, height, lk.rgb(medium.line)), inkLines);
-  lk.dispose(smooth, tone, grain, contour, lines, inkLines, out);
+  // Contours: the strong edges of the smoothed photo, drawn bold, and its finer edges, light.
+  const contour = smooth.edges(Math.max(0.8, 1.3 * scale));
+  const bold = lk.threshold(contour, 0.2 - 0.12 * lineWeight, medium.hardness);
+  const boldLines = bold.blur(Math.max(0.6, 0.9 * scale));
+  const detail = photo.edges(Math.max(0.6, 0.8 * scale));
+  const fine = lk.threshold(detail, 0.3 - 0.12 * lineWeight, 0.12);
+  const withDetail = out.composite(Image.filled(width, height, lk.rgb(medium.shade)), fine);
+  const drawn = withDetail.composite(Image.filled(width, height, lk.rgb(medium.line)), boldLines);
+  lk.dispose(contour, bold, boldLines, detail, fine, withDetail);
+  lk.dispose(smooth, tone, grain, out);
   return drawn;
 }
 
