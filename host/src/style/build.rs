@@ -91,6 +91,26 @@ pub fn build_styles(
     only: &[String],
     target_dir: Option<&Path>,
 ) -> anyhow::Result<Vec<PathBuf>> {
+    let project = std::path::absolute(plugins)?;
+    let project = project.parent().unwrap_or(&project);
+    build_styles_with(
+        &Toolchains::for_project(project),
+        plugins,
+        out,
+        only,
+        target_dir,
+    )
+}
+
+/// [`build_styles`] with the guest toolchains of `toolchains` (a project's cache, for styles
+/// outside it).
+pub fn build_styles_with(
+    toolchains: &Toolchains,
+    plugins: &Path,
+    out: &Path,
+    only: &[String],
+    target_dir: Option<&Path>,
+) -> anyhow::Result<Vec<PathBuf>> {
     // The guest tools run in other folders: every path they get is absolute.
     let plugins = &std::path::absolute(plugins)?;
     let target_dir = target_dir.map(std::path::absolute).transpose()?;
@@ -136,7 +156,6 @@ pub fn build_styles(
         Some(build_crates(plugins, &crates, target_dir)?)
     };
     let project = plugins.parent().unwrap_or(plugins);
-    let toolchains = Toolchains::for_project(project);
     let guests = target_dir
         .map_or_else(|| project.join("target"), Path::to_path_buf)
         .join("guests");
@@ -150,7 +169,7 @@ pub fn build_styles(
                 (Language::Rust, Some(artifacts)) => {
                     artifacts.join(format!("style_{}.wasm", id.replace('-', "_")))
                 }
-                _ => guest::build(&toolchains, *language, &dir, &guests)
+                _ => guest::build(toolchains, *language, &dir, &guests)
                     .with_context(|| format!("building the {} style '{id}'", language.as_str()))?,
             };
             assemble(&dir, &wasm, out)
