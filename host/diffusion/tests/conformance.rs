@@ -251,18 +251,12 @@ fn check_case(case: &str, other_pack: Option<&str>, table: &mut Table) {
     }
     .encode(g.s("prompt"), g.s("negative_prompt"), cfg)
     .unwrap();
-    table.compare(
-        row("text context"),
-        &text.context.data,
-        &g.tensor("context").data,
-        TENSOR,
-    );
-    table.compare(
-        row("text_embeds"),
-        &text.pooled.data,
-        &g.tensor("text_embeds").data,
-        TENSOR,
-    );
+    for (stage, got, name) in [
+        ("text context", &text.context, "context"),
+        ("text_embeds", &text.pooled, "text_embeds"),
+    ] {
+        table.compare(row(stage), &got.data, &g.tensor(name).data, TENSOR);
+    }
 
     // Scheduler tables, with the sampler the engine picks for the method.
     let defaults = m.methods.get(method.name());
@@ -513,18 +507,12 @@ fn check_case(case: &str, other_pack: Option<&str>, table: &mut Table) {
     let done = engine
         .generate_detailed(&input, &|_, _| {}, &CancelToken::new())
         .unwrap();
-    table.compare(
-        row("final latents"),
-        &done.latents.data,
-        &g.tensor("latents").data,
-        LATENTS,
-    );
-    table.compare(
-        row("decoded image"),
-        &done.decoded.data,
-        &g.tensor("decoded").data,
-        LATENTS,
-    );
+    for (stage, got, name) in [
+        ("final latents", &done.latents, "latents"),
+        ("decoded image", &done.decoded, "decoded"),
+    ] {
+        table.compare(row(stage), &got.data, &g.tensor(name).data, LATENTS);
+    }
     let levels = |v: &[u8]| v.iter().map(|x| f32::from(*x)).collect::<Vec<_>>();
     table.compare(
         row("image (levels of 255)"),
