@@ -37,16 +37,10 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
-# Tiny widths, all different: UNet blocks 4/8/16, text encoders 12 + 20 = context 32, pooled 28,
-# time embedding 4 per id (28 + 6 * 4 = 52), VAE 8/12/16/20, Resampler 40 wide (20 heads of 2),
-# ControlNet condition embedding 6/10/14/18.
-UNET_BLOCKS = (4, 8, 16)
-TEXT_1, TEXT_2, POOLED, TIME_DIM = 12, 20, 28, 4
-CONTEXT = TEXT_1 + TEXT_2
-VAE_BLOCKS = (8, 12, 16, 20)
-SCALING_FACTOR = 0.2  # not SDXL's 0.13025: the exporter must read it from the VAE's config
-BETA_END = 0.013  # not SDXL's 0.012: the exporter must read the scheduler config
-RESAMPLER_DIM, RESAMPLER_HEAD = 40, 2  # InstantID's 20 heads
+sys.path.insert(0, os.path.join(ROOT, "tools", "export"))
+from random_checkpoints import TINY, build, export_command, hidden_size  # noqa: E402
+
+CONTEXT = TINY.context
 WIDTH, HEIGHT, STEPS = 128, 64, 4
 PROMPT = "a watercolor portrait of a smiling woman, soft light"
 NEGATIVE = "blurry, lowres, deformed face"
@@ -98,165 +92,13 @@ def gaussian(seed: int, stream: int, n: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------
-# Random-weight checkpoints of the real classes.
-
-
-def build_checkpoints(torch, work: str, instantid_repo: str, pulid_repo: str) -> dict:
-    from diffusers import AutoencoderKL, ControlNetModel, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
-
-    sys.path.insert(0, os.path.join(ROOT, "tools", "tiny-pack"))
-    from make_tiny_pack import write_tokenizer  # the tiny pack's CLIP-format BPE
-
-    torch.manual_seed(0)
-    tok_dir = os.path.join(work, "tok")
-    vocab_size = write_tokenizer(tok_dir)
-    files = (os.path.join(tok_dir, "tokenizer", "vocab.json"), os.path.join(tok_dir, "tokenizer", "merges.txt"))
-    tokenizer = CLIPTokenizer(*files, pad_token="<|endoftext|>", model_max_length=77)
-    tokenizer_2 = CLIPTokenizer(*files, pad_token="!", model_max_length=77)
-    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-
-    def clip(width, layers, heads, act, projection=None):
-        cfg = CLIPTextConfig(vocab_size=vocab_size, hidden_size=width, intermediate_size=width * 3 + 1,
-                             num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=77,
-                             hidden_act=act, bos_token_id=bos, eos_token_id=eos, pad_token_id=eos,
-                             projection_dim=projection or width)
-        cls = CLIPTextModelWithProjection if projection else CLIPTextModel
-        return cls(cfg).eval()
-
-    text_encoder = clip(TEXT_1, 3, 2, "quick_gelu")
-    text_encoder_2 = clip(TEXT_2, 4, 4, "gelu", POOLED)
-    unet = UNet2DConditionModel(
-        sample_size=HEIGHT // 8, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=UNET_BLOCKS, layers_per_block=2, transformer_layers_per_block=(1, 2, 2),
-        attention_head_dim=(1, 2, 2), cross_attention_dim=CONTEXT, use_linear_projection=True,
-        addition_embed_type="text_time", addition_time_embed_dim=TIME_DIM,
-        projection_class_embeddings_input_dim=POOLED + 6 * TIME_DIM, norm_num_groups=4,
-    ).eval()
-    # diffusers zero-initialises nothing in the UNet that matters here except conv_out's scale;
-    # random init keeps every path live.
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=VAE_BLOCKS, layers_per_block=1,
-        latent_channels=4, norm_num_groups=4, sample_size=WIDTH, scaling_factor=SCALING_FACTOR,
-    ).eval()
-    scheduler = EulerDiscreteScheduler(
-        num_train_timesteps=1000, beta_start=0.00085, beta_end=BETA_END, beta_schedule="scaled_linear",
-        prediction_type="epsilon", timestep_spacing="leading", steps_offset=1,
-    )
-    base = os.path.join(work, "sdxl-base")
-    StableDiffusionXLPipeline(
-        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
-        tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler, force_zeros_for_empty_prompt=True,
-        add_watermarker=False,
-    ).save_pretrained(base)
-
-    def controlnet(seed):
-        torch.manual_seed(seed)
-        cn = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(6, 10, 14, 18))
-        # from_unet zero-initialises the output convolutions: without new weights the ControlNet
-        # would add nothing and a wrong wiring would pass.
-        zeroed = [*cn.controlnet_down_blocks, cn.controlnet_mid_block, cn.controlnet_cond_embedding.conv_out]
-        with torch.no_grad():
-            for conv in zeroed:
-                conv.weight.normal_(0.0, 0.3)
-                conv.bias.normal_(0.0, 0.1)
-        return cn.eval()
-
-    canny = os.path.join(work, "controlnet-canny")
-    controlnet(1).save_pretrained(canny)
-
-    # InstantID: IdentityNet + ip-adapter.bin {image_proj: Resampler, ip_adapter: IP layers}.
-    sys.path.insert(0, instantid_repo)
-    from ip_adapter.attention_processor import AttnProcessor2_0, IPAttnProcessor2_0
-    from ip_adapter.resampler import Resampler
-
-    instantid = os.path.join(work, "instantid")
-    controlnet(2).save_pretrained(os.path.join(instantid, "ControlNetModel"))
-    torch.manual_seed(3)
-    proj = Resampler(dim=RESAMPLER_DIM, depth=4, dim_head=RESAMPLER_HEAD, heads=20, num_queries=16,
-                     embedding_dim=512, output_dim=CONTEXT, ff_mult=4)
-    procs = {}
-    for name in unet.attn_processors:
-        if name.endswith("attn1.processor"):
-            procs[name] = AttnProcessor2_0()
-        else:
-            procs[name] = IPAttnProcessor2_0(hidden_size=hidden_size(unet, name), cross_attention_dim=CONTEXT, num_tokens=16)
-    ip_layers = torch.nn.ModuleList(procs.values())
-    torch.save({"image_proj": proj.state_dict(), "ip_adapter": ip_layers.state_dict()}, os.path.join(instantid, "ip-adapter.bin"))
-
-    # PuLID: pulid_v1.bin {id_adapter.*: IDEncoder, id_adapter_attn_layers.*: ID attention}.
-    sys.path.insert(0, pulid_repo)
-    from pulid.attention_processor import AttnProcessor2_0 as PAttn, IDAttnProcessor2_0
-    from pulid.encoders import IDEncoder
-
-    torch.manual_seed(4)
-    id_encoder = IDEncoder(width=1280, context_dim=CONTEXT)
-    with torch.no_grad():
-        # The 1024-wide EVA mappings are fixed by the class (21M weights): keep a random 64 x 64
-        # block of each 1024 x 1024 weight (zeros elsewhere) so the committed graph compresses to
-        # a few hundred KB; the biases and LayerNorms keep every output live.
-        for mod in id_encoder.modules():
-            if isinstance(mod, torch.nn.Linear) and mod.in_features == 1024 and mod.out_features == 1024:
-                mod.weight.zero_()
-                mod.weight[:64, :64] = torch.randn(64, 64) / 8.0
-    id_procs = {}
-    for name in unet.attn_processors:
-        if name.endswith("attn1.processor"):
-            id_procs[name] = PAttn()
-        else:
-            id_procs[name] = IDAttnProcessor2_0(hidden_size=hidden_size(unet, name), cross_attention_dim=CONTEXT)
-    id_layers = torch.nn.ModuleList(id_procs.values())
-    ckpt = {f"id_adapter.{k}": v for k, v in id_encoder.state_dict().items()}
-    ckpt.update({f"id_adapter_attn_layers.{k}": v for k, v in id_layers.state_dict().items()})
-    pulid = os.path.join(work, "pulid_v1.bin")
-    torch.save(ckpt, pulid)
-
-    # A stand-in for insightface's glintr100 (the engine takes the embedding from the host; the
-    # pack only needs a face_recognizer for its capabilities): mean colour -> 512.
-    ante = os.path.join(work, "antelopev2")
-    os.makedirs(ante, exist_ok=True)
-    write_face_recognizer(os.path.join(ante, "glintr100.onnx"))
-    return {"base": base, "canny": canny, "instantid": instantid, "pulid": pulid, "antelopev2": ante}
-
-
-def hidden_size(unet, name: str) -> int:
-    widths = unet.config.block_out_channels
-    if name.startswith("mid_block"):
-        return widths[-1]
-    if name.startswith("up_blocks"):
-        return list(reversed(widths))[int(name[len("up_blocks.")])]
-    return widths[int(name[len("down_blocks.")])]
-
-
-def write_face_recognizer(path: str) -> None:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    w = numpy_helper.from_array(gaussian(5, 0, 3 * 512).reshape(3, 512), "w")
-    nodes = [helper.make_node("GlobalAveragePool", ["input.1"], ["pooled"]),
-             helper.make_node("Flatten", ["pooled"], ["flat"]),
-             helper.make_node("MatMul", ["flat", "w"], ["683"])]
-    graph = helper.make_graph(nodes, "glintr100-stand-in",
-                              [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, ["B", 3, 112, 112])],
-                              [helper.make_tensor_value_info("683", TensorProto.FLOAT, ["B", 512])], [w])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-
-
-# ------------------------------------------------------------------------------------------
 # Export with the project's exporter, unmodified.
 
 
 def export(ck: dict, args, mode: str, out: str) -> None:
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "export", "export_pack.py"),
-           "--base", ck["base"], "--controlnet-canny", ck["canny"],
-           "--instantid", ck["instantid"], "--instantid-repo", args.instantid_repo,
-           "--pulid", ck["pulid"], "--pulid-repo", args.pulid_repo, "--pulid-mode", mode,
-           "--antelopev2", ck["antelopev2"], "--cpu", "--sample-size", str(HEIGHT),
-           "--name", f"conformance-{mode}", "--description", f"random-weight SDXL layout, PuLID {mode}",
-           "--licence", "test data (random weights)", "--out", out]
+    cmd = export_command(ck, args.instantid_repo, args.pulid_repo, out, [
+        "--pulid-mode", mode, "--cpu", "--sample-size", str(HEIGHT), "--name", f"conformance-{mode}",
+        "--description", f"random-weight SDXL layout, PuLID {mode}", "--licence", "test data (random weights)"])
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
 
@@ -286,7 +128,7 @@ class Goldens:
             f.write("\n")
 
 
-def first_call(torch, module, store: dict, key: str):
+def first_call(module, store: dict, key: str):
     """Records the inputs and output of the module's first call."""
 
     def hook(_m, args, kwargs, output):
@@ -308,9 +150,7 @@ def control_image(kind: int):
     return Image.fromarray(rgb, "RGB"), rgb
 
 
-def run_case(torch, pipe, g: Goldens, seed: int, call: dict, meta: dict, unet_key="unet", cn_key=None) -> None:
-    from diffusers.utils.torch_utils import randn_tensor  # noqa: F401  (diffusers must not draw noise)
-
+def run_case(torch, pipe, g: Goldens, seed: int, call: dict, meta: dict, cn_key=None) -> None:
     noise = gaussian(seed, 0, 4 * (HEIGHT // 8) * (WIDTH // 8)).reshape(1, 4, HEIGHT // 8, WIDTH // 8)
     g.put("noise", noise)
     cfg = call["guidance_scale"] > 1
@@ -333,9 +173,9 @@ def run_case(torch, pipe, g: Goldens, seed: int, call: dict, meta: dict, unet_ke
     g.put("sigmas", sched.sigmas.double().numpy())
     g.put("init_noise_sigma", np.array([float(sched.init_noise_sigma)]))
     store: dict = {}
-    hooks = [first_call(torch, pipe.unet, store, "unet")]
+    hooks = [first_call(pipe.unet, store, "unet")]
     if cn_key:
-        hooks.append(first_call(torch, pipe.controlnet, store, "controlnet"))
+        hooks.append(first_call(pipe.controlnet, store, "controlnet"))
     with torch.no_grad():
         latents = pipe(**call, height=HEIGHT, width=WIDTH, num_inference_steps=STEPS,
                        latents=torch.from_numpy(noise), output_type="latent").images
@@ -407,7 +247,7 @@ def references(torch, ck: dict, args, out: str) -> None:
     pipe = StableDiffusionXLInstantIDPipeline.from_pretrained(ck["base"], controlnet=identitynet, add_watermarker=False)
     pipe.set_progress_bar_config(disable=True)
     ckpt = os.path.join(ck["instantid"], "ip-adapter.bin")
-    proj = Resampler(dim=RESAMPLER_DIM, depth=4, dim_head=RESAMPLER_HEAD, heads=20, num_queries=16,
+    proj = Resampler(dim=TINY.resampler[0], depth=4, dim_head=TINY.resampler[1], heads=20, num_queries=16,
                      embedding_dim=512, output_dim=CONTEXT, ff_mult=4).eval()
     proj.load_state_dict(torch.load(ckpt, map_location="cpu")["image_proj"])
     pipe.image_proj_model, pipe.image_proj_model_in_features = proj, 512
@@ -497,7 +337,7 @@ def main() -> int:
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     work = args.work or tempfile.mkdtemp(prefix="likeness-conformance-")
-    ck = build_checkpoints(torch, work, args.instantid_repo, args.pulid_repo)
+    ck = build(torch, TINY, work, args.instantid_repo, args.pulid_repo)
     packs = {}
     for mode in MODES:
         packs[mode] = os.path.join(work, f"pack-{mode}")

@@ -311,6 +311,14 @@ impl DiffusionEngine {
         self.graphs.values().map(Graph::ort_time).sum()
     }
 
+    /// [`DiffusionEngine::ort_time`] per graph, in role order.
+    pub fn ort_times(&self) -> Vec<(Role, Duration)> {
+        self.graphs
+            .iter()
+            .map(|(r, g)| (*r, g.ort_time()))
+            .collect()
+    }
+
     /// Builds every session now instead of at first use.
     pub fn preload(&self) -> Result<(), DiffusionError> {
         self.graphs.values().try_for_each(Graph::ensure_loaded)
