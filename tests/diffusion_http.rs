@@ -43,17 +43,28 @@ async fn with_a_diffusion_pack_the_plan_runs_on_the_engine() {
         let data_url = body["output"]["data_url"].as_str().unwrap();
         let png = base64_decode(data_url.split_once("base64,").unwrap().1);
         let image = image::load_from_memory(&png).unwrap();
-        // The tiny pack's largest side is 512: the plan's size is scaled down to fit it.
+        // The styles leave the size to the host: the plan reports the one that ran, the tiny
+        // pack's default long side (64, orientation kept) on its multiples of 32. Nothing is
+        // re-fitted after planning.
         let (got_w, got_h) = (image.width() as u64, image.height() as u64);
+        assert_eq!((got_w, got_h), (width, height), "{photo}");
         assert!(
-            got_w <= width && got_h <= height && got_w.max(got_h) == 512,
-            "{photo}: {got_w}x{got_h} for a {width}x{height} plan"
+            got_w.max(got_h) == 64 && got_w % 32 == 0 && got_h % 32 == 0,
+            "{photo}: {got_w}x{got_h}"
         );
-        let aspect = |w: u64, h: u64| w as f64 / h as f64;
-        assert!(
-            (aspect(got_w, got_h) - aspect(width, height)).abs() < 0.1,
-            "{photo}: the aspect ratio changed"
-        );
+        // The fallbacks come with the plan: ControlNet, then no neural network, for InstantID.
+        let fallbacks: Vec<&str> = body["plan"]["fallbacks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["method"].as_str().unwrap())
+            .collect();
+        let expected: &[&str] = if method == "instant-id" {
+            &["controlnet", "none"]
+        } else {
+            &["none"]
+        };
+        assert_eq!(fallbacks, expected, "{photo}");
     }
     // PuLID needs EVA02-CLIP face features the host cannot compute yet: it is not offered, and
     // a style preferring it (claymation) runs InstantID instead, saying why.

@@ -75,10 +75,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum StylesCommand {
-    /// Validates a style package exactly as the registry does.
+    /// Validates a style package exactly as the registry does; with `--conformance`, runs the
+    /// conformance kit on a package or a styles folder and prints a table.
     Check {
-        /// The package folder (holding style.toml).
+        /// The package folder (holding style.toml), or with `--conformance` a styles folder.
         dir: PathBuf,
+        /// Run the behavioural checks every style must pass (faces x capabilities, reasons,
+        /// plans within the capabilities, output size, determinism, budgets, bad options).
+        #[arg(long)]
+        conformance: bool,
         /// Where compiled components are cached (a Python or JavaScript style compiles for
         /// tens of seconds once, then loads from here).
         #[arg(long, env = "LIKENESS_CACHE", default_value = ".cache/components")]
@@ -321,7 +326,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 async fn styles_command(command: StylesCommand) -> anyhow::Result<ExitCode> {
     match command {
-        StylesCommand::Check { dir, cache_dir } => {
+        StylesCommand::Check {
+            dir,
+            conformance: true,
+            cache_dir,
+        } => {
+            let runtime = cached_runtime(&cache_dir)?;
+            let reports = style::conformance::run(&runtime, &dir).await?;
+            print!("{}", style::conformance::table(&reports));
+            Ok(exit_code(reports.iter().all(|r| r.passed())))
+        }
+        StylesCommand::Check { dir, cache_dir, .. } => {
             let runtime = cached_runtime(&cache_dir)?;
             match style::package::load(&runtime, &dir).await {
                 Ok(style) => {

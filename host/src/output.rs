@@ -7,7 +7,9 @@ use image::codecs::webp::WebPEncoder;
 use image::{ExtendedColorType, ImageEncoder};
 
 use crate::pipeline::Generation;
-use crate::runtime::{Image, Plan};
+use likeness_contract::{Options, Plan};
+
+use crate::runtime::Image;
 
 /// JPEG quality of encoded results.
 const JPEG_QUALITY: u8 = 90;
@@ -118,6 +120,8 @@ pub struct Rendered {
     pub style_digest: String,
     /// The style's plan; `plan.method` ran, for `plan.reason`.
     pub plan: Plan,
+    /// The options the style got (checked, defaults applied).
+    pub options: Options,
     /// What the host saw in the photo.
     pub analysis: likeness_vision::Analysis,
     /// The image's format.
@@ -151,6 +155,7 @@ impl Rendered {
             style_version: generation.style_version,
             style_digest: generation.style_digest,
             plan: generation.plan,
+            options: generation.options,
             analysis: generation.analysis,
             format,
             width: generation.image.width,

@@ -9,7 +9,10 @@ use image::RgbImage;
 use likeness_vision::{AnalyzeOptions, IngestError, Vision, VisionError, ingest};
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::{self, CallError, Capabilities, IdentityMethod, Image, Options, Plan};
+use likeness_contract::options::{OptionError, RawOptions};
+use likeness_contract::{Analysis, Capabilities, Face, Landmarks, Method, Plan, Rect, StyleError};
+
+use crate::runtime::{CallError, Image};
 use crate::style::canary::Routing;
 use crate::style::{Registry, StyleState};
 
@@ -50,6 +53,15 @@ pub enum GenerateError {
     /// The style exists but no version of it passed validation.
     #[error("style '{0}' is unavailable: {1}")]
     StyleUnavailable(String, String),
+    /// A request option is unknown or malformed (checked by the host against the style's
+    /// parameter specs, before the style sees it).
+    #[error("{error}")]
+    InvalidOption {
+        /// The style whose specs refused it.
+        style: String,
+        /// The option and why.
+        error: OptionError,
+    },
     /// The upload is not a usable image.
     #[error(transparent)]
     Image(#[from] IngestError),
@@ -76,6 +88,7 @@ impl GenerateError {
         match self {
             GenerateError::UnknownStyle(_) => "unknown_style",
             GenerateError::StyleUnavailable(..) => "style_unavailable",
+            GenerateError::InvalidOption { .. } => "invalid_options",
             GenerateError::Image(error) => error.code(),
             GenerateError::Vision(_) => "analysis_failed",
             GenerateError::Diffusion(likeness_diffusion::DiffusionError::Invalid(_)) => {
@@ -93,11 +106,12 @@ impl GenerateError {
         match self {
             GenerateError::UnknownStyle(_) => 404,
             GenerateError::StyleUnavailable(..) => 503,
+            GenerateError::InvalidOption { .. } => 400,
             GenerateError::Image(error) => error.http_status(),
             GenerateError::Style(CallError::Style { error, .. }) => match error {
-                runtime::StyleError::InvalidOptions(_) => 400,
-                runtime::StyleError::UnusableInput(_) => 422,
-                runtime::StyleError::Internal(_) => 503,
+                StyleError::InvalidOptions(_) => 400,
+                StyleError::UnusableInput(_) => 422,
+                StyleError::Internal(_) => 503,
             },
             GenerateError::Style(_) => 503,
             GenerateError::Canceled => 409,
@@ -113,7 +127,9 @@ impl GenerateError {
     /// The style the error concerns, if any.
     pub fn style(&self) -> Option<&str> {
         match self {
-            GenerateError::UnknownStyle(id) | GenerateError::StyleUnavailable(id, _) => Some(id),
+            GenerateError::UnknownStyle(id)
+            | GenerateError::StyleUnavailable(id, _)
+            | GenerateError::InvalidOption { style: id, .. } => Some(id),
             GenerateError::Style(error) => Some(error.style()),
             _ => None,
         }
@@ -128,8 +144,11 @@ pub struct Generation {
     pub style_version: String,
     /// The sha256 of the component that ran (two builds of one version differ here).
     pub style_digest: String,
-    /// The plan the style made; `plan.method` is the method that ran.
+    /// The plan the style made, with the size the host chose filled in; `plan.method` is the
+    /// method that ran.
     pub plan: Plan,
+    /// The options the style got: checked, defaults applied.
+    pub options: likeness_contract::Options,
     /// What the host saw in the photo.
     pub analysis: likeness_vision::Analysis,
     /// The result, RGBA.
@@ -243,7 +262,7 @@ impl Pipeline {
         &self,
         style_id: &str,
         photo: Vec<u8>,
-        options: &Options,
+        options: &RawOptions,
         progress: &(dyn Fn(Stage) + Send + Sync),
         cancel: &CancellationToken,
     ) -> Result<Generation, GenerateError> {
@@ -259,7 +278,7 @@ impl Pipeline {
         style_id: &str,
         routing: &Routing,
         photo: Vec<u8>,
-        options: &Options,
+        options: &RawOptions,
         progress: &(dyn Fn(Stage) + Send + Sync),
         cancel: &CancellationToken,
     ) -> Result<Generation, GenerateError> {
@@ -275,6 +294,14 @@ impl Pipeline {
             }
         })?;
         let style = routed.style.clone();
+        // Checked once, here: the style gets complete, typed options.
+        let options =
+            likeness_contract::options::check(&style.info.params, options).map_err(|error| {
+                GenerateError::InvalidOption {
+                    style: style_id.to_string(),
+                    error,
+                }
+            })?;
         let mut timings = Vec::new();
         let checkpoint = |stage: Stage| {
             if cancel.is_cancelled() {
@@ -293,22 +320,31 @@ impl Pipeline {
         let started = Instant::now();
         let capabilities = self.capabilities();
         let style_analysis = to_style_analysis(&analysis);
-        // The runtime checks the plan against this analysis and these capabilities (method and
-        // fallback offered, bounded prompts and reason, finite weights, a sane size).
-        let plan = routed.settle(
+        // The runtime checks the plan against this analysis and these capabilities (methods
+        // offered, bounded prompts and reason, finite weights, a size the pack runs).
+        let mut plan = routed.settle(
             style
                 .component
-                .plan(&style_analysis, &capabilities, options)
+                .plan(&style_analysis, &capabilities, &options)
                 .await,
         )?;
         timings.push(("planning", ms(started)));
 
         // With method `none` the style draws from the photo itself.
-        let (input, scale) = match (&self.diffusion, plan.method) {
-            (Some(engine), method) if method != IdentityMethod::None => {
+        let diffusion = self.diffusion.as_ref().zip(capabilities.diffusion_sizes);
+        let (input, scale) = match (diffusion, &mut plan.method) {
+            (
+                Some((engine, limits)),
+                Method::InstantId(settings)
+                | Method::Pulid(settings)
+                | Method::Controlnet(settings),
+            ) => {
                 let started = Instant::now();
+                let size =
+                    crate::diffuse::output_size(settings, &limits, photo.width(), photo.height());
+                settings.size = Some(size);
                 let image = self
-                    .diffuse(engine, photo, &analysis, &plan, progress, cancel)
+                    .diffuse(engine, photo, &style_analysis, &plan, progress, cancel)
                     .await?;
                 timings.push(("generating", ms(started)));
                 let scale = (
@@ -328,11 +364,11 @@ impl Pipeline {
         checkpoint(Stage::PostProcessing)?;
         let started = Instant::now();
         let _slot = self.cpu_slot().await?;
-        let input_analysis = scale_analysis(&style_analysis, scale, input.width, input.height);
+        let input_analysis = style_analysis.scaled(scale, input.width, input.height);
         let image = routed.settle(
             style
                 .component
-                .post_process(&input, &input_analysis, &plan, options)
+                .post_process(&input, &input_analysis, &plan, &options)
                 .await,
         )?;
         timings.push(("post-processing", ms(started)));
@@ -346,6 +382,7 @@ impl Pipeline {
             style_version: style.manifest.version.clone(),
             style_digest: style.digest.clone(),
             plan,
+            options,
             analysis,
             image,
             timings,
@@ -360,21 +397,24 @@ impl Pipeline {
         &self,
         engine: &Arc<likeness_diffusion::DiffusionEngine>,
         photo: RgbImage,
-        analysis: &likeness_vision::Analysis,
+        analysis: &Analysis,
         plan: &Plan,
         progress: &(dyn Fn(Stage) + Send + Sync),
         cancel: &CancellationToken,
     ) -> Result<Image, GenerateError> {
+        let reference: Option<Face> = plan.reference_face(analysis).copied();
+        let method = plan.method.kind();
+        let settings =
+            plan.method.diffusion().cloned().ok_or_else(|| {
+                GenerateError::Internal("a diffusion method without settings".into())
+            })?;
+        let size = settings
+            .size
+            .ok_or_else(|| GenerateError::Internal("a diffusion plan without a size".into()))?;
         let token = likeness_diffusion::CancelToken::new();
         let _cancel_on_drop = CancelOnDrop(token.clone());
         let (steps_tx, mut steps_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (engine, vision, analysis, plan_copy, worker_token) = (
-            engine.clone(),
-            self.vision.clone(),
-            analysis.clone(),
-            plan.clone(),
-            token.clone(),
-        );
+        let (engine, vision, worker_token) = (engine.clone(), self.vision.clone(), token.clone());
         let mut work = tokio::task::spawn_blocking(move || {
             let report = |k: u32, n: u32| {
                 let _ = steps_tx.send((k, n));
@@ -383,8 +423,10 @@ impl Pipeline {
                 &engine,
                 &vision,
                 &photo,
-                &analysis,
-                &plan_copy,
+                reference.as_ref(),
+                method,
+                &settings,
+                size,
                 &report,
                 &worker_token,
             )
@@ -446,59 +488,25 @@ fn fallback_input(photo: &RgbImage) -> (Image, f32) {
 }
 
 /// The analysis as the style contract carries it.
-pub fn to_style_analysis(analysis: &likeness_vision::Analysis) -> runtime::Analysis {
-    let point = |p: [f32; 2]| runtime::Point { x: p[0], y: p[1] };
-    runtime::Analysis {
+pub fn to_style_analysis(analysis: &likeness_vision::Analysis) -> Analysis {
+    Analysis {
         width: analysis.width,
         height: analysis.height,
         faces: analysis
             .faces
             .iter()
-            .map(|face| runtime::Face {
-                bbox: runtime::Rect {
+            .map(|face| Face {
+                bbox: Rect {
                     x1: face.bbox[0],
                     y1: face.bbox[1],
                     x2: face.bbox[2],
                     y2: face.bbox[3],
                 },
                 score: face.score,
-                landmarks: runtime::Landmarks {
-                    left_eye: point(face.landmarks[0]),
-                    right_eye: point(face.landmarks[1]),
-                    nose: point(face.landmarks[2]),
-                    mouth_left: point(face.landmarks[3]),
-                    mouth_right: point(face.landmarks[4]),
-                },
+                landmarks: Landmarks::from_array(face.landmarks),
                 share: face.share,
                 dominant: face.dominant,
             })
             .collect(),
     }
-}
-
-/// The analysis in the coordinates of an image scaled by `scale` (x, y) to `width` x `height`.
-fn scale_analysis(
-    analysis: &runtime::Analysis,
-    (sx, sy): (f32, f32),
-    width: u32,
-    height: u32,
-) -> runtime::Analysis {
-    let mut scaled = analysis.clone();
-    scaled.width = width;
-    scaled.height = height;
-    for face in &mut scaled.faces {
-        let r = &mut face.bbox;
-        (r.x1, r.y1, r.x2, r.y2) = (r.x1 * sx, r.y1 * sy, r.x2 * sx, r.y2 * sy);
-        let l = &mut face.landmarks;
-        for p in [
-            &mut l.left_eye,
-            &mut l.right_eye,
-            &mut l.nose,
-            &mut l.mouth_left,
-            &mut l.mouth_right,
-        ] {
-            (p.x, p.y) = (p.x * sx, p.y * sy);
-        }
-    }
-    scaled
 }

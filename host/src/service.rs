@@ -17,8 +17,9 @@ use crate::jobs::{Failure, Job, Jobs, Outcome};
 use crate::metrics::Metrics;
 use crate::output::{OutputFormat, Rendered};
 use crate::pipeline::{GenerateError, Pipeline, Stage};
-use crate::runtime::{CallError, Options};
+use crate::runtime::CallError;
 use crate::style::canary::Routing;
+use likeness_contract::options::RawOptions as Options;
 
 /// One generation to run.
 #[derive(Debug)]
@@ -222,7 +223,7 @@ impl Service {
         match result {
             Ok(rendered) => {
                 m.generations
-                    .with_label_values(&[style, rendered.plan.method.as_str(), "200"])
+                    .with_label_values(&[style, rendered.plan.method.kind().name(), "200"])
                     .inc();
                 for (stage, ms) in &rendered.timings {
                     m.stage_seconds

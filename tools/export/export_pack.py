@@ -18,6 +18,18 @@ import sys
 
 import onnx
 
+# PuLID's modes as its app sets them (app.py: attention.NUM_ZERO / ORTHO / ORTHO_v2): zero tokens
+# appended to the ID tokens before the ID key/value projections, and the projection used.
+PULID_MODES = {"fidelity": (8, "ORTHO_v2"), "extremely-style": (16, "ORTHO")}
+# EVA02-CLIP-L-14-336's hidden states as PuLID takes them: 5 layers, 577 tokens, 1024 wide.
+EVA_HIDDEN = (5, 577, 1024)
+# Scheduler classes of the base model the engine implements (docs/model-packs.md, Samplers).
+SCHEDULER_KINDS = {
+    "EulerDiscreteScheduler": "euler",
+    "EulerAncestralDiscreteScheduler": "euler-ancestral",
+    "DPMSolverMultistepScheduler": "dpmpp-2m",
+}
+
 
 # ------------------------------------------------------------------------------------------
 # Small helpers (no torch needed)
@@ -39,6 +51,65 @@ def io_names(path: str) -> tuple[list[str], list[str]]:
 
 def toml_list(items) -> str:
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+
+def resampler_sizes(state: dict, heads: int) -> dict:
+    """InstantID's Resampler arguments read from its weights (InstantID's pipeline hard-codes
+    dim 1280, depth 4, 20 heads of 64, 16 queries, 512 -> 2048, ff_mult 4); only the head count
+    cannot be read from the shapes."""
+    _, queries, dim = state["latents"].shape
+    inner = state["layers.0.0.to_q.weight"].shape[0]
+    if inner % heads:
+        raise SystemExit(f"the Resampler's attention is {inner} wide, not a multiple of --instantid-heads {heads}")
+    depth = len({k.split(".")[1] for k in state if k.startswith("layers.")})
+    return {
+        "dim": int(dim), "depth": depth, "dim_head": inner // heads, "heads": heads, "num_queries": int(queries),
+        "embedding_dim": int(state["proj_in.weight"].shape[1]), "output_dim": int(state["proj_out.weight"].shape[0]),
+        "ff_mult": state["layers.0.1.1.weight"].shape[0] // int(dim),
+    }
+
+
+def scheduler_lines(config: dict, trailing: bool) -> list[str]:
+    """`[scheduler]` from the base model's scheduler config; refuses settings the engine does not
+    implement rather than exporting a pack that samples differently from the model's own."""
+    name = config.get("_class_name", "")
+    kind = SCHEDULER_KINDS.get(name)
+    if kind is None:
+        print(f"warning: the base's scheduler {name or '(none)'} is not one the engine runs; "
+              f"its noise schedule is kept and the default sampler is euler", file=sys.stderr)
+        kind = "euler"
+    unsupported = {
+        "use_karras_sigmas": True, "use_exponential_sigmas": True, "use_beta_sigmas": True,
+        "rescale_betas_zero_snr": True, "thresholding": True,
+    }
+    for key, bad in unsupported.items():
+        if config.get(key) == bad:
+            raise SystemExit(f"the base's scheduler sets {key} = {bad}, which the engine does not implement")
+    if config.get("trained_betas") is not None:
+        raise SystemExit("the base's scheduler has trained_betas, which the engine does not implement")
+    if kind == "dpmpp-2m" and (config.get("algorithm_type", "dpmsolver++") != "dpmsolver++" or config.get("solver_order", 2) != 2):
+        raise SystemExit("the base's DPM-Solver is not dpmsolver++ of order 2, which is what the engine runs")
+    schedule = config.get("beta_schedule", "linear")
+    prediction = config.get("prediction_type", "epsilon")
+    spacing = "trailing" if trailing else config.get("timestep_spacing", "linspace")
+    checks = (("beta_schedule", schedule, ("scaled_linear", "linear")),
+              ("prediction_type", prediction, ("epsilon", "v_prediction")),
+              ("timestep_spacing", spacing, ("leading", "trailing", "linspace")))
+    for key, value, allowed in checks:
+        if value not in allowed:
+            raise SystemExit(f"the base's scheduler has {key} = {value!r}; the engine runs {', '.join(allowed)}")
+    return [
+        "[scheduler]",
+        f"num_train_timesteps = {int(config.get('num_train_timesteps', 1000))}",
+        f"beta_start = {float(config.get('beta_start', 0.0001))!r}",
+        f"beta_end = {float(config.get('beta_end', 0.02))!r}",
+        f'beta_schedule = "{schedule}"',
+        f'prediction_type = "{prediction}"',
+        f'timestep_spacing = "{spacing}"',
+        f"steps_offset = {int(config.get('steps_offset', 0))}",
+        f'kind = "{kind}"',
+        "",
+    ]
 
 
 def rename_io(src: str, dst: str, inputs: dict[str, str], outputs: dict[str, str]) -> None:
@@ -114,10 +185,10 @@ def export_all(args) -> dict:
     # Identity modules.
     ip_tokens = id_tokens = 0
     unet = pipe.unet
-    processors = None
+    processors = {}
     if args.instantid or args.pulid:
         processors = install_identity_processors(unet, args, dev, dtype)
-        ip_tokens = 16 if args.instantid else 0
+        ip_tokens = processors.get("ip_tokens", 0)
         id_tokens = processors["id_tokens"]
 
     res_channels, res_strides, mid_channels, mid_stride = residual_layout(unet)
@@ -227,7 +298,7 @@ def export_all(args) -> dict:
         if not src:
             continue
         cn = ControlNetModel.from_pretrained(src, torch_dtype=dtype).to(dev)
-        ctx_len = 16 if role == "identitynet" or args.instantid else S
+        ctx_len = ip_tokens if role == "identitynet" or args.instantid else S
         d = (t(B, 4, H, W), dummy[1], t(B, ctx_len, C), t(B, 3, H * 8, W * 8), t(1), t(B, P), t(B, 6))
         export(ControlNet(cn), role, d, cn_inputs, cn_outputs, cn_dyn)
 
@@ -240,7 +311,7 @@ def export_all(args) -> dict:
             def forward(self, image_embeds):
                 return self.proj(image_embeds)
 
-        export(ImageProj(processors["image_proj"]), "instantid_image_proj", (t(1, 1, 512),), ["image_embeds"],
+        export(ImageProj(processors["image_proj"]), "instantid_image_proj", (t(1, 1, processors["embedding_dim"]),), ["image_embeds"],
                ["image_prompt_embeds"], {"image_embeds": {0: "batch"}, "image_prompt_embeds": {0: "batch"}})
     if args.pulid:
         class IdEncoder(torch.nn.Module):
@@ -251,7 +322,7 @@ def export_all(args) -> dict:
             def forward(self, id_cond, id_vit_hidden):
                 return self.enc(id_cond, [id_vit_hidden[:, i] for i in range(id_vit_hidden.shape[1])])
 
-        export(IdEncoder(processors["id_encoder"]), "pulid_id_encoder", (t(1, 1280), t(1, 5, 577, 1024)),
+        export(IdEncoder(processors["id_encoder"]), "pulid_id_encoder", (t(1, processors["id_cond_dim"]), t(1, *EVA_HIDDEN)),
                ["id_cond", "id_vit_hidden"], ["id_embedding"],
                {"id_cond": {0: "batch"}, "id_vit_hidden": {0: "batch"}, "id_embedding": {0: "batch"}})
 
@@ -272,7 +343,17 @@ def export_all(args) -> dict:
         "mid": (mid_channels, mid_stride),
         "ip_tokens": ip_tokens,
         "id_tokens": id_tokens,
-        "pad_2": pipe.tokenizer_2.pad_token,
+        "pads": (pipe.tokenizer.pad_token, pipe.tokenizer_2.pad_token),
+        # A tokenizer saved without model_max_length reports a huge one: the encoder's positions bound it.
+        "max_lengths": tuple(min(tok.model_max_length, enc.config.max_position_embeddings) for tok, enc in
+                             ((pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2))),
+        "force_zeros": bool(pipe.config.get("force_zeros_for_empty_prompt", True)),
+        "scheduler": dict(pipe.scheduler.config),
+        "latent_channels": int(unet.config.in_channels),
+        "vae_scale_factor": 2 ** (len(vae.config.block_out_channels) - 1),
+        "scaling_factor": float(vae.config.scaling_factor),
+        "embedding_dim": processors.get("embedding_dim", 512),
+        "id_cond_dim": processors.get("id_cond_dim", 0),
     }
 
 
@@ -303,11 +384,16 @@ def install_identity_processors(unet, args, dev, dtype) -> dict:
     (PuLID repo's pulid/encoders.py and attention_processor.py). Both repos must be importable
     (--instantid-repo, --pulid-repo). Check the attention maths against the upstream version you
     export: these processors follow InstantID's IPAttnProcessor2_0 and PuLID's
-    IDAttnProcessor2_0 (ORTHO_v2 by default, --pulid-mode)."""
+    IDAttnProcessor2_0 with the mode's zero tokens and projection (PULID_MODES, --pulid-mode)."""
     import torch
     import torch.nn.functional as F
 
     result = {"ip": [], "id_tokens": 0}
+    zero_tokens, ortho = PULID_MODES[args.pulid_mode]
+    ip_tokens = 0
+    if args.instantid:
+        ip_state_all = torch.load(os.path.join(args.instantid, "ip-adapter.bin"), map_location="cpu")
+        ip_tokens = int(ip_state_all["image_proj"]["latents"].shape[1])
     if args.instantid_repo:
         sys.path.insert(0, args.instantid_repo)
     if args.pulid_repo:
@@ -317,7 +403,7 @@ def install_identity_processors(unet, args, dev, dtype) -> dict:
         def __init__(self, hidden, cross, ip: bool, pulid: bool):
             super().__init__()
             self.scale = 1.0
-            self.num_tokens = 16
+            self.num_tokens = ip_tokens
             self.ip = ip and cross is not None
             self.pulid = pulid and cross is not None
             if self.ip:
@@ -352,20 +438,19 @@ def install_identity_processors(unet, args, dev, dtype) -> dict:
                 ip = merge(F.scaled_dot_product_attention(q, split(self.to_k_ip(ip_ctx)), split(self.to_v_ip(ip_ctx))))
                 out = out + self.scale * ip
             if self.pulid and id_embedding is not None:
-                k = split(self.id_to_k(id_embedding))
-                idh = merge(F.scaled_dot_product_attention(q, k, split(self.id_to_v(id_embedding))))
-                if args.pulid_mode == "ortho_v2":
-                    o32, i32 = out.float(), idh.float()
+                # PuLID's app: NUM_ZERO zero tokens appended before the ID key/value projections.
+                zeros = id_embedding.new_zeros((id_embedding.shape[0], zero_tokens, id_embedding.shape[-1]))
+                ids = torch.cat((id_embedding, zeros), dim=1)
+                k = split(self.id_to_k(ids))
+                idh = merge(F.scaled_dot_product_attention(q, k, split(self.id_to_v(ids))))
+                o32, i32 = out.float(), idh.float()
+                proj = (o32 * i32).sum(-2, keepdim=True) / (o32 * o32).sum(-2, keepdim=True) * o32
+                if ortho == "ORTHO_v2":
                     attn_map = (q @ k.transpose(-2, -1)).softmax(dim=-1).mean(dim=1)
                     attn_mean = attn_map[:, :, :5].sum(dim=-1, keepdim=True)
-                    proj = (o32 * i32).sum(-2, keepdim=True) / (o32 * o32).sum(-2, keepdim=True) * o32
                     out = (o32 + id_scale * (i32 + (attn_mean - 1) * proj)).to(out.dtype)
-                elif args.pulid_mode == "ortho":
-                    o32, i32 = out.float(), idh.float()
-                    proj = (o32 * i32).sum(-2, keepdim=True) / (o32 * o32).sum(-2, keepdim=True) * o32
-                    out = (o32 + id_scale * (i32 - proj)).to(out.dtype)
                 else:
-                    out = out + id_scale * idh
+                    out = (o32 + id_scale * (i32 - proj)).to(out.dtype)
             out = attn.to_out[1](attn.to_out[0](out))
             if attn.residual_connection:
                 out = out + residual
@@ -387,9 +472,8 @@ def install_identity_processors(unet, args, dev, dtype) -> dict:
     if args.instantid:
         from ip_adapter.resampler import Resampler  # InstantID repo
 
-        state = torch.load(os.path.join(args.instantid, "ip-adapter.bin"), map_location="cpu")
-        proj = Resampler(dim=1280, depth=4, dim_head=64, heads=20, num_queries=16, embedding_dim=512,
-                         output_dim=unet.config.cross_attention_dim, ff_mult=4)
+        state = ip_state_all
+        proj = Resampler(**resampler_sizes(state["image_proj"], args.instantid_heads))
         proj.load_state_dict(state["image_proj"])
         result["image_proj"] = proj.to(dev, dtype).eval()
         # IP-Adapter's convention: ModuleList(attn_processors.values()) keys "<index>.to_k_ip.weight".
@@ -399,6 +483,8 @@ def install_identity_processors(unet, args, dev, dtype) -> dict:
                 layer.to_k_ip.weight.data.copy_(ip_state[f"{i}.to_k_ip.weight"])
                 layer.to_v_ip.weight.data.copy_(ip_state[f"{i}.to_v_ip.weight"])
         result["ip"] = [p for p in layers if p.ip]
+        result["ip_tokens"] = int(state["image_proj"]["latents"].shape[1])
+        result["embedding_dim"] = int(state["image_proj"]["proj_in.weight"].shape[1])
     if args.pulid:
         from safetensors.torch import load_file
         from pulid.encoders import IDEncoder  # PuLID repo
@@ -406,16 +492,19 @@ def install_identity_processors(unet, args, dev, dtype) -> dict:
         ckpt = load_file(args.pulid) if args.pulid.endswith(".safetensors") else torch.load(args.pulid, map_location="cpu")
         enc_state = {k[len("id_adapter."):]: v for k, v in ckpt.items() if k.startswith("id_adapter.")}
         attn_state = {k[len("id_adapter_attn_layers."):]: v for k, v in ckpt.items() if k.startswith("id_adapter_attn_layers.")}
-        enc = IDEncoder()
+        body_in, body_out = enc_state["body.0.weight"].shape[1], enc_state["body.6.weight"].shape[0]
+        context = unet.config.cross_attention_dim
+        enc = IDEncoder(width=body_in, context_dim=context, num_token=body_out // context)
         enc.load_state_dict(enc_state)
+        result["id_cond_dim"] = int(body_in)
         result["id_encoder"] = enc.to(dev, dtype).eval()
         for i, layer in enumerate(layers):
             if layer.pulid:
                 layer.id_to_k.weight.data.copy_(attn_state[f"{i}.id_to_k.weight"])
                 layer.id_to_v.weight.data.copy_(attn_state[f"{i}.id_to_v.weight"])
         with torch.inference_mode():
-            probe = result["id_encoder"](torch.zeros(1, 1280, device=dev, dtype=dtype),
-                                         [torch.zeros(1, 577, 1024, device=dev, dtype=dtype)] * 5)
+            probe = result["id_encoder"](torch.zeros(1, result["id_cond_dim"], device=dev, dtype=dtype),
+                                         [torch.zeros(1, *EVA_HIDDEN[1:], device=dev, dtype=dtype)] * EVA_HIDDEN[0])
         result["id_tokens"] = int(probe.shape[1])
     return result
 
@@ -433,12 +522,12 @@ def write_manifest(args, info: dict) -> None:
         'family = "sdxl"',
         f'dtype = "{dtype}"',
         f"licence = {json.dumps(args.licence)}",
-        "force_zeros_for_empty_prompt = true",
+        f"force_zeros_for_empty_prompt = {str(info['force_zeros']).lower()}",
         "",
         "[latent]",
-        "channels = 4",
-        "vae_scale_factor = 8",
-        "scaling_factor = 0.13025",
+        f"channels = {info['latent_channels']}",
+        f"vae_scale_factor = {info['vae_scale_factor']}",
+        f"scaling_factor = {info['scaling_factor']!r}",
         "size_multiple = 64",
         "max_side = 1536",
         "default_size = [1024, 1024]",
@@ -451,25 +540,21 @@ def write_manifest(args, info: dict) -> None:
         "",
     ]
     if info["ip_tokens"]:
-        lines += ["[instantid]", f"tokens = {info['ip_tokens']}", "embedding_dim = 512", ""]
+        lines += ["[instantid]", f"tokens = {info['ip_tokens']}", f"embedding_dim = {info['embedding_dim']}", ""]
     if info["id_tokens"]:
-        lines += ["[pulid]", f"tokens = {info['id_tokens']}", "id_cond_dim = 1280", "vit_hidden_shape = [5, 577, 1024]", ""]
-    spacing = "trailing" if args.lightning_unet or args.trailing else "leading"
-    lines += [
-        "[scheduler]", "num_train_timesteps = 1000", "beta_start = 0.00085", "beta_end = 0.012",
-        'beta_schedule = "scaled_linear"', 'prediction_type = "epsilon"', f'timestep_spacing = "{spacing}"',
-        "steps_offset = 1", 'kind = "euler"', "",
-    ]
+        lines += ["[pulid]", f"tokens = {info['id_tokens']}", f"id_cond_dim = {info['id_cond_dim']}",
+                  f"vit_hidden_shape = {toml_list(EVA_HIDDEN)}", ""]
+    lines += scheduler_lines(info["scheduler"], bool(args.lightning_unet or args.trailing))
     if info["id_tokens"]:
         lines += ["[methods.pulid]", 'scheduler = "dpmpp-2m"', 'timestep_spacing = "trailing"', ""]
-    for sub, pad in (("tokenizer", "<|endoftext|>"), ("tokenizer_2", info["pad_2"])):
+    for sub, pad, max_length in zip(("tokenizer", "tokenizer_2"), info["pads"], info["max_lengths"]):
         lines += [
             f"[{sub}]",
             f'vocab = "{sub}/vocab.json"',
             f'vocab_sha256 = "{sha256(os.path.join(out, sub, "vocab.json"))}"',
             f'merges = "{sub}/merges.txt"',
             f'merges_sha256 = "{sha256(os.path.join(out, sub, "merges.txt"))}"',
-            "max_length = 77",
+            f"max_length = {max_length}",
             f"pad_token = {json.dumps(pad)}",
             "",
         ]
@@ -491,6 +576,15 @@ def write_manifest(args, info: dict) -> None:
     print(f"wrote {os.path.join(out, 'pack.toml')}")
 
 
+def make_readable(out: str) -> None:
+    """Every file of the pack 0644 and every folder 0755 (onnx writes external data 0600)."""
+    for folder, dirs, files in os.walk(out):
+        for d in dirs:
+            os.chmod(os.path.join(folder, d), 0o755)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o644)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="Export an SDXL Likeness diffusion pack (docs/model-packs.md).")
     ap.add_argument("--base", required=True, help="diffusers SDXL folder (or hub id), e.g. stabilityai/stable-diffusion-xl-base-1.0")
@@ -503,7 +597,9 @@ def main() -> int:
     ap.add_argument("--instantid-repo", help="checkout of instantX-research/InstantID (for ip_adapter.resampler)")
     ap.add_argument("--pulid", help="PuLID SDXL checkpoint (pulid_v1.bin / .safetensors)")
     ap.add_argument("--pulid-repo", help="checkout of ToTheBeginning/PuLID (for pulid.encoders)")
-    ap.add_argument("--pulid-mode", choices=["ortho_v2", "ortho", "plain"], default="ortho_v2")
+    ap.add_argument("--pulid-mode", choices=list(PULID_MODES), default="fidelity",
+                    help="PuLID's app modes: fidelity (8 zero tokens + ORTHO_v2, default) or extremely-style (16 zero tokens + ORTHO)")
+    ap.add_argument("--instantid-heads", type=int, default=20, help="attention heads of InstantID's Resampler (20 in InstantID)")
     ap.add_argument("--antelopev2", help="insightface antelopev2 folder (glintr100.onnx becomes face_recognizer)")
     ap.add_argument("--fp16", action="store_true", help="fp16 graphs (the VAE stays fp32 unless --vae-fp16)")
     ap.add_argument("--vae-fp16", action="store_true", help="fp16 VAE (use with madebyollin/sdxl-vae-fp16-fix weights)")
@@ -519,6 +615,7 @@ def main() -> int:
         print("warning: no ControlNet given; the pack will offer no control maps", file=sys.stderr)
     info = export_all(args)
     write_manifest(args, info)
+    make_readable(args.out)
     return 0
 
 

@@ -184,8 +184,16 @@ impl Sandbox {
         Ok((image.width, image.height))
     }
 
-    /// Stores a new image, counting its pixels against the memory cap.
-    fn add_image(&mut self, image: Image) -> wasmtime::Result<Resource<Image>> {
+    /// Takes the image a guest returned out of the instance's table.
+    pub(crate) fn take_image(&mut self, handle: Resource<Image>) -> wasmtime::Result<Image> {
+        let image = self.table_mut().delete(handle).map_err(stale)?;
+        self.release_image_bytes(image.rgba.len());
+        Ok(image)
+    }
+
+    /// Stores a new image, counting its pixels against the memory cap (also how the host hands
+    /// a guest its input).
+    pub(crate) fn add_image(&mut self, image: Image) -> wasmtime::Result<Resource<Image>> {
         let bytes = image.rgba.len();
         self.admit_bytes(bytes, "a canvas image")?;
         let handle = self
@@ -464,9 +472,7 @@ impl HostImage for Sandbox {
     }
 
     fn drop(&mut self, image: Resource<Image>) -> wasmtime::Result<()> {
-        let image = self.table_mut().delete(image).map_err(stale)?;
-        self.release_image_bytes(image.rgba.len());
-        Ok(())
+        self.take_image(image).map(|_| ())
     }
 }
 
