@@ -7,6 +7,7 @@
 //!
 //! `cargo bench -p likeness-host --bench style_calls`
 
+#[path = "style_calls/languages.rs"]
 mod languages;
 
 use std::path::Path;
