@@ -13,7 +13,15 @@ use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const STYLES: [&str; 4] = ["anime", "claymation", "pixel-art", "watercolor"];
+/// The first-party styles: four in Rust, `pop-art` in Python, `sketch` in JavaScript.
+const STYLES: [&str; 6] = [
+    "anime",
+    "claymation",
+    "pixel-art",
+    "pop-art",
+    "sketch",
+    "watercolor",
+];
 
 /// The sha256 a first-party style's manifest names (the digest of its component).
 fn manifest_sha256(style: &str) -> String {
