@@ -1354,7 +1354,10 @@ async fn metrics_count_requests_generations_stages_and_reloads() {
             "{stage}"
         );
     }
-    assert_eq!(value(r#"likeness_style_reloads{result="loaded"}"#), 4.0);
+    assert_eq!(
+        value(r#"likeness_style_reloads{result="loaded"}"#),
+        STYLES.len() as f64
+    );
     assert_eq!(value(r#"likeness_style_reloads{result="rejected"}"#), 0.0);
     assert!(text.contains("likeness_queue_depth 0"));
     assert!(text.contains("likeness_plugin_traps_total") || !text.contains("style_trap"));
