@@ -14,7 +14,7 @@ use likeness_contract::{Analysis, Capabilities, MethodKind, Options, Plan};
 use likeness_host::runtime::Image;
 use likeness_host::style::build::{Language, build_styles_with};
 use likeness_host::style::toolchain::Toolchains;
-use likeness_host::style::{LoadedStyle, package};
+use likeness_host::style::{LoadedStyle, conformance, package};
 use reqwest::StatusCode;
 use serde_json::Value as Json;
 
@@ -83,7 +83,7 @@ fn plans_are_the_host_policy_with_the_style_prompt() {
             let style = load(id).await;
             let opts = options(&style, r#"{"caption": "a woman\nin a hat", "seed": 42}"#);
             for capabilities in [Capabilities::none(), Capabilities::all()] {
-                for (_, analysis) in common::situations() {
+                for (_, analysis) in conformance::situations() {
                     let plan = style
                         .component
                         .plan(&analysis, &capabilities, &opts)
@@ -176,7 +176,7 @@ fn options_are_checked_by_the_host_and_missing_ones_fall_back_to_defaults() {
             let plan = style
                 .component
                 .plan(
-                    &common::situations()[1].1,
+                    &conformance::situations()[1].1,
                     &Capabilities::all(),
                     &Vec::new(),
                 )

@@ -4,8 +4,6 @@
 
 mod common;
 
-use common::{face, situations};
-
 use std::sync::Arc;
 
 use likeness_contract::{
@@ -13,6 +11,7 @@ use likeness_contract::{
     Plan,
 };
 use likeness_host::runtime::Image;
+use likeness_host::style::conformance::{face, situations};
 use likeness_host::style::{LoadedStyle, package};
 
 /// Each first-party style and the identity method it prefers for one clear face.
@@ -108,10 +107,7 @@ async fn with_diffusion_one_clear_face_gets_the_preferred_identity_method() {
 async fn with_diffusion_no_face_several_faces_or_a_tiny_face_fall_back_to_controlnet() {
     for (id, _) in STYLES {
         let style = load(id).await;
-        for (situation, analysis) in situations()
-            .into_iter()
-            .filter(|(s, _)| *s != "one clear face")
-        {
+        for (situation, analysis) in situations().into_iter().filter(|(s, _)| *s != "one face") {
             let plan = plan_for(&style, &analysis, &Capabilities::all()).await;
             assert_eq!(
                 plan.method.kind(),
@@ -144,7 +140,7 @@ async fn with_diffusion_no_face_several_faces_or_a_tiny_face_fall_back_to_contro
             let reason = plan.reason.to_lowercase();
             let explained = match situation {
                 "no face" => reason.contains("no face"),
-                "two faces of similar size" => reason.contains('2') || reason.contains("two"),
+                "a group" => reason.contains('2') || reason.contains("two"),
                 _ => reason.contains("small"),
             };
             assert!(

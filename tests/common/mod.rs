@@ -52,69 +52,6 @@ pub fn first_party_styles() -> &'static Path {
     .path()
 }
 
-/// A face whose box is `size` pixels square with its top-left corner at (x, y), on an
-/// `image`-sized photo, with landmarks where a face has them.
-pub fn face(
-    x: f32,
-    y: f32,
-    size: f32,
-    image: (u32, u32),
-    dominant: bool,
-) -> likeness_contract::Face {
-    use likeness_contract::{Face, Landmarks, Point, Rect};
-    let p = |fx: f32, fy: f32| Point {
-        x: x + fx * size,
-        y: y + fy * size,
-    };
-    Face {
-        bbox: Rect {
-            x1: x,
-            y1: y,
-            x2: x + size,
-            y2: y + size,
-        },
-        score: 0.99,
-        landmarks: Landmarks {
-            left_eye: p(0.3, 0.4),
-            right_eye: p(0.7, 0.4),
-            nose: p(0.5, 0.6),
-            mouth_left: p(0.35, 0.8),
-            mouth_right: p(0.65, 0.8),
-        },
-        share: size * size / (image.0 * image.1) as f32,
-        dominant,
-    }
-}
-
-/// The four situations of the identity-method rules, on a 1024x768 photo: no face, one clear
-/// face, two faces of similar size, one tiny face.
-pub fn situations() -> Vec<(&'static str, likeness_contract::Analysis)> {
-    let size = (1024, 768);
-    let photo = |faces| likeness_contract::Analysis {
-        width: size.0,
-        height: size.1,
-        faces,
-    };
-    vec![
-        ("no face", photo(vec![])),
-        (
-            "one clear face",
-            photo(vec![face(380.0, 200.0, 260.0, size, true)]),
-        ),
-        (
-            "two faces of similar size",
-            photo(vec![
-                face(100.0, 200.0, 240.0, size, true),
-                face(600.0, 220.0, 220.0, size, false),
-            ]),
-        ),
-        (
-            "one tiny face",
-            photo(vec![face(500.0, 300.0, 30.0, size, true)]),
-        ),
-    ]
-}
-
 /// The bytes of the hostile test component.
 pub fn hostile_wasm() -> &'static [u8] {
     static WASM: OnceLock<Vec<u8>> = OnceLock::new();

@@ -235,50 +235,59 @@ fn capability_sets() -> Vec<(&'static str, Capabilities)> {
     ]
 }
 
-/// No face, one clear face, two faces of similar size and one tiny face, on a 1024 x 768
-/// photo.
-fn situations() -> Vec<(&'static str, Analysis)> {
-    let (w, h) = (1024u32, 768u32);
-    let face = |x: f32, y: f32, side: f32, dominant: bool| {
-        let p = |fx: f32, fy: f32| Point {
-            x: x + fx * side,
-            y: y + fy * side,
-        };
-        Face {
-            bbox: Rect {
-                x1: x,
-                y1: y,
-                x2: x + side,
-                y2: y + side,
-            },
-            score: 0.99,
-            landmarks: Landmarks {
-                left_eye: p(0.3, 0.4),
-                right_eye: p(0.7, 0.4),
-                nose: p(0.5, 0.6),
-                mouth_left: p(0.35, 0.8),
-                mouth_right: p(0.65, 0.8),
-            },
-            share: side * side / (w * h) as f32,
-            dominant,
-        }
+/// A detected face whose box is `side` pixels square with its top-left corner at (x, y), on a
+/// photo of `size`, with landmarks where a face has them.
+pub fn face(x: f32, y: f32, side: f32, size: (u32, u32), dominant: bool) -> Face {
+    let p = |fx: f32, fy: f32| Point {
+        x: x + fx * side,
+        y: y + fy * side,
     };
+    Face {
+        bbox: Rect {
+            x1: x,
+            y1: y,
+            x2: x + side,
+            y2: y + side,
+        },
+        score: 0.99,
+        landmarks: Landmarks {
+            left_eye: p(0.3, 0.4),
+            right_eye: p(0.7, 0.4),
+            nose: p(0.5, 0.6),
+            mouth_left: p(0.35, 0.8),
+            mouth_right: p(0.65, 0.8),
+        },
+        share: side * side / (size.0 * size.1) as f32,
+        dominant,
+    }
+}
+
+/// The situations of the identity-method rules, named: no face, one clear face, two faces of
+/// similar size and one tiny face, on a 1024 x 768 photo.
+pub fn situations() -> Vec<(&'static str, Analysis)> {
+    let size = (1024u32, 768u32);
     let photo = |faces| Analysis {
-        width: w,
-        height: h,
+        width: size.0,
+        height: size.1,
         faces,
     };
     vec![
         ("no face", photo(vec![])),
-        ("one face", photo(vec![face(380.0, 200.0, 260.0, true)])),
+        (
+            "one face",
+            photo(vec![face(380.0, 200.0, 260.0, size, true)]),
+        ),
         (
             "a group",
             photo(vec![
-                face(100.0, 200.0, 240.0, true),
-                face(600.0, 220.0, 220.0, false),
+                face(100.0, 200.0, 240.0, size, true),
+                face(600.0, 220.0, 220.0, size, false),
             ]),
         ),
-        ("a tiny face", photo(vec![face(500.0, 300.0, 30.0, true)])),
+        (
+            "a tiny face",
+            photo(vec![face(500.0, 300.0, 30.0, size, true)]),
+        ),
     ]
 }
 
