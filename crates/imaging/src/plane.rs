@@ -245,28 +245,37 @@ impl Plane {
     }
 
     /// Convolves rows, then columns, with the symmetric odd-length `kernel` (edges clamped).
+    /// The rows are convolved as the column pass needs them, into a ring of `kernel.len()`
+    /// rows, so that only the output is image-sized.
     fn convolve_separable(&self, kernel: &[f32]) -> Plane {
         let (w, h) = (self.width as usize, self.height as usize);
-        let r = kernel.len() / 2;
-        let mut tmp = vec![0.0f32; w * h];
+        let (n, r) = (kernel.len(), kernel.len() / 2);
         let mut padded = vec![0.0f32; w + 2 * r];
-        for (src, out) in self.data.chunks_exact(w).zip(tmp.chunks_exact_mut(w)) {
-            for (i, p) in padded.iter_mut().enumerate() {
-                *p = src[i.saturating_sub(r).min(w - 1)];
-            }
-            // Tap by tap over the whole row, so that the loop vectorises across pixels.
-            for (k, &kv) in kernel.iter().enumerate() {
-                for (o, &v) in out.iter_mut().zip(&padded[k..]) {
-                    *o += kv * v;
-                }
-            }
-        }
+        let mut ring = vec![0.0f32; n * w];
+        // Which source row each ring slot holds.
+        let mut held = vec![usize::MAX; n];
         let mut out = vec![0.0f32; w * h];
         for y in 0..h {
             let dst = &mut out[y * w..(y + 1) * w];
             for (k, &kv) in kernel.iter().enumerate() {
                 let sy = (y + k).saturating_sub(r).min(h - 1);
-                for (d, &v) in dst.iter_mut().zip(&tmp[sy * w..(sy + 1) * w]) {
+                let slot = sy % n;
+                let row = &mut ring[slot * w..(slot + 1) * w];
+                if held[slot] != sy {
+                    let src = &self.data[sy * w..(sy + 1) * w];
+                    for (i, p) in padded.iter_mut().enumerate() {
+                        *p = src[i.saturating_sub(r).min(w - 1)];
+                    }
+                    row.iter_mut().for_each(|v| *v = 0.0);
+                    // Tap by tap over the whole row, so that the loop vectorises.
+                    for (t, &tv) in kernel.iter().enumerate() {
+                        for (o, &v) in row.iter_mut().zip(&padded[t..]) {
+                            *o += tv * v;
+                        }
+                    }
+                    held[slot] = sy;
+                }
+                for (d, &v) in dst.iter_mut().zip(&*row) {
                     *d += kv * v;
                 }
             }
