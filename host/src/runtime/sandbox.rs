@@ -33,7 +33,8 @@ const LOG_MESSAGE_CAP: usize = 4 * 1024;
 pub enum Stop {
     /// The call used its CPU budget or ran past its wall-clock ceiling.
     Time(Limit),
-    /// The guest asked for more linear memory than its cap.
+    /// The guest asked for more memory than its cap: linear memory, or host-held `canvas`
+    /// images.
     Memory,
 }
 
@@ -43,6 +44,11 @@ pub struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
     memory_cap: usize,
+    /// Bytes of linear memory the instance's memories hold.
+    linear_bytes: usize,
+    /// Bytes of pixels the instance's live `canvas` images hold (they count against the same
+    /// cap as linear memory).
+    image_bytes: usize,
     budget: Arc<Budget>,
     stopped: Option<Stop>,
     output: GuestOutput,
@@ -76,6 +82,8 @@ impl Sandbox {
             wasi: builder.build(),
             table: ResourceTable::new(),
             memory_cap,
+            linear_bytes: 0,
+            image_bytes: 0,
             budget,
             stopped: None,
             output,
@@ -131,19 +139,26 @@ impl WasiView for Sandbox {
 impl ResourceLimiter for Sandbox {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_cap {
+        let linear = self
+            .linear_bytes
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if linear.saturating_add(self.image_bytes) > self.memory_cap {
             self.stopped = Some(Stop::Memory);
             wasmtime::bail!(
-                "style '{}' asked for {} MiB of memory; its cap is {} MiB",
+                "style '{}' asked for {} MiB of memory (holding {} MiB of canvas images); its \
+                 cap is {} MiB",
                 self.style,
-                desired >> 20,
+                linear >> 20,
+                self.image_bytes >> 20,
                 self.memory_cap >> 20
             );
         }
+        self.linear_bytes = linear;
         Ok(true)
     }
 
@@ -167,6 +182,52 @@ impl Sandbox {
     /// The instance's resource table, to change.
     pub(crate) fn table_mut(&mut self) -> &mut ResourceTable {
         &mut self.table
+    }
+
+    /// Checks that `bytes` more of host memory (a `canvas` image about to be made, or an
+    /// operation's working buffers) fit under the memory cap beside the instance's linear
+    /// memory and live images; otherwise the call stops with the memory limit.
+    pub(crate) fn admit_bytes(&mut self, bytes: usize, what: &str) -> wasmtime::Result<()> {
+        let total = self
+            .linear_bytes
+            .saturating_add(self.image_bytes)
+            .saturating_add(bytes);
+        if total > self.memory_cap {
+            self.stopped = Some(Stop::Memory);
+            wasmtime::bail!(
+                "style '{}': {what} needs {} MiB beside {} MiB of linear memory and {} MiB of \
+                 canvas images; its cap is {} MiB",
+                self.style,
+                bytes.div_ceil(1 << 20),
+                self.linear_bytes >> 20,
+                self.image_bytes >> 20,
+                self.memory_cap >> 20
+            );
+        }
+        Ok(())
+    }
+
+    /// Counts a live image's `bytes` against the memory cap (after [`Sandbox::admit_bytes`]).
+    pub(crate) fn hold_image_bytes(&mut self, bytes: usize) {
+        self.image_bytes = self.image_bytes.saturating_add(bytes);
+    }
+
+    /// Stops counting a dropped image's `bytes`.
+    pub(crate) fn release_image_bytes(&mut self, bytes: usize) {
+        self.image_bytes = self.image_bytes.saturating_sub(bytes);
+    }
+
+    /// Fails (and stops the call with its time limit) when the call's budget is spent: checked
+    /// around every native `canvas` operation, whose CPU time is the guest's own (it runs on
+    /// the thread polling the guest, inside the metered slice).
+    pub(crate) fn check_budget(&mut self, what: &str) -> wasmtime::Result<()> {
+        if self.out_of_time() {
+            wasmtime::bail!(
+                "style '{}': the call's budget ran out in {what}",
+                self.style
+            );
+        }
+        Ok(())
     }
 
     /// A `log` call: kept up to [`LOG_MESSAGES_CAP`] messages of [`LOG_MESSAGE_CAP`] bytes.

@@ -25,8 +25,9 @@
 //! - [`style`]: [`Style`], [`StyleSpec`], the prompt and the host's default plan
 //!   (`policy.default-plan`);
 //! - [`prompt`]: prompt templates and the cleaning of user text;
-//! - [`image`]: RGBA and single-channel float buffers with fast, pure-Rust filters; the
-//!   host-owned [`Canvas`] for the host's native operations;
+//! - [`image`]: RGBA and single-channel float buffers with fast, pure-Rust filters (the
+//!   `likeness-imaging` crate, which the host's `canvas` operations run too); the host-owned
+//!   [`Canvas`] for the host's native operations;
 //! - [`noise`]: deterministic random numbers and smooth value noise for textures;
 //! - `preview` and `testing` (feature `preview`, native only): PNG loading and saving for style
 //!   previews, fixtures for style tests.
@@ -47,7 +48,7 @@ pub mod bindings {
 }
 
 pub mod image;
-pub mod noise;
+pub use likeness_imaging::noise;
 pub mod options;
 #[cfg(feature = "preview")]
 pub mod preview;

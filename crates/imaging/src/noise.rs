@@ -3,7 +3,7 @@
 //! Everything here depends only on its arguments, so a style renders the same picture for the
 //! same photo and seed, natively and in WebAssembly.
 
-use crate::image::Plane;
+use crate::Plane;
 
 /// A small, fast pseudo-random generator (SplitMix64). Not for cryptography.
 #[derive(Debug, Clone)]
