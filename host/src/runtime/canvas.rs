@@ -138,15 +138,15 @@ impl From<BlendMode> for imaging::BlendMode {
 }
 
 /// Working memory of the operations, in bytes per pixel of their input, besides the image they
-/// make (which counts as a live image): the copy of the input, and the `f32` planes of the
-/// filters (three colour planes plus each filter's buffers) or the byte buffers of the rest.
+/// make (which counts as a live image): the copy of the input, and the `f32` planes of one
+/// colour channel at a time (the channel, the filter's buffers) or the byte buffers of the rest.
 mod scratch {
-    /// Blur: three colour planes, the padded plane and a box pass's two buffers.
-    pub const BLUR: usize = 36;
+    /// Blur: the channel, the padded plane and a box pass's two buffers.
+    pub const BLUR: usize = 24;
     /// Edges: one luma plane through the blur and the Sobel operator.
     pub const EDGES: usize = 28;
-    /// The guided filter: three colour planes and six statistics planes of one channel.
-    pub const SMOOTH: usize = 48;
+    /// The guided filter: the channel and its statistics planes.
+    pub const SMOOTH: usize = 40;
     /// Byte-wise operations: a copy of each input and of the result.
     pub const BYTES: usize = 8;
     /// Masks and noise: one plane.
