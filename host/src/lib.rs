@@ -7,6 +7,7 @@
 //! - [`runtime`]: the wasmtime engine, the per-call sandbox and typed call errors;
 //! - [`style`]: style packages (manifest, validation), the hot-reloading registry, `styles build`;
 //! - [`pipeline`]: one generation, from upload to styled image;
+//! - [`identity`]: how much of the person the result kept (the score and the plan's gate);
 //! - [`admission`]: upload places, the bounded queue, generation slots, CPU slots, each style's
 //!   share;
 //! - [`breaker`]: a style's circuit breaker;
@@ -24,6 +25,7 @@ pub mod batch;
 pub mod breaker;
 pub mod config;
 pub mod diffuse;
+pub mod identity;
 pub mod jobs;
 pub mod metrics;
 pub mod output;

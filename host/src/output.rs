@@ -1,11 +1,12 @@
 //! A finished generation made ready for clients: the image encoded (PNG, JPEG or WebP) and the
-//! facts of the run (style version, plan, faces, stage timings).
+//! facts of the run (style version, plan, faces, identity score, stage timings).
 
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::codecs::webp::WebPEncoder;
 use image::{ExtendedColorType, ImageEncoder};
 
+use crate::identity::Identity;
 use crate::pipeline::Generation;
 use crate::runtime::{Image, Plan};
 
@@ -120,6 +121,8 @@ pub struct Rendered {
     pub plan: Plan,
     /// What the host saw in the photo.
     pub analysis: likeness_vision::Analysis,
+    /// How much of the reference face's identity the image kept.
+    pub identity: Identity,
     /// The image's format.
     pub format: OutputFormat,
     /// The image's size.
@@ -152,6 +155,7 @@ impl Rendered {
             style_digest: generation.style_digest,
             plan: generation.plan,
             analysis: generation.analysis,
+            identity: generation.identity,
             format,
             width: generation.image.width,
             height: generation.image.height,

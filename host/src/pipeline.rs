@@ -1,6 +1,6 @@
 //! One generation, start to finish: decode and analyse the photo, let the style plan, run the
-//! plan (the diffusion engine, or the photo itself with method `none`), post-process, with
-//! progress events, stage timings and cancellation.
+//! plan (the diffusion engine, or the photo itself with method `none`), post-process, score the
+//! identity kept, with progress events, stage timings and cancellation.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,6 +9,7 @@ use image::RgbImage;
 use likeness_vision::{AnalyzeOptions, IngestError, Vision, VisionError, ingest};
 use tokio_util::sync::CancellationToken;
 
+use crate::identity::{self, Identity, IdentityReport};
 use crate::runtime::{self, CallError, Capabilities, IdentityMethod, Image, Options, Plan};
 use crate::style::canary::Routing;
 use crate::style::{Registry, StyleState};
@@ -134,6 +135,8 @@ pub struct Generation {
     pub analysis: likeness_vision::Analysis,
     /// The result, RGBA.
     pub image: Image,
+    /// How much of the reference face's identity the result kept.
+    pub identity: Identity,
     /// Milliseconds spent per stage, in order.
     pub timings: Vec<(&'static str, f64)>,
 }
@@ -287,6 +290,7 @@ impl Pipeline {
         checkpoint(Stage::Analysing)?;
         let started = Instant::now();
         let (photo, analysis) = self.analyze(photo, AnalyzeOptions::default()).await?;
+        let photo = Arc::new(photo);
         timings.push(("analysing", ms(started)));
 
         checkpoint(Stage::Planning)?;
@@ -308,7 +312,7 @@ impl Pipeline {
             (Some(engine), method) if method != IdentityMethod::None => {
                 let started = Instant::now();
                 let image = self
-                    .diffuse(engine, photo, &analysis, &plan, progress, cancel)
+                    .diffuse(engine, photo.clone(), &analysis, &plan, progress, cancel)
                     .await?;
                 timings.push(("generating", ms(started)));
                 let scale = (
@@ -319,6 +323,7 @@ impl Pipeline {
             }
             _ => {
                 let _slot = self.cpu_slot().await?;
+                let photo = photo.clone();
                 let (input, scale) = tokio::task::spawn_blocking(move || fallback_input(&photo))
                     .await
                     .map_err(|e| GenerateError::Internal(e.to_string()))?;
@@ -327,7 +332,7 @@ impl Pipeline {
         };
         checkpoint(Stage::PostProcessing)?;
         let started = Instant::now();
-        let _slot = self.cpu_slot().await?;
+        let slot = self.cpu_slot().await?;
         let input_analysis = scale_analysis(&style_analysis, scale, input.width, input.height);
         let image = routed.settle(
             style
@@ -336,9 +341,16 @@ impl Pipeline {
                 .await,
         )?;
         timings.push(("post-processing", ms(started)));
+        drop(slot);
         if cancel.is_cancelled() {
             return Err(GenerateError::Canceled);
         }
+
+        let started = Instant::now();
+        let identity = self
+            .check_identity(photo, &analysis, plan.reference_face, &image)
+            .await?;
+        timings.push(("identity", ms(started)));
 
         routed.succeeded();
         Ok(Generation {
@@ -348,8 +360,38 @@ impl Pipeline {
             plan,
             analysis,
             image,
+            identity,
             timings,
         })
+    }
+
+    /// Scores how much of the reference face (`planned`, else the dominant one) `image` kept,
+    /// off the async workers. A photo without a face, a host without an embedding model or a
+    /// failing model give no score, with the reason, never a failed generation.
+    async fn check_identity(
+        &self,
+        photo: Arc<RgbImage>,
+        analysis: &likeness_vision::Analysis,
+        planned: Option<u32>,
+        image: &Image,
+    ) -> Result<Identity, GenerateError> {
+        let _slot = self.cpu_slot().await?;
+        let (vision, analysis, image) = (self.vision.clone(), analysis.clone(), image.clone());
+        tokio::task::spawn_blocking(move || {
+            let reference = match identity::reference_face(&vision, &photo, &analysis, planned) {
+                Ok(reference) => reference,
+                Err(reason) => return Identity::Unscored(reason),
+            };
+            match identity::score(&vision, &reference, &image) {
+                Ok(score) => Identity::Scored(IdentityReport::new(&score, &reference, None, 1)),
+                Err(error) => {
+                    tracing::warn!(%error, "scoring the output's identity failed");
+                    Identity::Unscored(format!("scoring the output's identity failed: {error}"))
+                }
+            }
+        })
+        .await
+        .map_err(|e| GenerateError::Internal(e.to_string()))
     }
 }
 
@@ -359,7 +401,7 @@ impl Pipeline {
     async fn diffuse(
         &self,
         engine: &Arc<likeness_diffusion::DiffusionEngine>,
-        photo: RgbImage,
+        photo: Arc<RgbImage>,
         analysis: &likeness_vision::Analysis,
         plan: &Plan,
         progress: &(dyn Fn(Stage) + Send + Sync),

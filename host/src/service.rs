@@ -221,9 +221,15 @@ impl Service {
         let m = &self.metrics;
         match result {
             Ok(rendered) => {
+                let method = rendered.plan.method.as_str();
                 m.generations
-                    .with_label_values(&[style, rendered.plan.method.as_str(), "200"])
+                    .with_label_values(&[style, method, "200"])
                     .inc();
+                if let Some(report) = rendered.identity.report() {
+                    m.identity_score
+                        .with_label_values(&[style, method])
+                        .observe(f64::from(report.score));
+                }
                 for (stage, ms) in &rendered.timings {
                     m.stage_seconds
                         .with_label_values(&[stage])

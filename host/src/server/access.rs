@@ -185,6 +185,7 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
                 name("x-likeness-style-digest"),
                 name("x-likeness-method"),
                 name("x-likeness-reason"),
+                name("x-likeness-identity"),
                 name("x-likeness-timings"),
                 header::RETRY_AFTER,
                 header::LOCATION,

@@ -258,6 +258,7 @@ fn fact_headers(headers: &mut HeaderMap, rendered: &Rendered) {
             rendered.plan.method.as_str().to_string(),
         ),
         ("x-likeness-reason", rendered.plan.reason.clone()),
+        ("x-likeness-identity", rendered.identity.header()),
         ("x-likeness-timings", timings),
     ];
     for (name, value) in facts {
