@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use super::bindings::{Analysis, Capabilities, IdentityMethod, Image, Plan, StyleInfo};
+use super::bindings::v0_1::{Analysis, Capabilities, IdentityMethod, Image, Plan, StyleInfo};
 
 /// Longest prompt and negative prompt, in bytes.
 pub const PROMPT_MAX_BYTES: usize = 4096;

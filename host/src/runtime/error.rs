@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::bindings::StyleError;
+use super::bindings::v0_1::StyleError;
 use super::budget::Limit;
 
 /// Which export of a style was being called.

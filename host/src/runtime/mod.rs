@@ -5,9 +5,11 @@
 mod bindings;
 mod budget;
 mod cache;
+pub mod canvas;
 pub mod checks;
 mod clock;
 mod error;
+mod policy;
 mod precheck;
 mod sandbox;
 
@@ -22,7 +24,7 @@ use anyhow::Context as _;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-pub use bindings::{
+pub use bindings::v0_1::{
     Analysis, Capabilities, ControlKind, ControlMap, Face, IdentityMethod, Image, Landmarks,
     Options, ParamKind, ParamSpec, Plan, Point, Rect, Size, StyleError, StyleInfo,
 };
@@ -31,7 +33,7 @@ pub use error::{Call, CallError};
 pub use precheck::ComponentLimits;
 pub use sandbox::{Sandbox, Stop};
 
-use bindings::{Style, StylePre};
+use bindings::v0_1::{Style, StylePre};
 use budget::{Budget, metered};
 use cache::ComponentCache;
 
@@ -150,6 +152,8 @@ impl StyleRuntime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         Style::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(anyhow::Error::from)?;
+        bindings::v0_2::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)?;
 
         let cache = match &config.cache_dir {
             Some(dir) => Some(ComponentCache::open(dir, &engine)?),

@@ -17,7 +17,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{Level, likeness};
+use super::bindings::{v0_1, v0_2};
 use super::budget::{Budget, Limit};
 use super::clock::{CoarseMonotonicClock, CoarseWallClock};
 
@@ -158,8 +158,19 @@ impl ResourceLimiter for Sandbox {
     }
 }
 
-impl likeness::style::log::Host for Sandbox {
-    fn log(&mut self, level: Level, message: String) {
+impl Sandbox {
+    /// The instance's resource table (the images of `canvas` live here).
+    pub(crate) fn table(&self) -> &ResourceTable {
+        &self.table
+    }
+
+    /// The instance's resource table, to change.
+    pub(crate) fn table_mut(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// A `log` call: kept up to [`LOG_MESSAGES_CAP`] messages of [`LOG_MESSAGE_CAP`] bytes.
+    fn log(&mut self, level: v0_2::Level, message: String) {
         self.log_messages += 1;
         if self.log_messages > LOG_MESSAGES_CAP {
             if self.log_messages == LOG_MESSAGES_CAP + 1 {
@@ -178,16 +189,44 @@ impl likeness::style::log::Host for Sandbox {
         }
         let style = self.style.as_str();
         match level {
-            Level::Trace => tracing::trace!(target: "likeness::style_log", style, "{message}"),
-            Level::Debug => tracing::debug!(target: "likeness::style_log", style, "{message}"),
-            Level::Info => tracing::info!(target: "likeness::style_log", style, "{message}"),
-            Level::Warn => tracing::warn!(target: "likeness::style_log", style, "{message}"),
-            Level::Error => tracing::error!(target: "likeness::style_log", style, "{message}"),
+            v0_2::Level::Trace => {
+                tracing::trace!(target: "likeness::style_log", style, "{message}")
+            }
+            v0_2::Level::Debug => {
+                tracing::debug!(target: "likeness::style_log", style, "{message}")
+            }
+            v0_2::Level::Info => tracing::info!(target: "likeness::style_log", style, "{message}"),
+            v0_2::Level::Warn => tracing::warn!(target: "likeness::style_log", style, "{message}"),
+            v0_2::Level::Error => {
+                tracing::error!(target: "likeness::style_log", style, "{message}")
+            }
         }
     }
 }
 
-impl likeness::style::types::Host for Sandbox {}
+impl v0_2::likeness::style::log::Host for Sandbox {
+    fn log(&mut self, level: v0_2::Level, message: String) -> wasmtime::Result<()> {
+        Sandbox::log(self, level, message);
+        Ok(())
+    }
+}
+
+impl v0_1::likeness::style::log::Host for Sandbox {
+    fn log(&mut self, level: v0_1::Level, message: String) {
+        let level = match level {
+            v0_1::Level::Trace => v0_2::Level::Trace,
+            v0_1::Level::Debug => v0_2::Level::Debug,
+            v0_1::Level::Info => v0_2::Level::Info,
+            v0_1::Level::Warn => v0_2::Level::Warn,
+            v0_1::Level::Error => v0_2::Level::Error,
+        };
+        Sandbox::log(self, level, message);
+    }
+}
+
+impl v0_2::likeness::style::types::Host for Sandbox {}
+
+impl v0_1::likeness::style::types::Host for Sandbox {}
 
 /// A guest's stdout/stderr: kept up to [`OUTPUT_CAP`] bytes, the rest counted and dropped.
 /// Writes never fail, so a chatty guest is never killed for printing.

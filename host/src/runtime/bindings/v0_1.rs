@@ -1,4 +1,5 @@
-//! Host-side bindings generated from `wit/v0.1/style.wit` (the 0.2 contract, `wit/style.wit`, is being wired in).
+//! Bindings of the frozen `likeness:style@0.1.0` (`wit/v0.1/style.wit`, world `style`), for
+//! packages built before 0.2.
 
 wasmtime::component::bindgen!({
     path: "../wit/v0.1",
