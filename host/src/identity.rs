@@ -2,21 +2,12 @@
 //! image the client gets, for every method alike. The reference face (the plan's, else the
 //! dominant one) is embedded from the photo; the finished image's faces are detected again and
 //! the one at the reference's place is compared (`likeness_vision::identity`). The plan's gate,
-//! when it has one, decides whether the score passes.
+//! when it has one, judges the score (`crate::execute`).
 
 use image::RgbImage;
 use likeness_vision::{IdentityScore, MatchOptions, Reference, Vision};
 
 use crate::runtime::Image;
-
-/// The plan's identity gate: the least score that passes and how many attempts may reach it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Gate {
-    /// The least cosine similarity that passes, 0..1.
-    pub threshold: f32,
-    /// Most attempts of one method (new seeds) before the next one is tried, at least 1.
-    pub attempts: u32,
-}
 
 /// The face whose identity a generation keeps.
 #[derive(Debug, Clone)]
@@ -57,19 +48,14 @@ pub struct IdentityReport {
 }
 
 impl IdentityReport {
-    /// The report of `score` for `reference`, judged by `gate`.
-    pub fn new(
-        score: &IdentityScore,
-        reference: &ReferenceFace,
-        gate: Option<Gate>,
-        attempts: u32,
-    ) -> Self {
+    /// The report of one image's `score` for `reference`, not yet judged by a gate.
+    pub fn new(score: &IdentityScore, reference: &ReferenceFace) -> Self {
         IdentityReport {
             score: score.score,
             reference_face: reference.index,
-            threshold: gate.map(|g| g.threshold),
-            passed: gate.map(|g| score.score >= g.threshold),
-            attempts,
+            threshold: None,
+            passed: None,
+            attempts: 1,
             output_face: score.matched.map(|m| m.bbox),
             note: score.unmatched_reason(),
         }
@@ -187,26 +173,29 @@ mod tests {
     }
 
     #[test]
-    fn a_gate_judges_the_score_and_the_header_says_so() {
-        let gate = Gate {
-            threshold: 0.5,
-            attempts: 2,
+    fn the_header_says_the_score_and_the_gate_verdict() {
+        let pass = IdentityReport {
+            threshold: Some(0.5),
+            passed: Some(true),
+            ..IdentityReport::new(&scored(0.71, true), &reference())
         };
-        let pass = IdentityReport::new(&scored(0.71, true), &reference(), Some(gate), 1);
-        assert_eq!(pass.passed, Some(true));
         assert_eq!(pass.output_face, Some([1.0, 2.0, 3.0, 4.0]));
         assert_eq!(
             Identity::Scored(pass).header(),
             "score=0.710; reference-face=1; threshold=0.500; passed=true; attempts=1"
         );
-        let fail = IdentityReport::new(&scored(0.0, false), &reference(), Some(gate), 2);
-        assert_eq!(fail.passed, Some(false));
+        let fail = IdentityReport {
+            threshold: Some(0.5),
+            passed: Some(false),
+            attempts: 2,
+            ..IdentityReport::new(&scored(0.0, false), &reference())
+        };
         assert!(
             Identity::Scored(fail)
                 .header()
                 .ends_with("passed=false; attempts=2; note=no face was found in the output")
         );
-        let ungated = IdentityReport::new(&scored(0.3, true), &reference(), None, 1);
+        let ungated = IdentityReport::new(&scored(0.3, true), &reference());
         assert_eq!((ungated.threshold, ungated.passed), (None, None));
         assert_eq!(
             Identity::Scored(ungated).header(),

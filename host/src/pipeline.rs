@@ -383,7 +383,7 @@ impl Pipeline {
                 Err(reason) => return Identity::Unscored(reason),
             };
             match identity::score(&vision, &reference, &image) {
-                Ok(score) => Identity::Scored(IdentityReport::new(&score, &reference, None, 1)),
+                Ok(score) => Identity::Scored(IdentityReport::new(&score, &reference)),
                 Err(error) => {
                     tracing::warn!(%error, "scoring the output's identity failed");
                     Identity::Unscored(format!("scoring the output's identity failed: {error}"))
