@@ -223,10 +223,10 @@ impl Executor {
                 "no image reached it, so the best ({}, {score:.2}) is answered",
                 method.kind().name()
             ));
-        } else if method.kind() != planned {
-            if let Some(last) = events.last_mut() {
-                last.push_str(&format!(", so {} ran instead", method.kind().name()));
-            }
+        } else if method.kind() != planned
+            && let Some(last) = events.last_mut()
+        {
+            last.push_str(&format!(", so {} ran instead", method.kind().name()));
         }
         let story = (!events.is_empty()).then(|| sentence(&events));
         Ok(Executed {
