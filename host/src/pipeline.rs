@@ -151,6 +151,8 @@ pub struct Pipeline {
     cpu_slots: Option<Arc<tokio::sync::Semaphore>>,
     /// The diffusion engine over the installed model pack; `None`: only method `none` runs.
     diffusion: Option<Arc<likeness_diffusion::DiffusionEngine>>,
+    /// What one generation may spend on the identity gate's retries and fallbacks.
+    retry_budget: std::time::Duration,
 }
 
 impl Pipeline {
@@ -162,6 +164,7 @@ impl Pipeline {
             limits,
             cpu_slots: None,
             diffusion: None,
+            retry_budget: crate::config::IdentityConfig::default().retry_budget(),
         }
     }
 
@@ -175,6 +178,12 @@ impl Pipeline {
     /// permits, so that the server bounds them apart from the generation slots.
     pub fn with_cpu_slots(mut self, slots: Arc<tokio::sync::Semaphore>) -> Self {
         self.cpu_slots = Some(slots);
+        self
+    }
+
+    /// Bounds the time one generation spends on identity-gate retries and fallbacks.
+    pub fn with_retry_budget(mut self, budget: std::time::Duration) -> Self {
+        self.retry_budget = budget;
         self
     }
 

@@ -54,7 +54,9 @@ impl Service {
     /// The service over `pipeline` with the limits of `config`.
     pub fn new(pipeline: Pipeline, config: &ServeConfig) -> Arc<Service> {
         let admission = Admission::new(&config.admission);
-        let pipeline = pipeline.with_cpu_slots(admission.cpu_slots().clone());
+        let pipeline = pipeline
+            .with_cpu_slots(admission.cpu_slots().clone())
+            .with_retry_budget(config.identity.retry_budget());
         Arc::new(Service {
             pipeline,
             admission,
