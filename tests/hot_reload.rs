@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use likeness_host::runtime::{Analysis, Capabilities, Options};
+use likeness_contract::{Analysis, Capabilities, Options, Value};
 use likeness_host::style::{Registry, RegistrySettings, StyleState, watch};
 
 const GEN_A: &str = "0.1.0-generation-a";
@@ -18,7 +18,7 @@ const HANG: Duration = Duration::from_secs(30);
 const LIMITS: &str = "[limits]\nplan_ms = 1000";
 
 fn sleepy(ms: u32) -> Options {
-    vec![("sleep-ms".to_string(), ms.to_string())]
+    vec![("sleep-ms".to_string(), Value::Integer(ms.into()))]
 }
 
 fn analysis() -> Analysis {

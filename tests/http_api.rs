@@ -411,7 +411,9 @@ async fn sync_generations_run_method_none_for_every_first_party_style() {
         assert_eq!(digest, manifest_sha256(style));
         assert_eq!(body["method"], "none");
         assert_eq!(body["plan"]["method"], "none");
-        assert_eq!(body["plan"]["seed"], 7);
+        // The options the style got: the request's, typed, with the style's defaults.
+        assert_eq!(body["options"]["seed"], 7);
+        assert_eq!(body["options"]["caption"], "a person");
         let reason = body["reason"].as_str().unwrap();
         assert!(reason.contains("no diffusion models"), "{reason}");
         assert_eq!(body["faces"].as_array().unwrap().len(), 1);

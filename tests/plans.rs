@@ -6,10 +6,11 @@ mod common;
 
 use std::sync::Arc;
 
-use likeness_host::runtime::{
-    Analysis, CallError, Capabilities, ControlKind, Face, IdentityMethod, Image, Landmarks, Plan,
-    Point, Rect, StyleError,
+use likeness_contract::{
+    Analysis, Capabilities, ControlKind, Diffusion, Face, Landmarks, Method,
+    MethodKind as IdentityMethod, Options, Plan, Point, Rect,
 };
+use likeness_host::runtime::Image;
 use likeness_host::style::{LoadedStyle, package};
 
 /// Each first-party style and the identity method it prefers for one clear face.
@@ -80,12 +81,31 @@ fn situations() -> Vec<(&'static str, Analysis)> {
     ]
 }
 
+/// The options a request that sets none gives the style: its defaults, checked by the host.
+fn defaults(style: &LoadedStyle) -> Options {
+    likeness_contract::options::check(&style.info.params, &[]).unwrap()
+}
+
 async fn plan_for(style: &LoadedStyle, analysis: &Analysis, capabilities: &Capabilities) -> Plan {
     style
         .component
-        .plan(analysis, capabilities, &Vec::new())
+        .plan(analysis, capabilities, &defaults(style))
         .await
         .unwrap()
+}
+
+/// The settings of a plan's diffusion method.
+fn settings(plan: &Plan) -> &Diffusion {
+    plan.method
+        .diffusion()
+        .unwrap_or_else(|| panic!("not a diffusion plan: {plan:?}"))
+}
+
+/// What the old single fallback was: the head of the fallbacks (`none` when there are none).
+fn fallback(plan: &Plan) -> IdentityMethod {
+    plan.fallbacks
+        .first()
+        .map_or(IdentityMethod::None, Method::kind)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,9 +114,8 @@ async fn without_diffusion_every_style_plans_method_none() {
         let style = load(id).await;
         for (situation, analysis) in situations() {
             let plan = plan_for(&style, &analysis, &Capabilities::none()).await;
-            assert_eq!(plan.method, IdentityMethod::None, "{id}, {situation}");
-            assert_eq!(plan.fallback, IdentityMethod::None, "{id}, {situation}");
-            assert_eq!(plan.steps, 0, "{id}, {situation}");
+            assert_eq!(plan.method, Method::None, "{id}, {situation}");
+            assert_eq!(fallback(&plan), IdentityMethod::None, "{id}, {situation}");
             assert!(
                 plan.reason.to_lowercase().contains("diffusion"),
                 "{id}, {situation}: {}",
@@ -112,17 +131,20 @@ async fn with_diffusion_one_clear_face_gets_the_preferred_identity_method() {
         let style = load(id).await;
         let (_, analysis) = &situations()[1];
         let plan = plan_for(&style, analysis, &Capabilities::all()).await;
-        assert_eq!(plan.method, preferred, "{id}: {}", plan.reason);
-        assert_eq!(plan.fallback, IdentityMethod::Controlnet, "{id}");
-        assert_eq!(plan.reference_face, Some(0), "{id}");
-        assert!(plan.identity_weight > 0.0, "{id}");
+        assert_eq!(plan.method.kind(), preferred, "{id}: {}", plan.reason);
+        assert_eq!(fallback(&plan), IdentityMethod::Controlnet, "{id}");
+        assert_eq!(plan.reference_faces, vec![0], "{id}");
+        let d = settings(&plan);
+        assert!(d.identity_weight > 0.0, "{id}");
+        // A size, when the style sets one, is one the pack runs (the runtime checked it).
+        let limits = Capabilities::all().diffusion_sizes.unwrap();
         assert!(
-            plan.steps > 0 && plan.size.width % 64 == 0 && plan.size.height % 64 == 0,
+            d.steps > 0 && d.size.is_none_or(|size| limits.contains(size)),
             "{id}: {plan:?}"
         );
-        assert!(!plan.prompt.is_empty() && !plan.reason.is_empty(), "{id}");
+        assert!(!d.prompt.is_empty() && !plan.reason.is_empty(), "{id}");
         if preferred == IdentityMethod::InstantId {
-            let keypoints = plan
+            let keypoints = d
                 .control_maps
                 .iter()
                 .any(|m| m.kind == ControlKind::FaceKeypoints);
@@ -144,13 +166,17 @@ async fn with_diffusion_no_face_several_faces_or_a_tiny_face_fall_back_to_contro
         {
             let plan = plan_for(&style, &analysis, &Capabilities::all()).await;
             assert_eq!(
-                plan.method,
+                plan.method.kind(),
                 IdentityMethod::Controlnet,
                 "{id}, {situation}: {}",
                 plan.reason
             );
-            assert_eq!(plan.reference_face, None, "{id}, {situation}");
-            let kinds: Vec<ControlKind> = plan.control_maps.iter().map(|m| m.kind).collect();
+            assert!(plan.reference_faces.is_empty(), "{id}, {situation}");
+            let kinds: Vec<ControlKind> = settings(&plan)
+                .control_maps
+                .iter()
+                .map(|m| m.kind)
+                .collect();
             assert!(
                 kinds.contains(&ControlKind::Canny),
                 "{id}, {situation}: {kinds:?}"
@@ -159,7 +185,7 @@ async fn with_diffusion_no_face_several_faces_or_a_tiny_face_fall_back_to_contro
                 !kinds.contains(&ControlKind::FaceKeypoints),
                 "{id}, {situation}: {kinds:?}"
             );
-            for map in &plan.control_maps {
+            for map in &settings(&plan).control_maps {
                 assert!(
                     map.weight > 0.0
                         && (0.0..=1.0).contains(&map.start)
@@ -186,20 +212,22 @@ async fn with_diffusion_no_face_several_faces_or_a_tiny_face_fall_back_to_contro
 async fn the_plan_follows_what_the_host_can_run() {
     let (_, one_face) = &situations()[1];
     let controlnet_canny_only = Capabilities {
-        identity_methods: vec![IdentityMethod::Controlnet],
+        methods: vec![IdentityMethod::Controlnet, IdentityMethod::None],
         control_maps: vec![ControlKind::Canny],
+        ..Capabilities::all()
     };
     for (id, preferred) in STYLES {
         let style = load(id).await;
         let plan = plan_for(&style, one_face, &controlnet_canny_only).await;
         assert_eq!(
-            plan.method,
+            plan.method.kind(),
             IdentityMethod::Controlnet,
             "{id}: {}",
             plan.reason
         );
         assert!(
-            plan.control_maps
+            settings(&plan)
+                .control_maps
                 .iter()
                 .all(|m| m.kind == ControlKind::Canny),
             "{id}: {plan:?}"
@@ -211,43 +239,24 @@ async fn the_plan_follows_what_the_host_can_run() {
             IdentityMethod::InstantId
         };
         let only_other = Capabilities {
-            identity_methods: vec![other, IdentityMethod::Controlnet],
+            methods: vec![other, IdentityMethod::Controlnet, IdentityMethod::None],
             control_maps: vec![ControlKind::Canny, ControlKind::FaceKeypoints],
+            ..Capabilities::all()
         };
         let plan = plan_for(&style, one_face, &only_other).await;
-        assert_eq!(plan.method, other, "{id}: {}", plan.reason);
+        assert_eq!(plan.method.kind(), other, "{id}: {}", plan.reason);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_options_are_the_clients_error() {
-    let (_, analysis) = &situations()[1];
+async fn bad_options_are_refused_by_the_host_naming_the_option() {
     for (id, _) in STYLES {
         let style = load(id).await;
-        for options in [
-            vec![("no-such-option", "1")],
-            vec![("seed", "not-a-number")],
-        ] {
-            let options = options
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            let error = style
-                .component
-                .plan(analysis, &Capabilities::all(), &options)
-                .await
-                .unwrap_err();
-            assert!(
-                matches!(
-                    error,
-                    CallError::Style {
-                        error: StyleError::InvalidOptions(_),
-                        ..
-                    }
-                ),
-                "{id}: {error:?}"
-            );
-            assert_eq!(error.code(), "invalid_options");
+        for (name, value) in [("no-such-option", "1"), ("seed", "not-a-number")] {
+            let raw = vec![(name.to_string(), value.to_string())];
+            let error = likeness_contract::options::check(&style.info.params, &raw).unwrap_err();
+            assert_eq!(error.option, name, "{id}: {error}");
+            assert!(error.message.contains(name), "{id}: {error}");
         }
     }
 }
@@ -283,7 +292,7 @@ async fn without_diffusion_post_process_renders_the_look_from_the_photo() {
         let plan = plan_for(&style, &analysis, &Capabilities::none()).await;
         let styled = style
             .component
-            .post_process(&photo, &analysis, &plan, &Vec::new())
+            .post_process(&photo, &analysis, &plan, &defaults(&style))
             .await
             .unwrap();
         assert_eq!((styled.width, styled.height), (width, height), "{id}");

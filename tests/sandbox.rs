@@ -9,16 +9,59 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use likeness_host::runtime::{
-    Analysis, Call, CallError, Capabilities, Image, Limit, Options, RuntimeConfig, StyleError,
-};
+use likeness_contract::options::RawOptions;
+use likeness_contract::{Analysis, Capabilities, Options, StyleError};
+use likeness_host::runtime::{Call, CallError, Image, Limit, RuntimeConfig};
 use likeness_host::style::{LoadedStyle, package};
 
-fn options(pairs: &[(&str, &str)]) -> Options {
+/// The request options `pairs`, as a client sends them.
+fn raw(pairs: &[(&str, &str)]) -> RawOptions {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// The options `pairs` as the hostile style gets them: checked by the host against its specs.
+fn options(pairs: &[(&str, &str)]) -> Options {
+    let info = hostile_params();
+    likeness_contract::options::check(&info, &raw(pairs)).expect("the hostile style's options")
+}
+
+/// The hostile style's parameter specs.
+fn hostile_params() -> Vec<likeness_contract::ParamSpec> {
+    use likeness_contract::{ParamKind, ParamSpec};
+    let spec = |name: &str, kind: ParamKind| ParamSpec {
+        name: name.into(),
+        description: String::new(),
+        kind,
+        default_value: None,
+    };
+    vec![
+        spec("attack", ParamKind::Text(1024)),
+        spec("secret", ParamKind::Text(1024)),
+        spec(
+            "sleep-ms",
+            ParamKind::Integer {
+                min: 0,
+                max: 600_000,
+            },
+        ),
+        spec(
+            "burn",
+            ParamKind::Integer {
+                min: 0,
+                max: 1_000_000,
+            },
+        ),
+        spec(
+            "n",
+            ParamKind::Integer {
+                min: 0,
+                max: i64::MAX,
+            },
+        ),
+    ]
 }
 
 fn analysis() -> Analysis {
@@ -46,7 +89,7 @@ async fn hostile(extra: &str) -> Arc<LoadedStyle> {
 }
 
 /// The style's plan for a photo without faces on a host without diffusion.
-async fn fallback_plan(style: &LoadedStyle) -> likeness_host::runtime::Plan {
+async fn fallback_plan(style: &LoadedStyle) -> likeness_contract::Plan {
     style
         .component
         .plan(&analysis(), &Capabilities::none(), &Vec::new())
@@ -64,9 +107,18 @@ fn photo(width: u32, height: u32) -> Image {
 }
 
 async fn plan(style: &LoadedStyle, pairs: &[(&str, &str)]) -> Result<String, CallError> {
+    plan_on(style, pairs, &Capabilities::none()).await
+}
+
+/// [`plan`] on a host that can run `capabilities`.
+async fn plan_on(
+    style: &LoadedStyle,
+    pairs: &[(&str, &str)],
+    capabilities: &Capabilities,
+) -> Result<String, CallError> {
     style
         .component
-        .plan(&analysis(), &Capabilities::none(), &options(pairs))
+        .plan(&analysis(), capabilities, &options(pairs))
         .await
         .map(|plan| plan.reason)
 }
@@ -84,12 +136,13 @@ async fn assert_host_still_serves(style: &LoadedStyle) {
     )
     .await
     .unwrap();
+    let defaults = likeness_contract::options::check(&anime.info.params, &[]).unwrap();
     let plan = anime
         .component
-        .plan(&analysis(), &Capabilities::none(), &Vec::new())
+        .plan(&analysis(), &Capabilities::none(), &defaults)
         .await
         .unwrap();
-    assert_eq!(plan.method.as_str(), "none");
+    assert_eq!(plan.method.kind().name(), "none");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,23 +450,38 @@ async fn an_image_of_the_wrong_size_is_refused() {
     let style = hostile("").await;
     let plan = fallback_plan(&style).await;
     let photo = photo(32, 16);
-    for attack in ["wrong-size", "short-buffer"] {
-        let error = style
-            .component
-            .post_process(&photo, &analysis(), &plan, &options(&[("attack", attack)]))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                error,
-                CallError::BadOutput {
-                    call: Call::PostProcess,
-                    ..
-                }
-            ),
-            "{attack}: {error:?}"
-        );
-        assert_eq!(error.code(), "style_bad_output");
+    let post_process = |attack: &'static str| {
+        let (style, plan, photo) = (style.clone(), plan.clone(), photo.clone());
+        async move {
+            style
+                .component
+                .post_process(&photo, &analysis(), &plan, &options(&[("attack", attack)]))
+                .await
+                .unwrap_err()
+        }
+    };
+    let error = post_process("wrong-size").await;
+    assert!(
+        matches!(
+            error,
+            CallError::BadOutput {
+                call: Call::PostProcess,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(error.code(), "style_bad_output");
+    // A buffer that does not fit its size never becomes an image: the host's canvas refuses
+    // it (a trap in the guest).
+    let error = post_process("short-buffer").await;
+    match &error {
+        CallError::Trap {
+            call: Call::PostProcess,
+            message,
+            ..
+        } => assert!(message.contains("do not make a 32x16"), "{message}"),
+        other => panic!("{other:?}"),
     }
     assert_host_still_serves(&style).await;
 }
@@ -430,7 +498,7 @@ async fn files_environment_and_arguments_are_out_of_reach() {
             CallError::Style {
                 error: StyleError::Internal(message),
                 ..
-            } => assert_eq!(message, denial),
+            } => assert_eq!(message.as_deref(), Some(denial)),
             other => panic!("{attack}: the style got through: {other:?}"),
         }
     }
@@ -520,21 +588,32 @@ async fn a_compile_bomb_is_refused_before_compiling_and_never_compiled_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lying_plans_are_refused_naming_the_field() {
     let style = hostile("[limits]\nplan_ms = 1000").await;
+    // The diffusion lies are told on a host that runs diffusion (else the method itself is
+    // refused first), in the settings of a ControlNet method.
+    let capabilities = Capabilities::all();
     for (attack, field) in [
-        ("huge-prompt", "plan.prompt"),
-        ("huge-negative", "plan.negative-prompt"),
+        ("huge-prompt", "plan.method.prompt"),
+        ("huge-negative", "plan.method.negative-prompt"),
         ("huge-reason", "plan.reason"),
         ("empty-reason", "plan.reason"),
-        ("many-controls", "plan.control-maps"),
-        ("bad-control", "plan.control-maps[0].end"),
-        ("nan-weight", "plan.identity-weight"),
-        ("inf-guidance", "plan.guidance"),
-        ("bad-fallback", "plan.fallback"),
-        ("zero-size", "plan.size"),
-        ("huge-size", "plan.size"),
-        ("bad-face", "plan.reference-face"),
+        ("many-controls", "plan.method.control-maps"),
+        ("bad-control", "plan.method.control-maps[0].end"),
+        ("nan-weight", "plan.method.identity-weight"),
+        ("inf-guidance", "plan.method.guidance"),
+        ("bad-fallback", "plan.fallbacks[0]"),
+        ("zero-size", "plan.method.size"),
+        ("huge-size", "plan.method.size"),
+        ("bad-face", "plan.reference-faces[0]"),
+        ("bad-gate", "plan.identity-gate.threshold"),
     ] {
-        let error = plan(&style, &[("attack", attack)]).await.unwrap_err();
+        let capabilities = if attack == "bad-fallback" {
+            Capabilities::none()
+        } else {
+            capabilities.clone()
+        };
+        let error = plan_on(&style, &[("attack", attack)], &capabilities)
+            .await
+            .unwrap_err();
         match &error {
             CallError::BadOutput {
                 call: Call::Plan,
@@ -601,18 +680,19 @@ async fn the_pipeline_refuses_lying_plans_without_a_diffusion_pack() {
     registry.load_all().await.unwrap();
     let pipeline = Pipeline::new(registry, common::vision(), Default::default());
     let cancel = tokio_util::sync::CancellationToken::new();
+    // Without a diffusion pack, a diffusion method is itself the lie.
     for (attack, field) in [
-        ("nan-weight", "plan.identity-weight"),
-        ("bad-fallback", "plan.fallback"),
-        ("zero-size", "plan.size"),
+        ("nan-weight", "plan.method"),
+        ("bad-fallback", "plan.fallbacks[0]"),
+        ("bad-face", "plan.reference-faces[0]"),
         ("empty-reason", "plan.reason"),
-        ("huge-prompt", "plan.prompt"),
+        ("huge-prompt", "plan.method"),
     ] {
         let error = pipeline
             .generate(
                 "hostile",
                 gray_png(),
-                &options(&[("attack", attack)]),
+                &raw(&[("attack", attack)]),
                 &|_| {},
                 &cancel,
             )

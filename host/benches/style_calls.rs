@@ -6,9 +6,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use likeness_host::runtime::{
-    Analysis, Capabilities, Face, Image, Landmarks, Point, Rect, RuntimeConfig, StyleRuntime,
-};
+use likeness_contract::{Analysis, Capabilities, Face, Landmarks, Point, Rect};
+use likeness_host::runtime::{Image, RuntimeConfig, StyleRuntime};
 use likeness_host::style::{build, package};
 use likeness_sdk::image::Rgba;
 
@@ -114,7 +113,7 @@ fn main() {
     let analysis = one_face();
     let none = Capabilities::none();
     let all = Capabilities::all();
-    let options = Vec::new();
+    let options = likeness_contract::options::check(&style.info.params, &[]).unwrap();
 
     let mut plan_samples = Vec::with_capacity(PLAN_RUNS);
     tokio.block_on(async {

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::output::{OutputFormat, Rendered};
 use crate::pipeline::Pipeline;
-use crate::runtime::Options;
+use likeness_contract::options::RawOptions as Options;
 
 /// What became of one photo.
 #[derive(Debug)]
@@ -102,7 +102,7 @@ async fn style_one(
         .map_err(|e| format!("writing {}: {e}", target.display()))?;
     Ok(Written {
         path: target.to_path_buf(),
-        method: rendered.plan.method.as_str(),
+        method: rendered.plan.method.kind().name(),
         reason: rendered.plan.reason,
     })
 }

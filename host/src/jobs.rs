@@ -220,7 +220,7 @@ impl Job {
             Outcome::Succeeded(rendered) => (
                 JobStatus::Succeeded,
                 EventKind::Succeeded {
-                    method: rendered.plan.method.as_str(),
+                    method: rendered.plan.method.kind().name(),
                     reason: rendered.plan.reason.clone(),
                 },
             ),

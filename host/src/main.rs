@@ -75,10 +75,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum StylesCommand {
-    /// Validates a style package exactly as the registry does.
+    /// Validates a style package exactly as the registry does; with `--conformance`, runs the
+    /// conformance kit on a package or a styles folder and prints a table.
     Check {
-        /// The package folder (holding style.toml).
+        /// The package folder (holding style.toml), or with `--conformance` a styles folder.
         dir: PathBuf,
+        /// Run the behavioural checks every style must pass (faces x capabilities, reasons,
+        /// plans within the capabilities, output size, determinism, budgets, bad options).
+        #[arg(long)]
+        conformance: bool,
     },
     /// Lists the packages in a styles folder and whether each is valid.
     List {
@@ -313,7 +318,16 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 async fn styles_command(command: StylesCommand) -> anyhow::Result<ExitCode> {
     match command {
-        StylesCommand::Check { dir } => {
+        StylesCommand::Check {
+            dir,
+            conformance: true,
+        } => {
+            let runtime = StyleRuntime::new(RuntimeConfig::default())?;
+            let reports = style::conformance::run(&runtime, &dir).await?;
+            print!("{}", style::conformance::table(&reports));
+            Ok(exit_code(reports.iter().all(|r| r.passed())))
+        }
+        StylesCommand::Check { dir, .. } => {
             let runtime = StyleRuntime::new(RuntimeConfig::default())?;
             match style::package::load(&runtime, &dir).await {
                 Ok(style) => {

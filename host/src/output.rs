@@ -8,7 +8,9 @@ use image::{ExtendedColorType, ImageEncoder};
 
 use crate::identity::Identity;
 use crate::pipeline::Generation;
-use crate::runtime::{Image, Plan};
+use likeness_contract::{Options, Plan};
+
+use crate::runtime::Image;
 
 /// JPEG quality of encoded results.
 const JPEG_QUALITY: u8 = 90;
@@ -119,6 +121,10 @@ pub struct Rendered {
     pub style_digest: String,
     /// The style's plan; `plan.method` ran, for `plan.reason`.
     pub plan: Plan,
+    /// The method the style planned (`plan.method` is what ran).
+    pub planned: likeness_contract::MethodKind,
+    /// The options the style got (checked, defaults applied).
+    pub options: Options,
     /// What the host saw in the photo.
     pub analysis: likeness_vision::Analysis,
     /// How much of the reference face's identity the image kept.
@@ -154,8 +160,10 @@ impl Rendered {
             style_version: generation.style_version,
             style_digest: generation.style_digest,
             plan: generation.plan,
+            options: generation.options,
             analysis: generation.analysis,
             identity: generation.identity,
+            planned: generation.planned,
             format,
             width: generation.image.width,
             height: generation.image.height,

@@ -1,6 +1,8 @@
 //! One generation, start to finish: decode and analyse the photo, let the style plan, run the
 //! plan (the diffusion engine, or the photo itself with method `none`), post-process, score the
-//! identity kept, with progress events, stage timings and cancellation.
+//! identity kept, with progress events, stage timings and cancellation. The plan runs image by
+//! image as `execute` decides: its fallbacks when a method cannot run, the identity gate's
+//! retries.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,8 +11,12 @@ use image::RgbImage;
 use likeness_vision::{AnalyzeOptions, IngestError, Vision, VisionError, ingest};
 use tokio_util::sync::CancellationToken;
 
-use crate::identity::{self, Identity, IdentityReport};
-use crate::runtime::{self, CallError, Capabilities, IdentityMethod, Image, Options, Plan};
+use likeness_contract::options::{OptionError, RawOptions};
+use likeness_contract::{Analysis, Capabilities, Face, Landmarks, Method, Plan, Rect, StyleError};
+
+use crate::execute::{Executor, Made, Try};
+use crate::identity::{self, Identity, IdentityReport, ReferenceFace};
+use crate::runtime::{CallError, Image};
 use crate::style::canary::Routing;
 use crate::style::{Registry, StyleState};
 
@@ -51,6 +57,15 @@ pub enum GenerateError {
     /// The style exists but no version of it passed validation.
     #[error("style '{0}' is unavailable: {1}")]
     StyleUnavailable(String, String),
+    /// A request option is unknown or malformed (checked by the host against the style's
+    /// parameter specs, before the style sees it).
+    #[error("{error}")]
+    InvalidOption {
+        /// The style whose specs refused it.
+        style: String,
+        /// The option and why.
+        error: OptionError,
+    },
     /// The upload is not a usable image.
     #[error(transparent)]
     Image(#[from] IngestError),
@@ -77,6 +92,7 @@ impl GenerateError {
         match self {
             GenerateError::UnknownStyle(_) => "unknown_style",
             GenerateError::StyleUnavailable(..) => "style_unavailable",
+            GenerateError::InvalidOption { .. } => "invalid_options",
             GenerateError::Image(error) => error.code(),
             GenerateError::Vision(_) => "analysis_failed",
             GenerateError::Diffusion(likeness_diffusion::DiffusionError::Invalid(_)) => {
@@ -94,11 +110,12 @@ impl GenerateError {
         match self {
             GenerateError::UnknownStyle(_) => 404,
             GenerateError::StyleUnavailable(..) => 503,
+            GenerateError::InvalidOption { .. } => 400,
             GenerateError::Image(error) => error.http_status(),
             GenerateError::Style(CallError::Style { error, .. }) => match error {
-                runtime::StyleError::InvalidOptions(_) => 400,
-                runtime::StyleError::UnusableInput(_) => 422,
-                runtime::StyleError::Internal(_) => 503,
+                StyleError::InvalidOptions(_) => 400,
+                StyleError::UnusableInput(_) => 422,
+                StyleError::Internal(_) => 503,
             },
             GenerateError::Style(_) => 503,
             GenerateError::Canceled => 409,
@@ -114,7 +131,9 @@ impl GenerateError {
     /// The style the error concerns, if any.
     pub fn style(&self) -> Option<&str> {
         match self {
-            GenerateError::UnknownStyle(id) | GenerateError::StyleUnavailable(id, _) => Some(id),
+            GenerateError::UnknownStyle(id)
+            | GenerateError::StyleUnavailable(id, _)
+            | GenerateError::InvalidOption { style: id, .. } => Some(id),
             GenerateError::Style(error) => Some(error.style()),
             _ => None,
         }
@@ -129,8 +148,14 @@ pub struct Generation {
     pub style_version: String,
     /// The sha256 of the component that ran (two builds of one version differ here).
     pub style_digest: String,
-    /// The plan the style made; `plan.method` is the method that ran.
+    /// The plan the style made, with the size the host chose filled in; `plan.method` is the
+    /// method that ran (a fallback, when the planned one could not run or did not pass the
+    /// identity gate), `plan.reason` ends with what happened at run time.
     pub plan: Plan,
+    /// The method the style planned.
+    pub planned: likeness_contract::MethodKind,
+    /// The options the style got: checked, defaults applied.
+    pub options: likeness_contract::Options,
     /// What the host saw in the photo.
     pub analysis: likeness_vision::Analysis,
     /// The result, RGBA.
@@ -255,7 +280,7 @@ impl Pipeline {
         &self,
         style_id: &str,
         photo: Vec<u8>,
-        options: &Options,
+        options: &RawOptions,
         progress: &(dyn Fn(Stage) + Send + Sync),
         cancel: &CancellationToken,
     ) -> Result<Generation, GenerateError> {
@@ -271,7 +296,7 @@ impl Pipeline {
         style_id: &str,
         routing: &Routing,
         photo: Vec<u8>,
-        options: &Options,
+        options: &RawOptions,
         progress: &(dyn Fn(Stage) + Send + Sync),
         cancel: &CancellationToken,
     ) -> Result<Generation, GenerateError> {
@@ -287,6 +312,14 @@ impl Pipeline {
             }
         })?;
         let style = routed.style.clone();
+        // Checked once, here: the style gets complete, typed options.
+        let options =
+            likeness_contract::options::check(&style.info.params, options).map_err(|error| {
+                GenerateError::InvalidOption {
+                    style: style_id.to_string(),
+                    error,
+                }
+            })?;
         let mut timings = Vec::new();
         let checkpoint = |stage: Stage| {
             if cancel.is_cancelled() {
@@ -299,67 +332,86 @@ impl Pipeline {
         checkpoint(Stage::Analysing)?;
         let started = Instant::now();
         let (photo, analysis) = self.analyze(photo, AnalyzeOptions::default()).await?;
-        let photo = Arc::new(photo);
         timings.push(("analysing", ms(started)));
 
         checkpoint(Stage::Planning)?;
         let started = Instant::now();
         let capabilities = self.capabilities();
         let style_analysis = to_style_analysis(&analysis);
-        // The runtime checks the plan against this analysis and these capabilities (method and
-        // fallback offered, bounded prompts and reason, finite weights, a sane size).
-        let plan = routed.settle(
+        // The runtime checks the plan against this analysis and these capabilities (methods
+        // offered, bounded prompts and reason, finite weights, a size the pack runs).
+        let mut plan = routed.settle(
             style
                 .component
-                .plan(&style_analysis, &capabilities, options)
+                .plan(&style_analysis, &capabilities, &options)
                 .await,
         )?;
         timings.push(("planning", ms(started)));
 
-        // With method `none` the style draws from the photo itself.
-        let (input, scale) = match (&self.diffusion, plan.method) {
-            (Some(engine), method) if method != IdentityMethod::None => {
-                let started = Instant::now();
-                let image = self
-                    .diffuse(engine, photo.clone(), &analysis, &plan, progress, cancel)
-                    .await?;
-                timings.push(("generating", ms(started)));
-                let scale = (
-                    image.width as f32 / analysis.width as f32,
-                    image.height as f32 / analysis.height as f32,
-                );
-                (image, scale)
+        // The plan runs image by image: the planned method, then its fallbacks when a method
+        // cannot run for this request or the identity gate is not passed.
+        let photo = Arc::new(photo);
+        let face = plan.reference_face(&style_analysis).copied();
+        let reference = self.reference_face(&photo, &analysis, &plan).await?;
+        let planned = plan.method.kind();
+        let mut executor = Executor::new(&plan, self.retry_budget, Instant::now());
+        let mut unrunnable = None;
+        while let Some(tried) = executor.next(Instant::now()) {
+            let started = Instant::now();
+            let mut method = tried.method.clone();
+            let input = self
+                .input(&mut method, &photo, face, progress, cancel)
+                .await;
+            let made = match input {
+                Ok((input, took)) => {
+                    if let Some(ms) = took {
+                        add_timing(&mut timings, "generating", ms);
+                    }
+                    checkpoint(Stage::PostProcessing)?;
+                    let post = Instant::now();
+                    let slot = self.cpu_slot().await?;
+                    let scale = (
+                        input.width as f32 / analysis.width as f32,
+                        input.height as f32 / analysis.height as f32,
+                    );
+                    let input_analysis = style_analysis.scaled(scale, input.width, input.height);
+                    let ran = Plan {
+                        method: method.clone(),
+                        ..plan.clone()
+                    };
+                    let image = routed.settle(
+                        style
+                            .component
+                            .post_process(&input, &input_analysis, &ran, &options)
+                            .await,
+                    )?;
+                    drop(slot);
+                    add_timing(&mut timings, "post-processing", ms(post));
+                    let scoring = Instant::now();
+                    let identity = self.score(&reference, &image).await?;
+                    add_timing(&mut timings, "identity", ms(scoring));
+                    Made::Image { image, identity }
+                }
+                Err(error) if can_fall_back(&error) => {
+                    let why = error.to_string();
+                    unrunnable = Some(error);
+                    Made::Unrunnable(why)
+                }
+                Err(error) => return Err(error),
+            };
+            executor.record(Try { method, ..tried }, made, started.elapsed());
+            if cancel.is_cancelled() {
+                return Err(GenerateError::Canceled);
             }
-            _ => {
-                let _slot = self.cpu_slot().await?;
-                let photo = photo.clone();
-                let (input, scale) = tokio::task::spawn_blocking(move || fallback_input(&photo))
-                    .await
-                    .map_err(|e| GenerateError::Internal(e.to_string()))?;
-                (input, (scale, scale))
-            }
-        };
-        checkpoint(Stage::PostProcessing)?;
-        let started = Instant::now();
-        let slot = self.cpu_slot().await?;
-        let input_analysis = scale_analysis(&style_analysis, scale, input.width, input.height);
-        let image = routed.settle(
-            style
-                .component
-                .post_process(&input, &input_analysis, &plan, options)
-                .await,
-        )?;
-        timings.push(("post-processing", ms(started)));
-        drop(slot);
-        if cancel.is_cancelled() {
-            return Err(GenerateError::Canceled);
         }
-
-        let started = Instant::now();
-        let identity = self
-            .check_identity(photo, &analysis, plan.reference_face, &image)
-            .await?;
-        timings.push(("identity", ms(started)));
+        let executed = executor
+            .finish(planned)
+            .map_err(|story| unrunnable.unwrap_or(GenerateError::Internal(story)))?;
+        plan.method = executed.method;
+        if let Some(story) = executed.story {
+            plan.reason = format!("{} {story}", plan.reason);
+        }
+        let (image, identity) = (executed.image, executed.identity);
 
         routed.succeeded();
         Ok(Generation {
@@ -367,65 +419,82 @@ impl Pipeline {
             style_version: style.manifest.version.clone(),
             style_digest: style.digest.clone(),
             plan,
+            planned,
+            options,
             analysis,
             image,
             identity,
             timings,
         })
     }
-
-    /// Scores how much of the reference face (`planned`, else the dominant one) `image` kept,
-    /// off the async workers. A photo without a face, a host without an embedding model or a
-    /// failing model give no score, with the reason, never a failed generation.
-    async fn check_identity(
-        &self,
-        photo: Arc<RgbImage>,
-        analysis: &likeness_vision::Analysis,
-        planned: Option<u32>,
-        image: &Image,
-    ) -> Result<Identity, GenerateError> {
-        let _slot = self.cpu_slot().await?;
-        let (vision, analysis, image) = (self.vision.clone(), analysis.clone(), image.clone());
-        tokio::task::spawn_blocking(move || {
-            let reference = match identity::reference_face(&vision, &photo, &analysis, planned) {
-                Ok(reference) => reference,
-                Err(reason) => return Identity::Unscored(reason),
-            };
-            match identity::score(&vision, &reference, &image) {
-                Ok(score) => Identity::Scored(IdentityReport::new(&score, &reference)),
-                Err(error) => {
-                    tracing::warn!(%error, "scoring the output's identity failed");
-                    Identity::Unscored(format!("scoring the output's identity failed: {error}"))
-                }
-            }
-        })
-        .await
-        .map_err(|e| GenerateError::Internal(e.to_string()))
-    }
 }
 
 impl Pipeline {
-    /// Runs the plan on the diffusion engine off the async workers, reporting each step and
+    /// The image `method` makes for post-processing, and the milliseconds diffusion took:
+    /// a diffusion method's output (its size filled in on `method`), else the photo itself.
+    async fn input(
+        &self,
+        method: &mut Method,
+        photo: &Arc<RgbImage>,
+        reference: Option<Face>,
+        progress: &(dyn Fn(Stage) + Send + Sync),
+        cancel: &CancellationToken,
+    ) -> Result<(Image, Option<f64>), GenerateError> {
+        let diffusion = self
+            .diffusion
+            .as_ref()
+            .zip(self.capabilities().diffusion_sizes);
+        match (diffusion, &mut *method) {
+            (
+                Some((engine, limits)),
+                Method::InstantId(settings)
+                | Method::Pulid(settings)
+                | Method::Controlnet(settings),
+            ) => {
+                let started = Instant::now();
+                let size =
+                    crate::diffuse::output_size(settings, &limits, photo.width(), photo.height());
+                settings.size = Some(size);
+                let image = self
+                    .diffuse(engine, photo.clone(), reference, method, progress, cancel)
+                    .await?;
+                Ok((image, Some(ms(started))))
+            }
+            // With method `none` the style draws from the photo itself.
+            _ => {
+                let _slot = self.cpu_slot().await?;
+                let photo = photo.clone();
+                let input = tokio::task::spawn_blocking(move || fallback_input(&photo))
+                    .await
+                    .map_err(|e| GenerateError::Internal(e.to_string()))?;
+                Ok((input, None))
+            }
+        }
+    }
+
+    /// Runs `method` on the diffusion engine off the async workers, reporting each step and
     /// stopping between steps when `cancel` fires or this future is dropped.
     async fn diffuse(
         &self,
         engine: &Arc<likeness_diffusion::DiffusionEngine>,
         photo: Arc<RgbImage>,
-        analysis: &likeness_vision::Analysis,
-        plan: &Plan,
+        reference: Option<Face>,
+        method: &Method,
         progress: &(dyn Fn(Stage) + Send + Sync),
         cancel: &CancellationToken,
     ) -> Result<Image, GenerateError> {
+        let settings = method
+            .diffusion()
+            .cloned()
+            .ok_or_else(|| GenerateError::Internal("a diffusion method without settings".into()))?;
+        let method = method.kind();
+        let size = settings
+            .size
+            .ok_or_else(|| GenerateError::Internal("a diffusion plan without a size".into()))?;
         let token = likeness_diffusion::CancelToken::new();
         let _cancel_on_drop = CancelOnDrop(token.clone());
         let (steps_tx, mut steps_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (engine, vision, analysis, plan_copy, worker_token) = (
-            engine.clone(),
-            self.vision.clone(),
-            analysis.clone(),
-            plan.clone(),
-            token.clone(),
-        );
+        let (engine, vision, worker_token) = (engine.clone(), self.vision.clone(), token.clone());
         let mut work = tokio::task::spawn_blocking(move || {
             let report = |k: u32, n: u32| {
                 let _ = steps_tx.send((k, n));
@@ -434,8 +503,10 @@ impl Pipeline {
                 &engine,
                 &vision,
                 &photo,
-                &analysis,
-                &plan_copy,
+                reference.as_ref(),
+                method,
+                &settings,
+                size,
                 &report,
                 &worker_token,
             )
@@ -447,6 +518,70 @@ impl Pipeline {
                 () = cancel.cancelled() => token.cancel(),
             }
         }
+    }
+}
+
+impl Pipeline {
+    /// The reference face of `plan` (its first reference face, else the dominant one),
+    /// embedded from the photo off the async workers; `Err` says why there is none (no face,
+    /// no embedding model, a failed embedding) and the generation goes on unscored.
+    async fn reference_face(
+        &self,
+        photo: &Arc<RgbImage>,
+        analysis: &likeness_vision::Analysis,
+        plan: &Plan,
+    ) -> Result<Result<ReferenceFace, String>, GenerateError> {
+        let _slot = self.cpu_slot().await?;
+        let (vision, photo, analysis) = (self.vision.clone(), photo.clone(), analysis.clone());
+        let planned = plan.reference_faces.first().copied();
+        tokio::task::spawn_blocking(move || {
+            identity::reference_face(&vision, &photo, &analysis, planned)
+        })
+        .await
+        .map_err(|e| GenerateError::Internal(e.to_string()))
+    }
+
+    /// Scores how much of `reference` `image` kept, off the async workers. A failing model
+    /// gives no score, with the reason, never a failed generation.
+    async fn score(
+        &self,
+        reference: &Result<ReferenceFace, String>,
+        image: &Image,
+    ) -> Result<Identity, GenerateError> {
+        let reference = match reference {
+            Ok(reference) => reference.clone(),
+            Err(reason) => return Ok(Identity::Unscored(reason.clone())),
+        };
+        let _slot = self.cpu_slot().await?;
+        let (vision, image) = (self.vision.clone(), image.clone());
+        tokio::task::spawn_blocking(move || match identity::score(&vision, &reference, &image) {
+            Ok(score) => Identity::Scored(IdentityReport::new(&score, &reference)),
+            Err(error) => {
+                tracing::warn!(%error, "scoring the output's identity failed");
+                Identity::Unscored(format!("scoring the output's identity failed: {error}"))
+            }
+        })
+        .await
+        .map_err(|e| GenerateError::Internal(e.to_string()))
+    }
+}
+
+/// Whether `error` means the method cannot run for this request, so that the plan's next
+/// fallback should: the diffusion engine or a vision model failing (a pack part that does not
+/// load or run, no usable embedding, a control map the host cannot draw). Cancellation, the
+/// style's own failures and bugs end the generation.
+fn can_fall_back(error: &GenerateError) -> bool {
+    matches!(
+        error,
+        GenerateError::Diffusion(_) | GenerateError::Vision(_)
+    )
+}
+
+/// Adds `ms` to `stage`'s time (each attempt of a generation adds to its stages).
+fn add_timing(timings: &mut Vec<(&'static str, f64)>, stage: &'static str, ms: f64) {
+    match timings.iter_mut().find(|(name, _)| *name == stage) {
+        Some((_, total)) => *total += ms,
+        None => timings.push((stage, ms)),
     }
 }
 
@@ -464,92 +599,52 @@ fn ms(started: Instant) -> f64 {
 }
 
 /// The photo a style post-processes without diffusion: RGBA, long side at most
-/// [`MAX_FALLBACK_SIDE`]; and the scale from the analysed photo to it.
-fn fallback_input(photo: &RgbImage) -> (Image, f32) {
+/// [`MAX_FALLBACK_SIDE`].
+fn fallback_input(photo: &RgbImage) -> Image {
     let (w, h) = photo.dimensions();
     let long = w.max(h);
-    let (photo, scale) = if long > MAX_FALLBACK_SIDE {
+    let photo = if long > MAX_FALLBACK_SIDE {
         let scale = MAX_FALLBACK_SIDE as f32 / long as f32;
         let (nw, nh) = (
             ((w as f32 * scale).round() as u32).max(1),
             ((h as f32 * scale).round() as u32).max(1),
         );
-        (
-            std::borrow::Cow::Owned(ingest::resize(photo, nw, nh)),
-            scale,
-        )
+        std::borrow::Cow::Owned(ingest::resize(photo, nw, nh))
     } else {
-        (std::borrow::Cow::Borrowed(photo), 1.0)
+        std::borrow::Cow::Borrowed(photo)
     };
     let (width, height) = photo.dimensions();
     let mut rgba = Vec::with_capacity(width as usize * height as usize * 4);
     for pixel in photo.pixels() {
         rgba.extend_from_slice(&[pixel[0], pixel[1], pixel[2], 255]);
     }
-    (
-        Image {
-            width,
-            height,
-            rgba,
-        },
-        scale,
-    )
+    Image {
+        width,
+        height,
+        rgba,
+    }
 }
 
 /// The analysis as the style contract carries it.
-pub fn to_style_analysis(analysis: &likeness_vision::Analysis) -> runtime::Analysis {
-    let point = |p: [f32; 2]| runtime::Point { x: p[0], y: p[1] };
-    runtime::Analysis {
+pub fn to_style_analysis(analysis: &likeness_vision::Analysis) -> Analysis {
+    Analysis {
         width: analysis.width,
         height: analysis.height,
         faces: analysis
             .faces
             .iter()
-            .map(|face| runtime::Face {
-                bbox: runtime::Rect {
+            .map(|face| Face {
+                bbox: Rect {
                     x1: face.bbox[0],
                     y1: face.bbox[1],
                     x2: face.bbox[2],
                     y2: face.bbox[3],
                 },
                 score: face.score,
-                landmarks: runtime::Landmarks {
-                    left_eye: point(face.landmarks[0]),
-                    right_eye: point(face.landmarks[1]),
-                    nose: point(face.landmarks[2]),
-                    mouth_left: point(face.landmarks[3]),
-                    mouth_right: point(face.landmarks[4]),
-                },
+                landmarks: Landmarks::from_array(face.landmarks),
                 share: face.share,
                 dominant: face.dominant,
             })
             .collect(),
     }
-}
-
-/// The analysis in the coordinates of an image scaled by `scale` (x, y) to `width` x `height`.
-fn scale_analysis(
-    analysis: &runtime::Analysis,
-    (sx, sy): (f32, f32),
-    width: u32,
-    height: u32,
-) -> runtime::Analysis {
-    let mut scaled = analysis.clone();
-    scaled.width = width;
-    scaled.height = height;
-    for face in &mut scaled.faces {
-        let r = &mut face.bbox;
-        (r.x1, r.y1, r.x2, r.y2) = (r.x1 * sx, r.y1 * sy, r.x2 * sx, r.y2 * sy);
-        let l = &mut face.landmarks;
-        for p in [
-            &mut l.left_eye,
-            &mut l.right_eye,
-            &mut l.nose,
-            &mut l.mouth_left,
-            &mut l.mouth_right,
-        ] {
-            (p.x, p.y) = (p.x * sx, p.y * sy);
-        }
-    }
-    scaled
 }

@@ -17,8 +17,9 @@ use crate::jobs::{Failure, Job, Jobs, Outcome};
 use crate::metrics::Metrics;
 use crate::output::{OutputFormat, Rendered};
 use crate::pipeline::{GenerateError, Pipeline, Stage};
-use crate::runtime::{CallError, Options};
+use crate::runtime::CallError;
 use crate::style::canary::Routing;
+use likeness_contract::options::RawOptions as Options;
 
 /// One generation to run.
 #[derive(Debug)]
@@ -223,7 +224,7 @@ impl Service {
         let m = &self.metrics;
         match result {
             Ok(rendered) => {
-                let method = rendered.plan.method.as_str();
+                let method = rendered.plan.method.kind().name();
                 m.generations
                     .with_label_values(&[style, method, "200"])
                     .inc();

@@ -10,6 +10,9 @@
 
 use crate::types::{Options, ParamKind, ParamSpec, Value};
 
+/// A request's options as the client sent them: names and text values, in the order sent.
+pub type RawOptions = Vec<(String, String)>;
+
 /// An option the host refuses, naming it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OptionError {

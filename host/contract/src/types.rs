@@ -288,6 +288,28 @@ impl Capabilities {
         }
     }
 
+    /// Every diffusion method and control map, with an SDXL pack's sizes (multiples of 64,
+    /// sides 512..=1536, 1024 by default): what a style's plans are dry-run against. (No host
+    /// runs style transfer yet, so it is left out.)
+    pub fn all() -> Capabilities {
+        Capabilities {
+            methods: vec![
+                MethodKind::InstantId,
+                MethodKind::Pulid,
+                MethodKind::Controlnet,
+                MethodKind::None,
+            ],
+            control_maps: ControlKind::ALL.to_vec(),
+            diffusion_sizes: Some(SizeLimits {
+                multiple: 64,
+                min_side: 512,
+                max_side: 1536,
+                default_side: 1024,
+            }),
+            transfer: None,
+        }
+    }
+
     /// Whether `method` can run (`none` always can).
     pub fn offers(&self, method: MethodKind) -> bool {
         method == MethodKind::None || self.methods.contains(&method)

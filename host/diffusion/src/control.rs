@@ -8,30 +8,7 @@ use ort::value::DynValue;
 use crate::error::DiffusionError;
 use crate::runtime::{Feed, Graph, HostTensor, Place};
 
-/// What a control map is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ControlKind {
-    /// Canny edges.
-    Canny,
-    /// Depth map.
-    Depth,
-    /// InstantID's face-keypoint image (IdentityNet).
-    FaceKeypoints,
-    /// Body pose.
-    Pose,
-}
-
-impl ControlKind {
-    /// The WIT name (`canny`, `depth`, `face-keypoints`, `pose`).
-    pub fn name(&self) -> &'static str {
-        match self {
-            ControlKind::Canny => "canny",
-            ControlKind::Depth => "depth",
-            ControlKind::FaceKeypoints => "face-keypoints",
-            ControlKind::Pose => "pose",
-        }
-    }
-}
+pub use likeness_contract::ControlKind;
 
 /// One ControlNet ready to run: its graph and the inputs that stay the same at every step.
 pub struct ControlUnit<'a> {

@@ -18,41 +18,17 @@ use crate::runtime::{Graph, HostTensor};
 use crate::scheduler::{SamplerKind, Spacing};
 use crate::tokenizer::ClipTokenizer;
 
-/// How the person's identity is carried (the plan's `identity-method`, less `none`, which needs
-/// no diffusion).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Method {
-    /// Face embedding + IdentityNet on the keypoint image.
-    InstantId,
-    /// ID tokens through the UNet's extra cross-attention.
-    Pulid,
-    /// Structure only (canny / depth / pose ControlNets).
-    Controlnet,
-}
+/// The diffusion methods (`instant-id`, `pulid`, `controlnet`) are the contract's method kinds;
+/// the others need no diffusion and are refused by [`DiffusionEngine::generate`].
+pub use likeness_contract::MethodKind as Method;
 
-impl Method {
-    /// The WIT name (`instant-id`, `pulid`, `controlnet`); also the key of `[methods.NAME]`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Method::InstantId => "instant-id",
-            Method::Pulid => "pulid",
-            Method::Controlnet => "controlnet",
-        }
-    }
-}
+/// One control map of a generation: the contract's.
+pub use likeness_contract::ControlMap;
 
-/// One control map of the plan.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ControlMap {
-    /// Which condition.
-    pub kind: ControlKind,
-    /// Conditioning scale.
-    pub weight: f32,
-    /// Share of the steps where it starts applying, 0..1.
-    pub start: f32,
-    /// Share of the steps where it stops, `start..=1`.
-    pub end: f32,
-}
+/// What a pack can run: its diffusion methods (in the order instant-id, pulid, controlnet),
+/// its control kinds (canny, depth, face-keypoints, pose) and its sizes; in the contract's
+/// terms, with no style transfer.
+pub use likeness_contract::Capabilities;
 
 /// A condition image the host derived from the photo (any size: it is resized to the output).
 #[derive(Debug, Clone, PartialEq)]
@@ -155,15 +131,6 @@ pub struct Generated {
     pub decoded: HostTensor,
     /// Steps run.
     pub steps: u32,
-}
-
-/// What a pack can run.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Capabilities {
-    /// Methods, in the order instant-id, pulid, controlnet.
-    pub methods: Vec<Method>,
-    /// Control kinds, in the order canny, depth, face-keypoints, pose.
-    pub control_kinds: Vec<ControlKind>,
 }
 
 /// A token to stop a generation between two steps.
@@ -360,9 +327,18 @@ impl DiffusionEngine {
                 control_kinds.push(kind);
             }
         }
+        let latent = &self.pack.manifest.latent;
+        let multiple = latent.size_multiple.max(1);
         Capabilities {
             methods,
-            control_kinds,
+            control_maps: control_kinds,
+            diffusion_sizes: Some(likeness_contract::SizeLimits {
+                multiple,
+                min_side: multiple,
+                max_side: latent.max_side,
+                default_side: latent.default_size[0].max(latent.default_size[1]),
+            }),
+            transfer: None,
         }
     }
 

@@ -36,7 +36,7 @@ fn tiny_pack_loads_with_every_capability() {
         vec![Method::InstantId, Method::Pulid, Method::Controlnet]
     );
     assert_eq!(
-        caps.control_kinds,
+        caps.control_maps,
         vec![
             ControlKind::Canny,
             ControlKind::Depth,
@@ -57,7 +57,7 @@ fn capabilities_follow_the_roles_present() {
     let caps = engine.capabilities();
     assert_eq!(caps.methods, vec![Method::Controlnet]);
     assert_eq!(
-        caps.control_kinds,
+        caps.control_maps,
         vec![ControlKind::Canny, ControlKind::Depth]
     );
 }

@@ -100,10 +100,16 @@ impl Sandbox {
         self.table().get(handle).map_err(stale)
     }
 
-    fn add_image(&mut self, image: Image) -> wasmtime::Result<Resource<Image>> {
+    /// Puts `image` into the instance's table, for the guest.
+    pub(crate) fn add_image(&mut self, image: Image) -> wasmtime::Result<Resource<Image>> {
         self.table_mut()
             .push(image)
             .map_err(|e| wasmtime::Error::msg(format!("canvas: {e}")))
+    }
+
+    /// Takes the image a guest returned out of the instance's table.
+    pub(crate) fn take_image(&mut self, handle: Resource<Image>) -> wasmtime::Result<Image> {
+        self.table_mut().delete(handle).map_err(stale)
     }
 }
 

@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use super::bindings::v0_1::StyleError;
 use super::budget::Limit;
+use likeness_contract::StyleError;
 
 /// Which export of a style was being called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

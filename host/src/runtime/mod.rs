@@ -24,16 +24,15 @@ use anyhow::Context as _;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-pub use bindings::v0_1::{
-    Analysis, Capabilities, ControlKind, ControlMap, Face, IdentityMethod, Image, Landmarks,
-    Options, ParamKind, ParamSpec, Plan, Point, Rect, Size, StyleError, StyleInfo,
-};
 pub use budget::Limit;
+pub use canvas::Image;
 pub use error::{Call, CallError};
+pub use likeness_contract::{Analysis, Capabilities, Options, Plan, StyleError, StyleInfo};
 pub use precheck::ComponentLimits;
 pub use sandbox::{Sandbox, Stop};
 
-use bindings::v0_1::{Style, StylePre};
+use bindings::convert::Edge;
+use bindings::{v0_1, v0_2};
 use budget::{Budget, metered};
 use cache::ComponentCache;
 
@@ -151,8 +150,9 @@ impl StyleRuntime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
-        Style::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(anyhow::Error::from)?;
-        bindings::v0_2::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        v0_1::Style::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)?;
+        v0_2::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)?;
 
         let cache = match &config.cache_dir {
@@ -182,7 +182,7 @@ impl StyleRuntime {
     }
 
     /// Checks a component against the host's limits, compiles it (or loads it from the cache)
-    /// and checks that it implements the `style` world. A component that failed before (same
+    /// and checks that it implements a style world (0.2's `plugin`, else 0.1's `style`). A component that failed before (same
     /// SHA-256 `digest`) is refused at once, never compiled again. Blocking: call it off the
     /// async runtime's workers.
     pub fn compile(
@@ -227,7 +227,7 @@ impl StyleRuntime {
         wasm: &[u8],
         digest: &str,
         limits: CallLimits,
-    ) -> anyhow::Result<StylePre<Sandbox>> {
+    ) -> anyhow::Result<Pre> {
         precheck::check(wasm, &self.config.components, limits.memory)?;
         let cached = self
             .cache
@@ -254,9 +254,16 @@ impl StyleRuntime {
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .context("the component imports something the host does not grant")?;
-        StylePre::new(pre)
-            .map_err(anyhow::Error::from)
-            .context("the component does not implement the likeness:style world")
+        let v0_2 = match v0_2::PluginPre::new(pre.clone()) {
+            Ok(plugin) => return Ok(Pre::V0_2(plugin)),
+            Err(error) => error,
+        };
+        match v0_1::StylePre::new(pre) {
+            Ok(style) => Ok(Pre::V0_1(style)),
+            Err(_) => Err(anyhow::Error::from(v0_2).context(
+                "the component implements neither likeness:style@0.2.0 (world plugin) nor 0.1.0",
+            )),
+        }
     }
 
     fn lock_failed(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
@@ -275,7 +282,7 @@ impl Drop for StyleRuntime {
 pub struct StyleComponent {
     style: String,
     runtime: Arc<StyleRuntime>,
-    pre: StylePre<Sandbox>,
+    pre: Pre,
     limits: CallLimits,
     assets: Option<PathBuf>,
 }
@@ -286,18 +293,46 @@ impl StyleComponent {
         self.limits
     }
 
+    /// The contract version the component implements: `0.2.0` or `0.1.0`.
+    pub fn contract(&self) -> &'static str {
+        match self.pre {
+            Pre::V0_2(_) => "0.2.0",
+            Pre::V0_1(_) => "0.1.0",
+        }
+    }
+
     /// Calls `describe` in a fresh instance and checks what it returns ([`checks::info`]).
     pub async fn describe(&self) -> Result<StyleInfo, CallError> {
         let _ticking = self.runtime.ticker.hold();
-        let (mut store, style, budget) = self.instantiate(Call::Describe).await?;
-        let result = guarded(&budget, style.call_describe(&mut store)).await;
-        let info = self.finish(Call::Describe, &store, result)?;
-        checks::info(&info).map_err(|bad| self.bad_output(Call::Describe, bad))?;
+        let call = Call::Describe;
+        let (mut store, instance, budget) = self.instantiate(call).await?;
+        let info = match instance {
+            Instance::V0_2(style) => {
+                let result = guarded(
+                    &budget,
+                    style.likeness_style_style().call_describe(&mut store),
+                )
+                .await;
+                self.finish(call, &store, result)?.edge()
+            }
+            Instance::V0_1(style) => {
+                let result = guarded(&budget, style.call_describe(&mut store)).await;
+                let info = self.finish(call, &store, result)?;
+                v0_1::style_info(info).map_err(|(field, message)| CallError::BadOutput {
+                    style: self.style.clone(),
+                    call,
+                    field,
+                    message,
+                })?
+            }
+        };
+        checks::info(&info).map_err(|bad| self.bad_output(call, bad))?;
         Ok(info)
     }
 
-    /// Calls `plan` in a fresh instance and checks the plan against the analysis and the
-    /// capabilities it was made for ([`checks::plan`]).
+    /// Calls `choose-plan` (0.1: `plan`) in a fresh instance and checks the plan against the
+    /// analysis and the capabilities it was made for ([`checks::plan`]). `options` are the
+    /// host-checked options ([`likeness_contract::options::check`]).
     pub async fn plan(
         &self,
         analysis: &Analysis,
@@ -305,14 +340,42 @@ impl StyleComponent {
         options: &Options,
     ) -> Result<Plan, CallError> {
         let _ticking = self.runtime.ticker.hold();
-        let (mut store, style, budget) = self.instantiate(Call::Plan).await?;
-        let call = style.call_plan(&mut store, analysis, capabilities, options);
-        let result = guarded(&budget, call).await;
-        let plan = self
-            .finish(Call::Plan, &store, result)?
-            .map_err(|error| self.style_error(error))?;
-        checks::plan(&plan, analysis, capabilities)
-            .map_err(|bad| self.bad_output(Call::Plan, bad))?;
+        let call = Call::Plan;
+        let (mut store, instance, budget) = self.instantiate(call).await?;
+        let plan = match instance {
+            Instance::V0_2(style) => {
+                let (analysis, capabilities, options) = (
+                    analysis.clone().edge(),
+                    capabilities.clone().edge(),
+                    options.clone().edge(),
+                );
+                let run = style.likeness_style_style().call_choose_plan(
+                    &mut store,
+                    &analysis,
+                    &capabilities,
+                    &options,
+                );
+                let result = guarded(&budget, run).await;
+                let plan: v0_2::likeness::style::types::Plan =
+                    self.finish(call, &store, result)?
+                        .map_err(|error| self.style_error(error.edge()))?;
+                plan.edge()
+            }
+            Instance::V0_1(style) => {
+                let (analysis_v0_1, capabilities_v0_1, options) = (
+                    analysis.clone().edge(),
+                    v0_1::capabilities(capabilities),
+                    v0_1::options(options),
+                );
+                let run = style.call_plan(&mut store, &analysis_v0_1, &capabilities_v0_1, &options);
+                let result = guarded(&budget, run).await;
+                let plan = self
+                    .finish(call, &store, result)?
+                    .map_err(|error| self.style_error(v0_1::style_error(error)))?;
+                v0_1::plan(plan, capabilities)
+            }
+        };
+        checks::plan(&plan, analysis, capabilities).map_err(|bad| self.bad_output(call, bad))?;
         Ok(plan)
     }
 
@@ -326,13 +389,47 @@ impl StyleComponent {
         options: &Options,
     ) -> Result<Image, CallError> {
         let _ticking = self.runtime.ticker.hold();
-        let (mut store, style, budget) = self.instantiate(Call::PostProcess).await?;
-        let call = style.call_post_process(&mut store, image, analysis, plan, options);
-        let result = guarded(&budget, call).await;
-        let output = self
-            .finish(Call::PostProcess, &store, result)?
-            .map_err(|e| self.style_error(e))?;
-        checks::image(&output, image).map_err(|bad| self.bad_output(Call::PostProcess, bad))?;
+        let call = Call::PostProcess;
+        let (mut store, instance, budget) = self.instantiate(call).await?;
+        let output = match instance {
+            Instance::V0_2(style) => {
+                let handle = store
+                    .data_mut()
+                    .add_image(image.clone())
+                    .map_err(|e| self.classify(call, &store, e))?;
+                let (analysis, plan, options) = (
+                    analysis.clone().edge(),
+                    plan.clone().edge(),
+                    options.clone().edge(),
+                );
+                let run = style
+                    .likeness_style_style()
+                    .call_post_process(&mut store, handle, &analysis, &plan, &options);
+                let result = guarded(&budget, run).await;
+                let handle = self
+                    .finish(call, &store, result)?
+                    .map_err(|error| self.style_error(error.edge()))?;
+                store
+                    .data_mut()
+                    .take_image(handle)
+                    .map_err(|e| self.classify(call, &store, e))?
+            }
+            Instance::V0_1(style) => {
+                let (photo, analysis, plan, options) = (
+                    image.clone().edge(),
+                    analysis.clone().edge(),
+                    v0_1::plan_that_ran(plan, image),
+                    v0_1::options(options),
+                );
+                let run = style.call_post_process(&mut store, &photo, &analysis, &plan, &options);
+                let result = guarded(&budget, run).await;
+                let output: v0_1::likeness::style::types::Image = self
+                    .finish(call, &store, result)?
+                    .map_err(|error| self.style_error(v0_1::style_error(error)))?;
+                output.edge()
+            }
+        };
+        checks::image(&output, image).map_err(|bad| self.bad_output(call, bad))?;
         Ok(output)
     }
 
@@ -341,7 +438,7 @@ impl StyleComponent {
     async fn instantiate(
         &self,
         call: Call,
-    ) -> Result<(Store<Sandbox>, Style, Arc<Budget>), CallError> {
+    ) -> Result<(Store<Sandbox>, Instance, Arc<Budget>), CallError> {
         let cpu = self.limits.cpu_budget(call);
         let wall = cpu.saturating_mul(self.runtime.config.wall_ceiling_factor.max(1));
         let budget = Arc::new(Budget::new(cpu, wall));
@@ -365,8 +462,16 @@ impl StyleComponent {
                 wasmtime::UpdateDeadline::Yield(1)
             })
         });
-        match guarded(&budget, self.pre.instantiate_async(&mut store)).await {
-            Ok(style) => Ok((store, style, budget)),
+        let instance = match &self.pre {
+            Pre::V0_2(pre) => guarded(&budget, pre.instantiate_async(&mut store))
+                .await
+                .map(Instance::V0_2),
+            Pre::V0_1(pre) => guarded(&budget, pre.instantiate_async(&mut store))
+                .await
+                .map(Instance::V0_1),
+        };
+        match instance {
+            Ok(instance) => Ok((store, instance, budget)),
             Err(error) => Err(self.classify(call, &store, error)),
         }
     }
@@ -440,6 +545,18 @@ impl StyleComponent {
             message: bad.message,
         }
     }
+}
+
+/// A component ready to instantiate, by the contract version it implements.
+enum Pre {
+    V0_2(v0_2::PluginPre<Sandbox>),
+    V0_1(v0_1::StylePre<Sandbox>),
+}
+
+/// One call's instance.
+enum Instance {
+    V0_2(v0_2::Plugin),
+    V0_1(v0_1::Style),
 }
 
 /// The outer timeout of a guest call ran out: the call was dropped at its wall-clock ceiling.

@@ -1,6 +1,8 @@
-//! The `policy` interface of contract 0.2: the host's default identity-method decision, which a
-//! style may call, adjust or ignore.
+//! The `policy` interface of contract 0.2: the host's default identity-method decision
+//! ([`likeness_contract::policy::default_plan`]), which a style may call, adjust or ignore.
+//! It is pure computation over what the style passes in: it grants no access to anything.
 
+use super::bindings::convert::Edge;
 use super::bindings::v0_2::likeness::style::policy::{Host, Preferences};
 use super::bindings::v0_2::likeness::style::types::{Analysis, Capabilities, Plan};
 use super::sandbox::Sandbox;
@@ -8,10 +10,15 @@ use super::sandbox::Sandbox;
 impl Host for Sandbox {
     fn default_plan(
         &mut self,
-        _analysis: Analysis,
-        _capabilities: Capabilities,
-        _preferences: Preferences,
+        analysis: Analysis,
+        capabilities: Capabilities,
+        preferences: Preferences,
     ) -> wasmtime::Result<Plan> {
-        wasmtime::bail!("policy.default-plan is not implemented by this host yet")
+        let plan = likeness_contract::policy::default_plan(
+            &analysis.edge(),
+            &capabilities.edge(),
+            &preferences.edge(),
+        );
+        Ok(plan.edge())
     }
 }

@@ -184,6 +184,7 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
                 name("x-likeness-style-version"),
                 name("x-likeness-style-digest"),
                 name("x-likeness-method"),
+                name("x-likeness-planned"),
                 name("x-likeness-reason"),
                 name("x-likeness-identity"),
                 name("x-likeness-timings"),

@@ -255,8 +255,9 @@ fn fact_headers(headers: &mut HeaderMap, rendered: &Rendered) {
         ("x-likeness-style-digest", rendered.style_digest.clone()),
         (
             "x-likeness-method",
-            rendered.plan.method.as_str().to_string(),
+            rendered.plan.method.kind().name().to_string(),
         ),
+        ("x-likeness-planned", rendered.planned.name().to_string()),
         ("x-likeness-reason", rendered.plan.reason.clone()),
         ("x-likeness-identity", rendered.identity.header()),
         ("x-likeness-timings", timings),

@@ -9,9 +9,9 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use crate::runtime::{ParamSpec, StyleInfo};
 use crate::style::canary::CanaryReport;
 use crate::style::{LoadedStyle, StyleState, StyleStatus};
+use likeness_contract::{ParamKind, ParamSpec, StyleInfo};
 
 /// Liveness: the process serves HTTP.
 #[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
@@ -61,6 +61,10 @@ pub struct StyleView {
     version: Option<String>,
     /// One sentence for clients.
     description: String,
+    /// The contract version the serving component implements: `0.2.0`, or `0.1.0` for a
+    /// package built before 0.2 (served through the host's adapter until 0.3.0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contract: Option<&'static str>,
     /// The options it takes.
     params: Vec<ParamView>,
     /// Its life: serving or failed, and the last reload error.
@@ -80,11 +84,22 @@ pub struct ParamView {
     description: String,
     /// `text`, `integer`, `number`, `boolean` or `choice`.
     kind: &'static str,
-    /// The value used when none is set.
-    default: String,
+    /// The value used when none is set (absent: the option is optional).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    default: Option<serde_json::Value>,
     /// The allowed values, for `choice`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     choices: Vec<String>,
+    /// The smallest value, for `integer` and `number`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min: Option<f64>,
+    /// The largest value, for `integer` and `number`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max: Option<f64>,
+    /// The most characters, for `text`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_length: Option<u32>,
 }
 
 /// Whether a style serves, and what happened at its last reload.
@@ -133,12 +148,32 @@ pub struct StyleList {
 
 impl From<&ParamSpec> for ParamView {
     fn from(spec: &ParamSpec) -> Self {
+        let (mut choices, mut min, mut max, mut max_length) = (Vec::new(), None, None, None);
+        match &spec.kind {
+            ParamKind::Text(most) => max_length = Some(*most),
+            ParamKind::Integer { min: lo, max: hi } => {
+                (min, max) = (Some(*lo as f64), Some(*hi as f64));
+            }
+            ParamKind::Number { min: lo, max: hi } => (min, max) = (Some(*lo), Some(*hi)),
+            ParamKind::Boolean => {}
+            ParamKind::Choice(values) => choices = values.clone(),
+        }
+        let default = spec.default_value.as_ref().map(|value| {
+            let options = vec![(spec.name.clone(), value.clone())];
+            super::views::options_view(&options)
+                .into_values()
+                .next()
+                .unwrap_or_default()
+        });
         ParamView {
             name: spec.name.clone(),
             description: spec.description.clone(),
-            kind: spec.kind.as_str(),
-            default: spec.default_value.clone(),
-            choices: spec.choices.clone(),
+            kind: spec.kind.name(),
+            default,
+            choices,
+            min,
+            max,
+            max_length,
         }
     }
 }
@@ -151,6 +186,7 @@ fn view(mut status: StyleStatus, style: Option<&LoadedStyle>) -> StyleView {
         name: info.map_or_else(|| status.id.clone(), |i| i.name.clone()),
         version: info.map(|i| i.version.clone()),
         description: info.map(|i| i.description.clone()).unwrap_or_default(),
+        contract: style.map(|s| s.component.contract()),
         params: info
             .map(|i| i.params.iter().map(ParamView::from).collect())
             .unwrap_or_default(),

@@ -17,8 +17,8 @@ use utoipa::openapi::{RefOr, Schema};
 use super::error::ApiError;
 use crate::admission::UploadPlace;
 use crate::output::OutputFormat;
-use crate::runtime::Options;
 use crate::service::Service;
+use likeness_contract::options::RawOptions as Options;
 
 /// Most options one request may set.
 const MAX_OPTIONS: usize = 64;

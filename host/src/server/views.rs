@@ -10,7 +10,7 @@ use super::error::ErrorDetail;
 use crate::identity::{Identity, IdentityReport};
 use crate::jobs::{Job, Outcome, Snapshot};
 use crate::output::Rendered;
-use crate::runtime::Plan;
+use likeness_contract::{Diffusion, Method, Options, Plan, Transfer, Value};
 
 /// One face, in the oriented photo's pixels.
 #[derive(Debug, Serialize, ToSchema)]
@@ -130,33 +130,172 @@ pub struct SizeView {
     pub height: u32,
 }
 
-/// The style's plan for a generation.
+/// One learned style of a style transfer and its blend weight.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct PlanView {
-    /// The identity method: `instant-id`, `pulid`, `controlnet` or `none`.
+pub struct LearnedStyleView {
+    /// The learned style's name.
+    pub name: String,
+    /// Its blend weight.
+    pub weight: f32,
+}
+
+/// A method and its settings; the settings of the diffusion methods (`instant-id`, `pulid`,
+/// `controlnet`) or of `style-transfer`, none for `none`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MethodView {
+    /// `instant-id`, `pulid`, `controlnet`, `style-transfer` or `none`.
     pub method: String,
-    /// What would run if the method could not.
-    pub fallback: String,
-    /// Index of the face whose identity is kept.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reference_face: Option<u32>,
     /// The prompt.
-    pub prompt: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
     /// The negative prompt.
-    pub negative_prompt: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub negative_prompt: Option<String>,
     /// ControlNet conditions.
-    pub control_maps: Vec<ControlMapView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_maps: Option<Vec<ControlMapView>>,
     /// Identity strength.
-    pub identity_weight: f32,
-    /// Denoising steps (0 with method `none`).
-    pub steps: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_weight: Option<f32>,
+    /// Denoising steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u32>,
     /// Classifier-free guidance scale.
-    pub guidance: f32,
-    /// Output size.
-    pub size: SizeView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guidance: Option<f32>,
+    /// Output size (the one that ran, for the method that ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<SizeView>,
     /// Noise seed, if the style chose one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// The learned styles blended by a style transfer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learned_styles: Option<Vec<LearnedStyleView>>,
+    /// The style picture of a style transfer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub style_picture: Option<String>,
+    /// How much of a style transfer's rendition replaces the photo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strength: Option<f32>,
+    /// A style transfer's working long side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_side: Option<u32>,
+    /// How much lighter a style transfer is inside the faces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub face_preservation: Option<f32>,
+}
+
+impl MethodView {
+    fn bare(method: &Method) -> MethodView {
+        MethodView {
+            method: method.kind().name().into(),
+            prompt: None,
+            negative_prompt: None,
+            control_maps: None,
+            identity_weight: None,
+            steps: None,
+            guidance: None,
+            size: None,
+            seed: None,
+            learned_styles: None,
+            style_picture: None,
+            strength: None,
+            working_side: None,
+            face_preservation: None,
+        }
+    }
+}
+
+impl From<&Method> for MethodView {
+    fn from(method: &Method) -> Self {
+        let view = MethodView::bare(method);
+        match method {
+            Method::InstantId(d) | Method::Pulid(d) | Method::Controlnet(d) => {
+                let Diffusion {
+                    prompt,
+                    negative_prompt,
+                    control_maps,
+                    identity_weight,
+                    steps,
+                    guidance,
+                    size,
+                    seed,
+                } = d;
+                MethodView {
+                    prompt: Some(prompt.clone()),
+                    negative_prompt: Some(negative_prompt.clone()),
+                    control_maps: Some(
+                        control_maps
+                            .iter()
+                            .map(|map| ControlMapView {
+                                kind: map.kind.name().into(),
+                                weight: map.weight,
+                                start: map.start,
+                                end: map.end,
+                            })
+                            .collect(),
+                    ),
+                    identity_weight: Some(*identity_weight),
+                    steps: Some(*steps),
+                    guidance: Some(*guidance),
+                    size: size.map(|s| SizeView {
+                        width: s.width,
+                        height: s.height,
+                    }),
+                    seed: *seed,
+                    ..view
+                }
+            }
+            Method::StyleTransfer(Transfer {
+                learned_styles,
+                style_picture,
+                strength,
+                working_side,
+                face_preservation,
+            }) => MethodView {
+                learned_styles: Some(
+                    learned_styles
+                        .iter()
+                        .map(|(name, weight)| LearnedStyleView {
+                            name: name.clone(),
+                            weight: *weight,
+                        })
+                        .collect(),
+                ),
+                style_picture: style_picture.clone(),
+                strength: Some(*strength),
+                working_side: *working_side,
+                face_preservation: Some(*face_preservation),
+                ..view
+            },
+            Method::None => view,
+        }
+    }
+}
+
+/// The identity check of a plan.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IdentityGateView {
+    /// The least cosine similarity between the reference face and the output's face.
+    pub threshold: f32,
+    /// Most attempts before the fallbacks.
+    pub attempts: u32,
+}
+
+/// The style's plan for a generation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanView {
+    /// The method that ran and its settings.
+    #[serde(flatten)]
+    pub method: MethodView,
+    /// What would run instead, in order, if the method could not.
+    pub fallbacks: Vec<MethodView>,
+    /// Indexes of the faces whose identity is kept (empty: the dominant face).
+    pub reference_faces: Vec<u32>,
+    /// The identity check, if the style asked for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_gate: Option<IdentityGateView>,
     /// Why this method.
     pub reason: String,
 }
@@ -164,32 +303,32 @@ pub struct PlanView {
 impl From<&Plan> for PlanView {
     fn from(plan: &Plan) -> Self {
         PlanView {
-            method: plan.method.as_str().into(),
-            fallback: plan.fallback.as_str().into(),
-            reference_face: plan.reference_face,
-            prompt: plan.prompt.clone(),
-            negative_prompt: plan.negative_prompt.clone(),
-            control_maps: plan
-                .control_maps
-                .iter()
-                .map(|map| ControlMapView {
-                    kind: map.kind.as_str().into(),
-                    weight: map.weight,
-                    start: map.start,
-                    end: map.end,
-                })
-                .collect(),
-            identity_weight: plan.identity_weight,
-            steps: plan.steps,
-            guidance: plan.guidance,
-            size: SizeView {
-                width: plan.size.width,
-                height: plan.size.height,
-            },
-            seed: plan.seed,
+            method: MethodView::from(&plan.method),
+            fallbacks: plan.fallbacks.iter().map(MethodView::from).collect(),
+            reference_faces: plan.reference_faces.clone(),
+            identity_gate: plan.identity_gate.map(|gate| IdentityGateView {
+                threshold: gate.threshold,
+                attempts: gate.attempts,
+            }),
             reason: plan.reason.clone(),
         }
     }
+}
+
+/// The options a style got, checked and with its defaults applied: name -> value.
+pub fn options_view(options: &Options) -> BTreeMap<String, serde_json::Value> {
+    options
+        .iter()
+        .map(|(name, value)| {
+            let value = match value {
+                Value::Text(text) => serde_json::Value::from(text.as_str()),
+                Value::Integer(n) => serde_json::Value::from(*n),
+                Value::Number(x) => serde_json::Value::from(*x),
+                Value::Boolean(b) => serde_json::Value::from(*b),
+            };
+            (name.clone(), value)
+        })
+        .collect()
 }
 
 /// The generated image.
@@ -249,12 +388,19 @@ pub struct GenerationView {
     pub id: String,
     /// The style and version that ran.
     pub style: StyleRef,
-    /// The identity method that ran.
+    /// The method that ran: the planned one, or a fallback when it could not run or did not
+    /// pass the identity gate.
     pub method: String,
-    /// Why the style chose it (one sentence for people).
+    /// The method the style planned.
+    pub planned: String,
+    /// Why the style chose it (one sentence for people), followed by what happened at run time
+    /// (fallbacks, the identity gate's retries) when anything did.
     pub reason: String,
     /// The style's whole plan.
     pub plan: PlanView,
+    /// The options the style got: the request's, checked, with the style's defaults applied.
+    #[schema(value_type = Object)]
+    pub options: BTreeMap<String, serde_json::Value>,
     /// The faces the host saw, largest first.
     pub faces: Vec<FaceView>,
     /// How much of the reference face's identity the result kept; null when there is no score
@@ -275,9 +421,11 @@ impl From<&Rendered> for GenerationView {
         GenerationView {
             id: rendered.id.clone(),
             style: StyleRef::of(rendered),
-            method: rendered.plan.method.as_str().into(),
+            method: rendered.plan.method.kind().name().into(),
+            planned: rendered.planned.name().into(),
             reason: rendered.plan.reason.clone(),
             plan: PlanView::from(&rendered.plan),
+            options: options_view(&rendered.options),
             faces: FaceView::all(&rendered.analysis),
             identity: rendered.identity.report().map(IdentityView::from),
             identity_reason: match &rendered.identity {

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod canary;
+pub mod conformance;
 pub mod deploy;
 pub mod manifest;
 pub mod package;

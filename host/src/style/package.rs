@@ -9,10 +9,9 @@ use anyhow::{Context as _, ensure};
 use sha2::{Digest, Sha256};
 
 use super::manifest::Manifest;
-use crate::runtime::{
-    Analysis, Capabilities, Face, Image, Landmarks, Point, Rect, StyleComponent, StyleInfo,
-    StyleRuntime,
-};
+use likeness_contract::{Analysis, Capabilities, Face, Landmarks, Point, Rect};
+
+use crate::runtime::{Image, StyleComponent, StyleInfo, StyleRuntime};
 
 /// Largest component file accepted.
 const COMPONENT_MAX_BYTES: u64 = 64 << 20;
@@ -143,7 +142,7 @@ pub async fn load_files(
             "describe() says {field} '{said}', but style.toml says '{manifest_says}'"
         );
     }
-    dry_run(&component).await?;
+    dry_run(&component, &info).await?;
 
     Ok(Arc::new(LoadedStyle {
         manifest,
@@ -156,17 +155,20 @@ pub async fn load_files(
 }
 
 /// Plans a one-face and a no-face photo with and without diffusion capabilities, then
-/// post-processes a small photo with the plan for a host without diffusion. The runtime checks
+/// post-processes a small photo with the plan for a host without diffusion. The options are
+/// the style's defaults (checked against its own specs). The runtime checks
 /// every result's bounds (`runtime::checks`), as it does at request time.
-async fn dry_run(component: &StyleComponent) -> anyhow::Result<()> {
+async fn dry_run(component: &StyleComponent, info: &StyleInfo) -> anyhow::Result<()> {
+    let options = likeness_contract::options::check(&info.params, &[])
+        .context("the style's defaults fail its own parameter specs")?;
     let mut fallback_plan = None;
     for analysis in [synthetic_analysis(1), synthetic_analysis(0)] {
         for capabilities in [Capabilities::none(), Capabilities::all()] {
             let plan = component
-                .plan(&analysis, &capabilities, &Vec::new())
+                .plan(&analysis, &capabilities, &options)
                 .await
                 .context("the dry plan failed")?;
-            if capabilities.identity_methods.is_empty() {
+            if capabilities.diffusion_sizes.is_none() {
                 fallback_plan = Some(plan);
             }
         }
@@ -179,7 +181,7 @@ async fn dry_run(component: &StyleComponent) -> anyhow::Result<()> {
         rgba: vec![128; (width * height * 4) as usize],
     };
     component
-        .post_process(&photo, &synthetic_analysis(0), &plan, &Vec::new())
+        .post_process(&photo, &synthetic_analysis(0), &plan, &options)
         .await
         .context("the dry post-process failed")?;
     Ok(())

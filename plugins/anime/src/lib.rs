@@ -6,10 +6,9 @@
 //! boosted saturation, and dark ink lines along the edges.
 
 use likeness_sdk::image::Rgba;
-use likeness_sdk::options::{self, Param, Values};
-use likeness_sdk::style::StyleSpec;
+use likeness_sdk::options;
 use likeness_sdk::{
-    Analysis, Capabilities, Guest, IdentityMethod, Image, Options, Plan, StyleError, StyleInfo,
+    Analysis, Image, Method, MethodKind, ParamSpec, Plan, Style, StyleError, StyleSpec, Values,
 };
 
 /// The style's id, as in `style.toml`.
@@ -30,23 +29,24 @@ const SPEC: StyleSpec = StyleSpec {
     description: DESCRIPTION,
     prompt: PROMPT,
     negative_prompt: NEGATIVE,
-    preferred: IdentityMethod::InstantId,
+    preferred: MethodKind::InstantId,
 };
 /// The option that sets the ink lines' darkness.
 const LINE_STRENGTH: &str = "line-strength";
 /// The ink lines' darkness when the client sets none.
 pub const DEFAULT_LINE_STRENGTH: f32 = 0.7;
 
-fn params() -> Vec<Param> {
+fn params() -> Vec<ParamSpec> {
     vec![
-        Param::caption(),
-        Param::seed(),
-        Param::number(
+        options::caption(),
+        options::seed(),
+        options::number(
             LINE_STRENGTH,
             "How dark the ink lines are when the look is drawn without diffusion, 0 (none) to 1.",
-            &DEFAULT_LINE_STRENGTH.to_string(),
-        )
-        .float_range(0.0, 1.0),
+            f64::from(DEFAULT_LINE_STRENGTH),
+            0.0,
+            1.0,
+        ),
     ]
 }
 
@@ -116,32 +116,25 @@ fn line_strength(values: &Values) -> f32 {
         .map_or(DEFAULT_LINE_STRENGTH, |v| v as f32)
 }
 
-/// The anime style, as a [`Guest`]: natively its functions can be called directly.
+/// The anime style: natively its functions can be called directly.
 pub struct Anime;
 
-impl Guest for Anime {
-    fn describe() -> StyleInfo {
-        SPEC.describe(&params())
+impl Style for Anime {
+    const SPEC: StyleSpec = SPEC;
+
+    fn params() -> Vec<ParamSpec> {
+        params()
     }
 
-    fn plan(
-        analysis: Analysis,
-        capabilities: Capabilities,
-        options: Options,
-    ) -> Result<Plan, StyleError> {
-        SPEC.plan(&params(), &analysis, &capabilities, &options)
-    }
-
-    fn post_process(
+    fn render(
         image: Image,
-        _analysis: Analysis,
-        plan: Plan,
-        options: Options,
+        _analysis: &Analysis,
+        plan: &Plan,
+        values: &Values,
     ) -> Result<Image, StyleError> {
-        let values = options::parse(&params(), &options)?;
         let image = Rgba::from_image(image)?;
         let out = match plan.method {
-            IdentityMethod::None => cel_shade(&image, line_strength(&values)),
+            Method::None => cel_shade(&image, line_strength(values)),
             _ => touch_up(image),
         };
         Ok(out.into_image())

@@ -1,103 +1,39 @@
 use super::*;
-use likeness_sdk::testing::{all_capabilities, manifest_value, no_capabilities, photo, portrait};
+use likeness_sdk::testing::{
+    assert_describe_matches_manifest, options_from_text, photo, plan, portrait,
+};
+use likeness_sdk::{MethodKind, Options};
 
 fn opts(pairs: &[(&str, &str)]) -> Options {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    options_from_text(&params(), pairs)
+}
+
+/// `post-process` as the component runs it, on the style's own pixels.
+fn post_process(
+    image: Image,
+    analysis: likeness_sdk::Analysis,
+    plan: Plan,
+    options: Options,
+) -> Result<Image, StyleError> {
+    Anime::render(image, &analysis, &plan, &Values::new(&options))
 }
 
 #[test]
 fn describe_matches_the_manifest() {
-    let info = Anime::describe();
-    let manifest = include_str!("../style.toml");
-    assert_eq!(
-        manifest_value(manifest, "id").as_deref(),
-        Some(info.id.as_str())
+    assert_describe_matches_manifest::<Anime>(
+        include_str!("../style.toml"),
+        &["caption", "seed", "line-strength"],
     );
-    assert_eq!(
-        manifest_value(manifest, "name").as_deref(),
-        Some(info.name.as_str())
-    );
-    assert_eq!(
-        manifest_value(manifest, "version").as_deref(),
-        Some(info.version.as_str())
-    );
-    assert_eq!(
-        manifest_value(manifest, "description").as_deref(),
-        Some(info.description.as_str())
-    );
-    assert_eq!(
-        manifest_value(manifest, "component").as_deref(),
-        Some("anime.wasm")
-    );
-    let names: Vec<&str> = info.params.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["caption", "seed", "line-strength"]);
-    assert_eq!(info.params[2].default_value, "0.7");
-}
-
-#[test]
-fn plan_prefers_instantid() {
-    let plan = Anime::plan(
-        portrait(800, 1000),
-        all_capabilities(),
-        opts(&[("caption", "a woman\nwith glasses"), ("seed", "42")]),
-    )
-    .unwrap();
-    assert_eq!(plan.method, IdentityMethod::InstantId);
-    assert_eq!(plan.fallback, IdentityMethod::Controlnet);
-    assert_eq!(plan.reference_face, Some(0));
-    assert!(
-        plan.prompt
-            .starts_with("anime artwork illustrating a woman with glasses, anime style")
-    );
-    assert!(!plan.negative_prompt.is_empty());
-    assert_eq!(
-        (plan.steps, plan.guidance, plan.identity_weight),
-        (30, 5.0, 0.8)
-    );
-    assert_eq!((plan.size.width, plan.size.height), (1024, 1280));
-    assert_eq!(plan.seed, Some(42));
-}
-
-#[test]
-fn plan_without_diffusion_is_none() {
-    let plan = Anime::plan(portrait(512, 512), no_capabilities(), Vec::new()).unwrap();
-    assert_eq!(plan.method, IdentityMethod::None);
-    assert_eq!((plan.steps, plan.guidance), (0, 0.0));
-    assert_eq!(plan.seed, None);
-    assert!(plan.reason.contains("anime look"));
-}
-
-#[test]
-fn plan_rejects_bad_options() {
-    for bad in [
-        &[("colour", "red")][..],
-        &[("line-strength", "2")],
-        &[("seed", "x")],
-    ] {
-        match Anime::plan(portrait(512, 512), all_capabilities(), opts(bad)) {
-            Err(StyleError::InvalidOptions(m)) => assert!(m.contains(bad[0].0), "{m}"),
-            other => panic!("{bad:?}: {other:?}"),
-        }
-    }
-}
-
-fn plan_for(method: IdentityMethod) -> Plan {
-    let mut plan = Anime::plan(portrait(64, 48), all_capabilities(), Vec::new()).unwrap();
-    plan.method = method;
-    plan
 }
 
 #[test]
 fn post_process_keeps_the_size() {
-    for method in [IdentityMethod::None, IdentityMethod::InstantId] {
+    for method in [MethodKind::None, MethodKind::InstantId] {
         for (w, h) in [(64, 48), (1, 1), (3, 200)] {
-            let out = Anime::post_process(
+            let out = post_process(
                 photo(w, h).into_image(),
                 portrait(w, h),
-                plan_for(method),
+                plan(method),
                 opts(&[("line-strength", "1")]),
             )
             .unwrap();
@@ -139,12 +75,7 @@ fn post_process_rejects_a_bad_buffer() {
         height: 10,
         rgba: vec![0; 399],
     };
-    match Anime::post_process(
-        bad,
-        portrait(10, 10),
-        plan_for(IdentityMethod::None),
-        Vec::new(),
-    ) {
+    match post_process(bad, portrait(10, 10), plan(MethodKind::None), Vec::new()) {
         Err(StyleError::UnusableInput(_)) => {}
         other => panic!("{other:?}"),
     }

@@ -7,10 +7,9 @@
 
 use likeness_sdk::image::{Plane, Rgba, face_mask};
 use likeness_sdk::noise;
-use likeness_sdk::options::{self, Param, Values};
-use likeness_sdk::style::StyleSpec;
+use likeness_sdk::options;
 use likeness_sdk::{
-    Analysis, Capabilities, Guest, IdentityMethod, Image, Options, Plan, StyleError, StyleInfo,
+    Analysis, Image, Method, MethodKind, ParamSpec, Plan, Style, StyleError, StyleSpec, Values,
 };
 
 /// The style's id, as in `style.toml`.
@@ -31,21 +30,22 @@ const SPEC: StyleSpec = StyleSpec {
     description: DESCRIPTION,
     prompt: PROMPT,
     negative_prompt: NEGATIVE,
-    preferred: IdentityMethod::Pulid,
+    preferred: MethodKind::Pulid,
 };
 /// The option that sets the strength of the clay's shine.
 const SHINE: &str = "shine";
 
-fn params() -> Vec<Param> {
+fn params() -> Vec<ParamSpec> {
     vec![
-        Param::caption(),
-        Param::seed(),
-        Param::number(
+        options::caption(),
+        options::seed(),
+        options::number(
             SHINE,
             "How glossy the clay looks when drawn without diffusion, 0 (matte) to 1.",
-            "0.5",
-        )
-        .float_range(0.0, 1.0),
+            0.5,
+            0.0,
+            1.0,
+        ),
     ]
 }
 
@@ -174,34 +174,25 @@ fn shine(values: &Values) -> f32 {
     values.float(SHINE).unwrap_or(0.5) as f32
 }
 
-/// The claymation style, as a [`Guest`]: natively its functions can be called directly.
+/// The claymation style: natively its functions can be called directly.
 pub struct Claymation;
 
-impl Guest for Claymation {
-    fn describe() -> StyleInfo {
-        SPEC.describe(&params())
+impl Style for Claymation {
+    const SPEC: StyleSpec = SPEC;
+
+    fn params() -> Vec<ParamSpec> {
+        params()
     }
 
-    fn plan(
-        analysis: Analysis,
-        capabilities: Capabilities,
-        options: Options,
-    ) -> Result<Plan, StyleError> {
-        SPEC.plan(&params(), &analysis, &capabilities, &options)
-    }
-
-    fn post_process(
+    fn render(
         image: Image,
-        analysis: Analysis,
-        plan: Plan,
-        options: Options,
+        analysis: &Analysis,
+        plan: &Plan,
+        values: &Values,
     ) -> Result<Image, StyleError> {
-        let values = options::parse(&params(), &options)?;
         let image = Rgba::from_image(image)?;
         let out = match plan.method {
-            IdentityMethod::None => {
-                sculpt(&image, &analysis, shine(&values), plan.seed.unwrap_or(0))
-            }
+            Method::None => sculpt(&image, analysis, shine(values), values.seed().unwrap_or(0)),
             _ => touch_up(image),
         };
         Ok(out.into_image())

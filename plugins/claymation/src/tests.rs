@@ -1,101 +1,39 @@
 use super::*;
-use likeness_sdk::testing::{all_capabilities, manifest_value, no_capabilities, photo, portrait};
+use likeness_sdk::testing::{
+    assert_describe_matches_manifest, options_from_text, photo, plan, portrait,
+};
+use likeness_sdk::{MethodKind, Options};
 
 fn opts(pairs: &[(&str, &str)]) -> Options {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    options_from_text(&params(), pairs)
+}
+
+/// `post-process` as the component runs it, on the style's own pixels.
+fn post_process(
+    image: Image,
+    analysis: likeness_sdk::Analysis,
+    plan: Plan,
+    options: Options,
+) -> Result<Image, StyleError> {
+    Claymation::render(image, &analysis, &plan, &Values::new(&options))
 }
 
 #[test]
 fn describe_matches_the_manifest() {
-    let info = Claymation::describe();
-    let manifest = include_str!("../style.toml");
-    assert_eq!(
-        manifest_value(manifest, "id").as_deref(),
-        Some(info.id.as_str())
+    assert_describe_matches_manifest::<Claymation>(
+        include_str!("../style.toml"),
+        &["caption", "seed", "shine"],
     );
-    assert_eq!(
-        manifest_value(manifest, "name").as_deref(),
-        Some(info.name.as_str())
-    );
-    assert_eq!(
-        manifest_value(manifest, "version").as_deref(),
-        Some(info.version.as_str())
-    );
-    assert_eq!(
-        manifest_value(manifest, "description").as_deref(),
-        Some(info.description.as_str())
-    );
-    assert_eq!(
-        manifest_value(manifest, "component").as_deref(),
-        Some("claymation.wasm")
-    );
-    let names: Vec<&str> = info.params.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["caption", "seed", "shine"]);
-}
-
-#[test]
-fn plan_prefers_pulid() {
-    let plan = Claymation::plan(
-        portrait(1200, 900),
-        all_capabilities(),
-        opts(&[("seed", "7")]),
-    )
-    .unwrap();
-    assert_eq!(plan.method, IdentityMethod::Pulid);
-    assert_eq!(plan.fallback, IdentityMethod::Controlnet);
-    assert_eq!(plan.reference_face, Some(0));
-    assert!(plan.control_maps.is_empty());
-    assert!(
-        plan.prompt
-            .starts_with("claymation figure of a person, plasticine")
-    );
-    assert_eq!(
-        (plan.steps, plan.guidance, plan.identity_weight),
-        (4, 1.2, 0.9)
-    );
-    assert_eq!((plan.size.width, plan.size.height), (1280, 1024));
-    assert_eq!(plan.seed, Some(7));
-}
-
-#[test]
-fn plan_without_diffusion_is_none() {
-    let plan = Claymation::plan(portrait(512, 512), no_capabilities(), Vec::new()).unwrap();
-    assert_eq!(plan.method, IdentityMethod::None);
-    assert_eq!(plan.steps, 0);
-    assert!(plan.reason.contains("claymation look"));
-}
-
-#[test]
-fn plan_rejects_bad_options() {
-    for bad in [
-        &[("palette", "nes")][..],
-        &[("shine", "glossy")],
-        &[("shine", "-0.1")],
-    ] {
-        match Claymation::plan(portrait(512, 512), all_capabilities(), opts(bad)) {
-            Err(StyleError::InvalidOptions(m)) => assert!(m.contains(bad[0].0), "{m}"),
-            other => panic!("{bad:?}: {other:?}"),
-        }
-    }
-}
-
-fn plan_for(method: IdentityMethod) -> Plan {
-    let mut plan = Claymation::plan(portrait(64, 48), all_capabilities(), Vec::new()).unwrap();
-    plan.method = method;
-    plan
 }
 
 #[test]
 fn post_process_keeps_the_size() {
-    for method in [IdentityMethod::None, IdentityMethod::Pulid] {
+    for method in [MethodKind::None, MethodKind::Pulid] {
         for (w, h) in [(64, 48), (1, 1), (200, 3)] {
-            let out = Claymation::post_process(
+            let out = post_process(
                 photo(w, h).into_image(),
                 portrait(w, h),
-                plan_for(method),
+                plan(method),
                 opts(&[("shine", "1")]),
             )
             .unwrap();
@@ -142,12 +80,7 @@ fn post_process_rejects_a_bad_buffer() {
         height: 10,
         rgba: Vec::new(),
     };
-    match Claymation::post_process(
-        bad,
-        portrait(10, 10),
-        plan_for(IdentityMethod::None),
-        Vec::new(),
-    ) {
+    match post_process(bad, portrait(10, 10), plan(MethodKind::None), Vec::new()) {
         Err(StyleError::UnusableInput(_)) => {}
         other => panic!("{other:?}"),
     }

@@ -6,10 +6,9 @@
 //! smoothing, contrast and ordered dithering so that the photo reads well in few colours.
 
 use likeness_sdk::image::{Color, Rgba, luma_u8};
-use likeness_sdk::options::{self, Param, Values};
-use likeness_sdk::style::StyleSpec;
+use likeness_sdk::options;
 use likeness_sdk::{
-    Analysis, Capabilities, Guest, IdentityMethod, Image, Options, Plan, StyleError, StyleInfo,
+    Analysis, Image, Method, MethodKind, ParamSpec, Plan, Style, StyleError, StyleSpec, Values,
 };
 
 /// The style's id, as in `style.toml`.
@@ -30,7 +29,7 @@ const SPEC: StyleSpec = StyleSpec {
     description: DESCRIPTION,
     prompt: PROMPT,
     negative_prompt: NEGATIVE,
-    preferred: IdentityMethod::Pulid,
+    preferred: MethodKind::Pulid,
 };
 /// The option for the size of one art pixel.
 const PIXEL_SIZE: &str = "pixel-size";
@@ -124,18 +123,19 @@ const PALETTES: [(&str, PaletteStyle); 4] = [
     ),
 ];
 
-fn params() -> Vec<Param> {
+fn params() -> Vec<ParamSpec> {
     let names: Vec<&str> = PALETTES.iter().map(|(n, _)| *n).collect();
     vec![
-        Param::caption(),
-        Param::seed(),
-        Param::integer(
+        options::caption(),
+        options::seed(),
+        options::integer(
             PIXEL_SIZE,
             "The size of one art pixel, in image pixels (2 to 64).",
-            "8",
-        )
-        .int_range(2, 64),
-        Param::choice(
+            8,
+            2,
+            64,
+        ),
+        options::choice(
             PALETTE,
             "The colour palette: pico8 (16 colours), gameboy (4 greens), nes (54 colours) or c64 (16 colours).",
             names[0],
@@ -226,38 +226,25 @@ fn pixel_size(values: &Values) -> u32 {
     values.int(PIXEL_SIZE).unwrap_or(8).clamp(2, 64) as u32
 }
 
-/// The pixel-art style, as a [`Guest`]: natively its functions can be called directly.
+/// The pixel-art style: natively its functions can be called directly.
 pub struct PixelArt;
 
-impl Guest for PixelArt {
-    fn describe() -> StyleInfo {
-        SPEC.describe(&params())
+impl Style for PixelArt {
+    const SPEC: StyleSpec = SPEC;
+
+    fn params() -> Vec<ParamSpec> {
+        params()
     }
 
-    fn plan(
-        analysis: Analysis,
-        capabilities: Capabilities,
-        options: Options,
-    ) -> Result<Plan, StyleError> {
-        SPEC.plan(&params(), &analysis, &capabilities, &options)
-    }
-
-    fn post_process(
+    fn render(
         image: Image,
-        _analysis: Analysis,
-        plan: Plan,
-        options: Options,
+        _analysis: &Analysis,
+        plan: &Plan,
+        values: &Values,
     ) -> Result<Image, StyleError> {
-        let values = options::parse(&params(), &options)?;
         let image = Rgba::from_image(image)?;
-        let from_photo = plan.method == IdentityMethod::None;
-        Ok(pixelize(
-            &image,
-            pixel_size(&values),
-            values.text(PALETTE),
-            from_photo,
-        )
-        .into_image())
+        let from_photo = plan.method == Method::None;
+        Ok(pixelize(&image, pixel_size(values), values.text(PALETTE), from_photo).into_image())
     }
 }
 

@@ -1,104 +1,29 @@
 use super::*;
-use likeness_sdk::testing::{all_capabilities, manifest_value, no_capabilities, photo, portrait};
+use likeness_sdk::testing::{
+    assert_describe_matches_manifest, options_from_text, photo, plan, portrait,
+};
+use likeness_sdk::{MethodKind, Options};
 
 fn opts(pairs: &[(&str, &str)]) -> Options {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    options_from_text(&params(), pairs)
+}
+
+/// `post-process` as the component runs it, on the style's own pixels.
+fn post_process(
+    image: Image,
+    analysis: likeness_sdk::Analysis,
+    plan: Plan,
+    options: Options,
+) -> Result<Image, StyleError> {
+    PixelArt::render(image, &analysis, &plan, &Values::new(&options))
 }
 
 #[test]
 fn describe_matches_the_manifest() {
-    let info = PixelArt::describe();
-    let manifest = include_str!("../style.toml");
-    assert_eq!(
-        manifest_value(manifest, "id").as_deref(),
-        Some(info.id.as_str())
+    assert_describe_matches_manifest::<PixelArt>(
+        include_str!("../style.toml"),
+        &["caption", "seed", "pixel-size", "palette"],
     );
-    assert_eq!(
-        manifest_value(manifest, "name").as_deref(),
-        Some(info.name.as_str())
-    );
-    assert_eq!(
-        manifest_value(manifest, "version").as_deref(),
-        Some(info.version.as_str())
-    );
-    assert_eq!(
-        manifest_value(manifest, "description").as_deref(),
-        Some(info.description.as_str())
-    );
-    assert_eq!(
-        manifest_value(manifest, "component").as_deref(),
-        Some("pixel-art.wasm")
-    );
-    let names: Vec<&str> = info.params.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["caption", "seed", "pixel-size", "palette"]);
-    assert_eq!(info.params[2].default_value, "8");
-    assert_eq!(info.params[3].default_value, "pico8");
-    assert_eq!(info.params[3].choices, ["pico8", "gameboy", "nes", "c64"]);
-}
-
-#[test]
-fn plan_prefers_pulid() {
-    let plan = PixelArt::plan(
-        portrait(640, 640),
-        all_capabilities(),
-        opts(&[("palette", "nes")]),
-    )
-    .unwrap();
-    assert_eq!(plan.method, IdentityMethod::Pulid);
-    assert_eq!(plan.reference_face, Some(0));
-    assert!(plan.prompt.starts_with("pixel art portrait of a person"));
-    assert_eq!((plan.steps, plan.guidance), (4, 1.2));
-    assert_eq!((plan.size.width, plan.size.height), (1024, 1024));
-    assert_eq!(plan.seed, None);
-}
-
-#[test]
-fn plan_without_diffusion_is_none() {
-    let plan = PixelArt::plan(portrait(512, 512), no_capabilities(), Vec::new()).unwrap();
-    assert_eq!(plan.method, IdentityMethod::None);
-    assert!(plan.reason.contains("pixel-art look"));
-}
-
-#[test]
-fn plan_rejects_bad_options() {
-    let cases: [&[(&str, &str)]; 5] = [
-        &[("pixel-size", "1")],
-        &[("pixel-size", "65")],
-        &[("pixel-size", "eight")],
-        &[("palette", "cga")],
-        &[("line-strength", "1")],
-    ];
-    for bad in cases {
-        match PixelArt::plan(portrait(512, 512), all_capabilities(), opts(bad)) {
-            Err(StyleError::InvalidOptions(m)) => assert!(m.contains(bad[0].0), "{m}"),
-            other => panic!("{bad:?}: {other:?}"),
-        }
-    }
-    assert!(
-        PixelArt::plan(
-            portrait(512, 512),
-            all_capabilities(),
-            opts(&[("pixel-size", "2")])
-        )
-        .is_ok()
-    );
-    assert!(
-        PixelArt::plan(
-            portrait(512, 512),
-            all_capabilities(),
-            opts(&[("pixel-size", "64")])
-        )
-        .is_ok()
-    );
-}
-
-fn plan_for(method: IdentityMethod) -> Plan {
-    let mut plan = PixelArt::plan(portrait(64, 48), all_capabilities(), Vec::new()).unwrap();
-    plan.method = method;
-    plan
 }
 
 fn colours(image: &Image) -> Vec<Color> {
@@ -115,11 +40,11 @@ fn colours(image: &Image) -> Vec<Color> {
 #[test]
 fn output_is_on_the_palette_and_the_grid() {
     for (name, style) in &PALETTES {
-        for method in [IdentityMethod::None, IdentityMethod::Pulid] {
-            let out = PixelArt::post_process(
+        for method in [MethodKind::None, MethodKind::Pulid] {
+            let out = post_process(
                 photo(100, 70).into_image(),
                 portrait(100, 70),
-                plan_for(method),
+                plan(method),
                 opts(&[("palette", name), ("pixel-size", "6")]),
             )
             .unwrap();
@@ -187,12 +112,7 @@ fn post_process_rejects_a_bad_buffer() {
         height: 4,
         rgba: vec![0; 65],
     };
-    match PixelArt::post_process(
-        bad,
-        portrait(4, 4),
-        plan_for(IdentityMethod::Pulid),
-        Vec::new(),
-    ) {
+    match post_process(bad, portrait(4, 4), plan(MethodKind::Pulid), Vec::new()) {
         Err(StyleError::UnusableInput(_)) => {}
         other => panic!("{other:?}"),
     }

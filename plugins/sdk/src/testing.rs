@@ -1,9 +1,13 @@
-//! Ready-made inputs for native tests of styles (an analysis with one clear face, the
-//! capabilities of a full and of an empty host, a synthetic photo) and a reader for the flat
-//! `style.toml` fields. Built for the SDK's own tests and with the `preview` feature.
+//! Ready-made inputs for native tests of styles (an analysis with one clear face, plans for
+//! each kind of method, the options a host gives, a synthetic photo), a reader for the flat
+//! `style.toml` fields and the one check every style's `describe` must pass. Built for the
+//! SDK's own tests and with the `preview` feature.
 
 use crate::image::Rgba;
-use crate::{Analysis, Capabilities, ControlKind, Face, IdentityMethod, Landmarks, Point, Rect};
+use crate::{
+    Analysis, ControlKind, ControlMap, Diffusion, Face, Landmarks, Method, MethodKind, Options,
+    ParamSpec, Plan, Point, Rect, Style, Value,
+};
 
 /// An analysis of a `width` x `height` photo with one clear, dominant face in the middle
 /// (a third of the short side wide).
@@ -38,28 +42,107 @@ pub fn portrait(width: u32, height: u32) -> Analysis {
     }
 }
 
-/// Everything a full diffusion pack offers.
-pub fn all_capabilities() -> Capabilities {
-    Capabilities {
-        identity_methods: vec![
-            IdentityMethod::InstantId,
-            IdentityMethod::Pulid,
-            IdentityMethod::Controlnet,
-        ],
-        control_maps: vec![
-            ControlKind::Canny,
-            ControlKind::Depth,
-            ControlKind::FaceKeypoints,
-            ControlKind::Pose,
-        ],
+/// A plan running `method` (a diffusion method gets typical settings), as the host would
+/// pass it to `post-process`.
+pub fn plan(method: MethodKind) -> Plan {
+    let settings = Diffusion {
+        prompt: "a portrait".into(),
+        negative_prompt: String::new(),
+        control_maps: vec![ControlMap {
+            kind: ControlKind::Canny,
+            weight: 0.5,
+            start: 0.0,
+            end: 0.9,
+        }],
+        identity_weight: 0.8,
+        steps: 30,
+        guidance: 5.0,
+        size: None,
+        seed: Some(1),
+    };
+    let method = match method {
+        MethodKind::InstantId => Method::InstantId(settings),
+        MethodKind::Pulid => Method::Pulid(settings),
+        MethodKind::Controlnet => Method::Controlnet(settings),
+        MethodKind::StyleTransfer | MethodKind::None => Method::None,
+    };
+    Plan {
+        method,
+        fallbacks: vec![Method::None],
+        reference_faces: Vec::new(),
+        identity_gate: None,
+        reason: "A test plan.".into(),
     }
 }
 
-/// A host without a diffusion pack.
-pub fn no_capabilities() -> Capabilities {
-    Capabilities {
-        identity_methods: Vec::new(),
-        control_maps: Vec::new(),
+/// The options a host gives a style with `params` for a request that set `pairs`: the
+/// defaults, with `pairs` in place of theirs (values are trusted: the host checks them).
+pub fn options(params: &[ParamSpec], pairs: &[(&str, Value)]) -> Options {
+    params
+        .iter()
+        .filter_map(|p| {
+            let given = pairs.iter().find(|(name, _)| *name == p.name);
+            let value = given.map(|(_, v)| v.clone()).or(p.default_value.clone())?;
+            Some((p.name.clone(), value))
+        })
+        .collect()
+}
+
+/// [`options`] from text values, each read as its parameter's kind (a test's shorthand for
+/// what the host's check makes of a request).
+pub fn options_from_text(params: &[ParamSpec], pairs: &[(&str, &str)]) -> Options {
+    use crate::ParamKind as K;
+    let typed: Vec<(&str, Value)> = pairs
+        .iter()
+        .filter_map(|(name, text)| {
+            let spec = params.iter().find(|p| p.name == *name)?;
+            let value = match spec.kind {
+                K::Integer(_) => Value::Integer(text.parse().ok()?),
+                K::Number(_) => Value::Number(text.parse().ok()?),
+                K::Boolean => Value::Boolean(text.parse().ok()?),
+                K::Text(_) | K::Choice(_) => Value::Text(text.to_string()),
+            };
+            Some((*name, value))
+        })
+        .collect();
+    options(params, &typed)
+}
+
+/// Checks `S`'s `describe` against its `style.toml` (`manifest`, the file's text): id, name,
+/// version and description agree, the component is `<id>.wasm`, the parameters are `names`
+/// in order, and each default is a value of its parameter's kind.
+pub fn assert_describe_matches_manifest<S: Style>(manifest: &str, names: &[&str]) {
+    let info = crate::style::describe::<S>();
+    for (key, said) in [
+        ("id", &info.id),
+        ("name", &info.name),
+        ("version", &info.version),
+        ("description", &info.description),
+    ] {
+        assert_eq!(
+            manifest_value(manifest, key).as_deref(),
+            Some(said.as_str()),
+            "{key}"
+        );
+    }
+    assert_eq!(
+        manifest_value(manifest, "component"),
+        Some(format!("{}.wasm", info.id))
+    );
+    let declared: Vec<&str> = info.params.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(declared, names);
+    for p in &info.params {
+        use crate::ParamKind as K;
+        let ok = match (&p.kind, &p.default_value) {
+            (_, None) => true,
+            (K::Text(max), Some(Value::Text(t))) => t.chars().count() <= *max as usize,
+            (K::Integer(r), Some(Value::Integer(n))) => (r.min..=r.max).contains(n),
+            (K::Number(r), Some(Value::Number(x))) => (r.min..=r.max).contains(x),
+            (K::Boolean, Some(Value::Boolean(_))) => true,
+            (K::Choice(c), Some(Value::Text(t))) => c.contains(t),
+            _ => false,
+        };
+        assert!(ok, "the default of {} is not a {:?} value", p.name, p.kind);
     }
 }
 

@@ -9,10 +9,9 @@
 
 use likeness_sdk::image::{Plane, Rgba, face_mask, to_byte};
 use likeness_sdk::noise;
-use likeness_sdk::options::{self, Param, Values};
-use likeness_sdk::style::StyleSpec;
+use likeness_sdk::options;
 use likeness_sdk::{
-    Analysis, Capabilities, Guest, IdentityMethod, Image, Options, Plan, StyleError, StyleInfo,
+    Analysis, Image, Method, MethodKind, ParamSpec, Plan, Style, StyleError, StyleSpec, Values,
 };
 
 /// The style's id, as in `style.toml`.
@@ -32,37 +31,38 @@ const SPEC: StyleSpec = StyleSpec {
     description: DESCRIPTION,
     prompt: PROMPT,
     negative_prompt: NEGATIVE,
-    preferred: IdentityMethod::InstantId,
+    preferred: MethodKind::InstantId,
 };
 /// Where the host mounts the style's assets.
 pub const PAPER_PATH: &str = "/assets/paper.pgm";
 /// The option for how strongly the paper shows.
 const PAPER: &str = "paper";
 
-fn params() -> Vec<Param> {
+fn params() -> Vec<ParamSpec> {
     vec![
-        Param::caption(),
-        Param::seed(),
-        Param::number(
+        options::caption(),
+        options::seed(),
+        options::number(
             PAPER,
             "How strongly the paper texture shows, 0 (smooth) to 1.",
-            "0.6",
-        )
-        .float_range(0.0, 1.0),
+            0.6,
+            0.0,
+            1.0,
+        ),
     ]
 }
 
 /// Reads the paper texture from the style's assets.
 pub fn load_paper(path: &str) -> Result<Plane, StyleError> {
     let bytes = std::fs::read(path).map_err(|e| {
-        StyleError::Internal(format!(
+        StyleError::Internal(Some(format!(
             "the watercolor paper texture {path} cannot be read: {e}"
-        ))
+        )))
     })?;
     Plane::from_pgm(&bytes).map_err(|e| {
-        StyleError::Internal(format!(
+        StyleError::Internal(Some(format!(
             "the watercolor paper texture {path} is broken: {e}"
-        ))
+        )))
     })
 }
 
@@ -229,42 +229,35 @@ fn strength(values: &Values) -> f32 {
     values.float(PAPER).unwrap_or(0.6) as f32
 }
 
-/// The watercolor style, as a [`Guest`]: natively its functions can be called directly.
+/// The watercolor style: natively its functions can be called directly.
 pub struct Watercolor;
 
-impl Guest for Watercolor {
-    fn describe() -> StyleInfo {
-        SPEC.describe(&params())
+impl Style for Watercolor {
+    const SPEC: StyleSpec = SPEC;
+
+    fn params() -> Vec<ParamSpec> {
+        params()
     }
 
-    fn plan(
-        analysis: Analysis,
-        capabilities: Capabilities,
-        options: Options,
-    ) -> Result<Plan, StyleError> {
-        SPEC.plan(&params(), &analysis, &capabilities, &options)
-    }
-
-    fn post_process(
+    fn render(
         image: Image,
-        analysis: Analysis,
-        plan: Plan,
-        options: Options,
+        analysis: &Analysis,
+        plan: &Plan,
+        values: &Values,
     ) -> Result<Image, StyleError> {
-        let values = options::parse(&params(), &options)?;
         let image = Rgba::from_image(image)?;
         let texture = load_paper(PAPER_PATH)?;
         let out = match plan.method {
-            IdentityMethod::None => paint(
+            Method::None => paint(
                 &image,
-                &analysis,
+                analysis,
                 &texture,
-                strength(&values),
-                plan.seed.unwrap_or(0),
+                strength(values),
+                values.seed().unwrap_or(0),
             ),
             _ => {
                 let mut image = image;
-                apply_paper(&mut image, &texture, strength(&values));
+                apply_paper(&mut image, &texture, strength(values));
                 image
             }
         };

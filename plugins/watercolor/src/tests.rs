@@ -1,11 +1,23 @@
 use super::*;
-use likeness_sdk::testing::{all_capabilities, manifest_value, no_capabilities, photo, portrait};
+use likeness_sdk::testing::{assert_describe_matches_manifest, photo, plan, portrait};
+use likeness_sdk::{MethodKind, Options};
 
-fn opts(pairs: &[(&str, &str)]) -> Options {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+/// `post-process` as the component runs it, on the style's own pixels.
+fn post_process(
+    image: Image,
+    analysis: likeness_sdk::Analysis,
+    plan: Plan,
+    options: Options,
+) -> Result<Image, StyleError> {
+    Watercolor::render(image, &analysis, &plan, &Values::new(&options))
+}
+
+#[test]
+fn describe_matches_the_manifest() {
+    assert_describe_matches_manifest::<Watercolor>(
+        include_str!("../style.toml"),
+        &["caption", "seed", "paper"],
+    );
 }
 
 /// The committed paper texture.
@@ -54,82 +66,6 @@ fn committed_paper_is_the_generated_one() {
 }
 
 #[test]
-fn describe_matches_the_manifest() {
-    let info = Watercolor::describe();
-    let manifest = include_str!("../style.toml");
-    assert_eq!(
-        manifest_value(manifest, "id").as_deref(),
-        Some(info.id.as_str())
-    );
-    assert_eq!(
-        manifest_value(manifest, "name").as_deref(),
-        Some(info.name.as_str())
-    );
-    assert_eq!(
-        manifest_value(manifest, "version").as_deref(),
-        Some(info.version.as_str())
-    );
-    assert_eq!(
-        manifest_value(manifest, "description").as_deref(),
-        Some(info.description.as_str())
-    );
-    assert_eq!(
-        manifest_value(manifest, "component").as_deref(),
-        Some("watercolor.wasm")
-    );
-    assert!(manifest.contains("[grants]\nassets = true"));
-    let names: Vec<&str> = info.params.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["caption", "seed", "paper"]);
-}
-
-#[test]
-fn plan_prefers_instantid() {
-    let plan = Watercolor::plan(
-        portrait(1000, 1000),
-        all_capabilities(),
-        opts(&[("caption", "an old man")]),
-    )
-    .unwrap();
-    assert_eq!(plan.method, IdentityMethod::InstantId);
-    assert_eq!(plan.reference_face, Some(0));
-    assert!(
-        plan.prompt
-            .starts_with("watercolor painting of an old man, loose brushstrokes")
-    );
-    assert_eq!(
-        (plan.steps, plan.guidance, plan.identity_weight),
-        (30, 5.0, 0.8)
-    );
-}
-
-#[test]
-fn plan_without_diffusion_is_none() {
-    let plan = Watercolor::plan(portrait(512, 512), no_capabilities(), Vec::new()).unwrap();
-    assert_eq!(plan.method, IdentityMethod::None);
-    assert!(plan.reason.contains("watercolor look"));
-}
-
-#[test]
-fn plan_rejects_bad_options() {
-    for bad in [
-        &[("paper", "rough")][..],
-        &[("paper", "2")],
-        &[("pixel-size", "8")],
-    ] {
-        match Watercolor::plan(portrait(512, 512), all_capabilities(), opts(bad)) {
-            Err(StyleError::InvalidOptions(m)) => assert!(m.contains(bad[0].0), "{m}"),
-            other => panic!("{bad:?}: {other:?}"),
-        }
-    }
-}
-
-fn plan_for(method: IdentityMethod) -> Plan {
-    let mut plan = Watercolor::plan(portrait(64, 48), all_capabilities(), Vec::new()).unwrap();
-    plan.method = method;
-    plan
-}
-
-#[test]
 fn painting_keeps_the_size() {
     let texture = paper();
     for (w, h) in [(300, 200), (1, 1), (2, 500)] {
@@ -165,18 +101,20 @@ fn paper_shows_on_white() {
 #[test]
 fn missing_paper_is_an_internal_error_naming_it() {
     match load_paper("/no/such/assets/paper.pgm") {
-        Err(StyleError::Internal(m)) => assert!(m.contains("/no/such/assets/paper.pgm"), "{m}"),
+        Err(StyleError::Internal(Some(m))) => {
+            assert!(m.contains("/no/such/assets/paper.pgm"), "{m}")
+        }
         other => panic!("{other:?}"),
     }
     // Natively there is no /assets: post-process reports the asset.
     if !std::path::Path::new(PAPER_PATH).exists() {
-        match Watercolor::post_process(
+        match post_process(
             photo(8, 8).into_image(),
             portrait(8, 8),
-            plan_for(IdentityMethod::None),
+            plan(MethodKind::None),
             Vec::new(),
         ) {
-            Err(StyleError::Internal(m)) => assert!(m.contains(PAPER_PATH), "{m}"),
+            Err(StyleError::Internal(Some(m))) => assert!(m.contains(PAPER_PATH), "{m}"),
             other => panic!("{other:?}"),
         }
     }
@@ -189,12 +127,7 @@ fn post_process_rejects_a_bad_buffer_first() {
         height: 3,
         rgba: vec![0; 3],
     };
-    match Watercolor::post_process(
-        bad,
-        portrait(3, 3),
-        plan_for(IdentityMethod::InstantId),
-        Vec::new(),
-    ) {
+    match post_process(bad, portrait(3, 3), plan(MethodKind::InstantId), Vec::new()) {
         Err(StyleError::UnusableInput(_)) => {}
         other => panic!("{other:?}"),
     }

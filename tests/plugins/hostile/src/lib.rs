@@ -1,22 +1,34 @@
-//! A deliberately misbehaving style, for the sandbox tests.
+//! A deliberately misbehaving style, for the sandbox tests, written against contract 0.2
+//! (`wit/style.wit`) with wit-bindgen alone (no SDK).
 //!
 //! The request option `attack` picks the misbehaviour: `loop`, `alloc`, `recurse`, `trap`,
-//! `read-file`, `read-env`, `remember`, `wrong-size`, `print`, `log-spam`, `clock` (reports the
-//! clocks' finest step and resolution), or a lying plan (`huge-prompt`, `huge-negative`,
-//! `huge-reason`, `empty-reason`, `many-controls`, `bad-control`, `nan-weight`, `inf-guidance`,
-//! `bad-fallback`, `zero-size`, `huge-size`, `bad-face`). Without it the style behaves (so that
-//! it passes the registry's validation). `sleep-ms` makes a call last that long through WASI's
+//! `read-file`, `read-env`, `remember`, `wrong-size`, `short-buffer`, `print`, `log-spam`,
+//! `clock` (reports the clocks' finest step and resolution), or a lying plan (`huge-prompt`,
+//! `huge-negative`, `huge-reason`, `empty-reason`, `many-controls`, `bad-control`,
+//! `nan-weight`, `inf-guidance`, `zero-size`, `huge-size` lie in a ControlNet method's
+//! settings; `bad-fallback`, `bad-face`, `bad-gate` in the plan itself). Without it the style
+//! behaves (so that it passes the registry's validation). `sleep-ms` makes a call last that long through WASI's
 //! clock (without burning CPU); `burn` does that many million rounds of fixed arithmetic first.
 //!
 //! `describe` takes no options: its behaviour comes from the marker [`DESCRIBE`], which tests
 //! rewrite in the binary (`describe:sleeps:0000030000` sleeps 30 s, `describe:bigtxt:…` returns
 //! a huge description, `describe:params:…` a huge parameter list).
 
-use likeness_sdk::{
-    Analysis, Capabilities, ControlKind, ControlMap, Guest, IdentityMethod, Image, Level, Options,
-    ParamKind, ParamSpec, Plan, Size, StyleError, StyleInfo, export_style, log,
-};
 use std::sync::Mutex;
+
+wit_bindgen::generate!({
+    path: "../../../wit",
+    world: "plugin",
+    generate_all,
+});
+
+use exports::likeness::style::style::Guest;
+use likeness::style::canvas::Image;
+use likeness::style::log::{Level, log};
+use likeness::style::types::{
+    Analysis, Capabilities, ControlKind, ControlMap, Diffusion, IdentityGate, IntegerRange, Method,
+    Options, ParamKind, ParamSpec, Plan, Size, StyleError, StyleInfo, Value,
+};
 
 /// The version this build reports. Tests make a second version of the component by
 /// rewriting the marker `generation-a` in the binary to `generation-b`.
@@ -33,29 +45,26 @@ const TRAP_ODD_N: &str = "trap-odd-n:off";
 /// Whatever an earlier request left behind (the isolation test checks that none survives).
 static REMEMBERED: Mutex<String> = Mutex::new(String::new());
 
-fn option<'a>(options: &'a Options, key: &str) -> Option<&'a str> {
+/// The text option `key`, or an integer written out.
+fn option(options: &Options, key: &str) -> Option<String> {
     options
         .iter()
         .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| match v {
+            Value::Text(text) => text.clone(),
+            Value::Integer(n) => n.to_string(),
+            Value::Number(x) => x.to_string(),
+            Value::Boolean(b) => b.to_string(),
+        })
 }
 
-fn plan_with_reason(analysis: &Analysis, reason: String) -> Plan {
+/// The honest plan: no neural network, the reason carries what the call learned.
+fn plan_with_reason(reason: String) -> Plan {
     Plan {
-        method: IdentityMethod::None,
-        fallback: IdentityMethod::None,
-        reference_face: None,
-        prompt: String::new(),
-        negative_prompt: String::new(),
-        control_maps: Vec::new(),
-        identity_weight: 0.0,
-        steps: 0,
-        guidance: 0.0,
-        size: Size {
-            width: analysis.width,
-            height: analysis.height,
-        },
-        seed: None,
+        method: Method::None,
+        fallbacks: Vec::new(),
+        reference_faces: Vec::new(),
+        identity_gate: None,
         reason,
     }
 }
@@ -129,7 +138,7 @@ fn attack(options: &Options) -> Result<String, StyleError> {
     if let Some(millions) = option(options, "burn").and_then(|n| n.parse().ok()) {
         return Ok(format!("burned {}", burn(millions) % 10));
     }
-    match option(options, "attack").unwrap_or("") {
+    match option(options, "attack").unwrap_or_default().as_str() {
         "" => Ok(format!("behaving {VERSION}")),
         "loop" => {
             let mut n: u64 = 0;
@@ -158,7 +167,7 @@ fn attack(options: &Options) -> Result<String, StyleError> {
                 .filter_map(|path| std::fs::read_to_string(path).ok().map(|_| path.to_string()))
                 .collect();
             if leaked.is_empty() {
-                Err(StyleError::Internal("file access denied".into()))
+                Err(StyleError::Internal(Some("file access denied".into())))
             } else {
                 Ok(format!("read {}", leaked.join(", ")))
             }
@@ -167,7 +176,7 @@ fn attack(options: &Options) -> Result<String, StyleError> {
             let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
             let args: Vec<String> = std::env::args().collect();
             if vars.is_empty() && args.is_empty() {
-                Err(StyleError::Internal("environment denied".into()))
+                Err(StyleError::Internal(Some("environment denied".into())))
             } else {
                 Ok(format!("env {vars:?} args {args:?}"))
             }
@@ -175,7 +184,7 @@ fn attack(options: &Options) -> Result<String, StyleError> {
         "remember" => {
             let mut remembered = REMEMBERED.lock().unwrap();
             let before = remembered.clone();
-            *remembered = option(options, "secret").unwrap_or("").to_string();
+            *remembered = option(options, "secret").unwrap_or_default();
             Ok(format!("remembered before: '{before}'"))
         }
         "print" => {
@@ -188,7 +197,7 @@ fn attack(options: &Options) -> Result<String, StyleError> {
         "log-spam" => {
             let long = "x".repeat(100_000);
             for _ in 0..10_000 {
-                log::log(Level::Error, &long);
+                log(Level::Error, &long);
             }
             Ok("logged".into())
         }
@@ -198,41 +207,94 @@ fn attack(options: &Options) -> Result<String, StyleError> {
 }
 
 /// The plan the `attack` option asks for: a lie about one field, or the honest plan.
-fn lying_plan(analysis: &Analysis, options: &Options, reason: String) -> Plan {
-    let mut plan = plan_with_reason(analysis, reason);
+fn lying_plan(options: &Options, reason: String) -> Plan {
+    let mut plan = plan_with_reason(reason);
     let map = ControlMap {
         kind: ControlKind::Canny,
         weight: 0.5,
         start: 0.0,
         end: 1.0,
     };
-    match option(options, "attack").unwrap_or("") {
-        "huge-prompt" => plan.prompt = "p".repeat(1 << 20),
-        "huge-negative" => plan.negative_prompt = "n".repeat(1 << 20),
-        "huge-reason" => plan.reason = "r".repeat(1 << 20),
-        "empty-reason" => plan.reason = " ".into(),
-        "many-controls" => plan.control_maps = vec![map; 100_000],
+    let mut d = Diffusion {
+        prompt: "a portrait".into(),
+        negative_prompt: String::new(),
+        control_maps: vec![map],
+        identity_weight: 0.0,
+        steps: 20,
+        guidance: 5.0,
+        size: None,
+        seed: None,
+    };
+    let mut diffusion = true;
+    match option(options, "attack").unwrap_or_default().as_str() {
+        "huge-prompt" => d.prompt = "p".repeat(1 << 20),
+        "huge-negative" => d.negative_prompt = "n".repeat(1 << 20),
+        "many-controls" => d.control_maps = vec![map; 100_000],
         "bad-control" => {
-            plan.control_maps = vec![ControlMap {
+            d.control_maps = vec![ControlMap {
                 start: 0.9,
                 end: 0.1,
                 ..map
             }]
         }
-        "nan-weight" => plan.identity_weight = f32::NAN,
-        "inf-guidance" => plan.guidance = f32::INFINITY,
-        "bad-fallback" => plan.fallback = IdentityMethod::InstantId,
+        "nan-weight" => d.identity_weight = f32::NAN,
+        "inf-guidance" => d.guidance = f32::INFINITY,
         "zero-size" => {
-            plan.size = Size {
+            d.size = Some(Size {
                 width: 0,
                 height: 0,
+            })
+        }
+        "huge-size" => {
+            d.size = Some(Size {
+                width: 1_000_000,
+                height: 1024,
+            })
+        }
+        other => {
+            diffusion = false;
+            match other {
+                "huge-reason" => plan.reason = "r".repeat(1 << 20),
+                "empty-reason" => plan.reason = " ".into(),
+                "bad-fallback" => plan.fallbacks = vec![Method::InstantId(d.clone())],
+                "bad-face" => plan.reference_faces = vec![7],
+                "bad-gate" => {
+                    plan.identity_gate = Some(IdentityGate {
+                        threshold: f32::NAN,
+                        attempts: 1,
+                    })
+                }
+                _ => {}
             }
         }
-        "huge-size" => plan.size.width = 1_000_000,
-        "bad-face" => plan.reference_face = Some(7),
-        _ => {}
+    }
+    if diffusion {
+        plan.method = Method::Controlnet(d);
     }
     plan
+}
+
+/// The options the attacks read; none has a default.
+fn params() -> Vec<ParamSpec> {
+    let integer = |name: &str, max: i64| ParamSpec {
+        name: name.into(),
+        description: String::new(),
+        kind: ParamKind::Integer(IntegerRange { min: 0, max }),
+        default_value: None,
+    };
+    let text = |name: &str| ParamSpec {
+        name: name.into(),
+        description: String::new(),
+        kind: ParamKind::Text(1024),
+        default_value: None,
+    };
+    vec![
+        text("attack"),
+        text("secret"),
+        integer("sleep-ms", 600_000),
+        integer("burn", 1_000_000),
+        integer("n", i64::MAX),
+    ]
 }
 
 /// What `describe` returns, as [`DESCRIBE`] says.
@@ -245,7 +307,7 @@ fn describe() -> StyleInfo {
         name: "Hostile".into(),
         version: VERSION.into(),
         description: "Misbehaves on request; for sandbox tests only.".into(),
-        params: Vec::new(),
+        params: params(),
     };
     match mode {
         "sleeps" => {
@@ -259,8 +321,7 @@ fn describe() -> StyleInfo {
                     name: format!("p{i}"),
                     description: String::new(),
                     kind: ParamKind::Boolean,
-                    default_value: "false".into(),
-                    choices: Vec::new(),
+                    default_value: Some(Value::Boolean(false)),
                 })
                 .collect()
         }
@@ -276,8 +337,8 @@ impl Guest for Hostile {
         describe()
     }
 
-    fn plan(
-        analysis: Analysis,
+    fn choose_plan(
+        _analysis: Analysis,
         _capabilities: Capabilities,
         options: Options,
     ) -> Result<Plan, StyleError> {
@@ -288,7 +349,7 @@ impl Guest for Hostile {
             panic!("hostile candidate trapped on an odd n");
         }
         let learned = attack(&options)?;
-        Ok(lying_plan(&analysis, &options, learned))
+        Ok(lying_plan(&options, learned))
     }
 
     fn post_process(
@@ -297,17 +358,17 @@ impl Guest for Hostile {
         _plan: Plan,
         options: Options,
     ) -> Result<Image, StyleError> {
-        match option(&options, "attack") {
-            Some("wrong-size") => Ok(Image {
-                width: image.width + 1,
-                height: image.height,
-                rgba: image.rgba,
-            }),
-            Some("short-buffer") => Ok(Image {
-                width: image.width,
-                height: image.height,
-                rgba: image.rgba[..image.rgba.len() / 2].to_vec(),
-            }),
+        let (width, height) = (image.width(), image.height());
+        match option(&options, "attack").as_deref() {
+            Some("wrong-size") => {
+                let rgba = vec![0; (width as usize + 1) * height as usize * 4];
+                Ok(Image::new(width + 1, height, &rgba))
+            }
+            // The host's constructor refuses a buffer that does not fit (a trap).
+            Some("short-buffer") => {
+                let rgba = image.read(None);
+                Ok(Image::new(width, height, &rgba[..rgba.len() / 2]))
+            }
             _ => {
                 attack(&options)?;
                 Ok(image)
@@ -316,4 +377,4 @@ impl Guest for Hostile {
     }
 }
 
-export_style!(Hostile);
+export!(Hostile);
