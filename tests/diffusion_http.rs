@@ -43,10 +43,11 @@ async fn with_a_diffusion_pack_the_plan_runs_on_the_engine() {
         let data_url = body["output"]["data_url"].as_str().unwrap();
         let png = base64_decode(data_url.split_once("base64,").unwrap().1);
         let image = image::load_from_memory(&png).unwrap();
-        // The tiny pack's largest side is 512: the plan's size is scaled down to fit it.
+        // The plan's size is one the pack runs (the host fills in the pack's default for the
+        // photo's aspect ratio when the style sets none; the tiny pack's largest side is 512).
         let (got_w, got_h) = (image.width() as u64, image.height() as u64);
         assert!(
-            got_w <= width && got_h <= height && got_w.max(got_h) == 512,
+            got_w == width && got_h == height && got_w.max(got_h) <= 512,
             "{photo}: {got_w}x{got_h} for a {width}x{height} plan"
         );
         let aspect = |w: u64, h: u64| w as f64 / h as f64;
@@ -114,6 +115,7 @@ async fn a_pack_part_failing_at_run_time_makes_the_plan_run_its_fallback() {
     assert_eq!(body["planned"], "instant-id", "{body}");
     assert_eq!(body["method"], "controlnet", "{}", body["reason"]);
     let reason = body["reason"].as_str().unwrap();
+    eprintln!("fallback: {reason}; identity {}", body["identity"]);
     assert!(
         reason.contains("instant-id could not run (") && reason.contains("identitynet"),
         "{reason}"
@@ -165,6 +167,10 @@ async fn the_identity_gate_retries_with_new_seeds_then_falls_back() {
     assert_eq!(identity["passed"], true, "{identity}");
     assert!(identity["score"].as_f64().unwrap() >= 0.99, "{identity}");
     let reason = body["reason"].as_str().unwrap();
+    eprintln!(
+        "gate: {reason}; identity {identity}; timings {}",
+        body["timings"]
+    );
     for clause in [
         "2 instant-id attempts scored below the identity threshold 0.99",
         "2 controlnet attempts scored below the identity threshold 0.99",
