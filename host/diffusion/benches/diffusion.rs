@@ -90,6 +90,7 @@ fn input(method: Method, guidance: f32, size: u32) -> GenerationInput {
                 id_vit_hidden: gaussian(2, 2, 5 * 16 * 24),
             });
         }
+        Method::StyleTransfer | Method::None => unreachable!("not a diffusion method"),
     }
     i
 }
