@@ -286,12 +286,13 @@ export function pattern(width, height, [pw, ph], valueAt) {
   const rows = [];
   for (let y = 0; y < ph; y++) {
     const row = new Uint8Array(width * 4);
-    for (let x = 0; x < pw; x++) {
+    const tile = Math.min(pw, width);
+    for (let x = 0; x < tile; x++) {
       const g = Math.max(0, Math.min(255, Math.round(valueAt(x, y) * 255)));
       row.set([g, g, g, 255], x * 4);
     }
     // Double the filled part until the row is full.
-    for (let filled = pw * 4; filled < row.length; filled *= 2) {
+    for (let filled = tile * 4; filled < row.length; filled *= 2) {
       row.copyWithin(filled, 0, Math.min(filled, row.length - filled));
     }
     rows.push(row);
