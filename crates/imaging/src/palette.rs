@@ -177,7 +177,10 @@ impl<'a> NearestCache<'a> {
             .wrapping_add((key[2] as u32).wrapping_mul(0xc2b2_ae3d));
         let slot = &mut self.slots[(hash >> 18) as usize & (CACHE_SLOTS - 1)];
         if slot.0 != key {
-            *slot = (key, nearest_color(self.palette, key[0], key[1], key[2]) as u32);
+            *slot = (
+                key,
+                nearest_color(self.palette, key[0], key[1], key[2]) as u32,
+            );
         }
         slot.1 as usize
     }
