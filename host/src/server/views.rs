@@ -399,7 +399,7 @@ pub struct GenerationView {
     /// The style's whole plan.
     pub plan: PlanView,
     /// The options the style got: the request's, checked, with the style's defaults applied.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = super::upload::options_schema)]
     pub options: BTreeMap<String, serde_json::Value>,
     /// The faces the host saw, largest first.
     pub faces: Vec<FaceView>,
