@@ -84,6 +84,10 @@ enum StylesCommand {
         /// plans within the capabilities, output size, determinism, budgets, bad options).
         #[arg(long)]
         conformance: bool,
+        /// Where compiled components are cached (a Python or JavaScript style compiles for
+        /// tens of seconds once, then loads from here).
+        #[arg(long, env = "LIKENESS_CACHE", default_value = ".cache/components")]
+        cache_dir: PathBuf,
     },
     /// Lists the packages in a styles folder and whether each is valid.
     List {
@@ -139,11 +143,15 @@ enum StylesCommand {
         #[arg(long, default_value = "styles")]
         styles: PathBuf,
     },
-    /// Scaffolds a new style crate plugins/NAME (added to the cargo workspace).
+    /// Scaffolds a new style plugins/NAME in Rust (a crate added to the cargo workspace), Python
+    /// or JavaScript.
     New {
         /// The style id: lowercase letters, digits and dashes.
         name: String,
-        /// The folder of style crates, inside a cargo workspace.
+        /// The language: rust (a crate, added to the cargo workspace), python or js.
+        #[arg(long, default_value = "rust")]
+        lang: style::build::Language,
+        /// The folder of styles (for Rust, inside a cargo workspace).
         #[arg(long, default_value = "plugins")]
         plugins: PathBuf,
     },
@@ -321,14 +329,15 @@ async fn styles_command(command: StylesCommand) -> anyhow::Result<ExitCode> {
         StylesCommand::Check {
             dir,
             conformance: true,
+            cache_dir,
         } => {
-            let runtime = StyleRuntime::new(RuntimeConfig::default())?;
+            let runtime = cached_runtime(&cache_dir)?;
             let reports = style::conformance::run(&runtime, &dir).await?;
             print!("{}", style::conformance::table(&reports));
             Ok(exit_code(reports.iter().all(|r| r.passed())))
         }
-        StylesCommand::Check { dir, .. } => {
-            let runtime = StyleRuntime::new(RuntimeConfig::default())?;
+        StylesCommand::Check { dir, cache_dir, .. } => {
+            let runtime = cached_runtime(&cache_dir)?;
             match style::package::load(&runtime, &dir).await {
                 Ok(style) => {
                     println!(
@@ -421,8 +430,12 @@ async fn styles_command(command: StylesCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        StylesCommand::New { name, plugins } => {
-            let made = scaffold::new_style(&plugins, &name)?;
+        StylesCommand::New {
+            name,
+            lang,
+            plugins,
+        } => {
+            let made = scaffold::new_style(&plugins, &name, lang)?;
             println!("created {}", made.dir.display());
             if let Some(workspace) = made.workspace {
                 println!("added it to the members of {}", workspace.display());

@@ -1,30 +1,37 @@
-//! `likeness styles new NAME`: a new style crate in `plugins/NAME` from a template (Cargo.toml,
-//! style.toml, src/lib.rs on the SDK's helpers) that builds and passes `likeness styles check`
-//! as generated, added to the cargo workspace's members.
+//! `likeness styles new NAME [--lang rust|python|js]`: a new style in `plugins/NAME` from a
+//! template that builds and passes `likeness styles check` as generated: a Rust crate
+//! (Cargo.toml, style.toml, src/lib.rs on the SDK's helpers) added to the cargo workspace's
+//! members, or a Python (`app.py`) or JavaScript (`app.js`) module beside its style.toml.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail, ensure};
 use toml_edit::{DocumentMut, Value};
 
+use crate::style::build::Language;
 use crate::style::manifest::{MANIFEST_FILE, is_style_id};
 
 const CARGO_TEMPLATE: &str = include_str!("../templates/style/Cargo.toml.tmpl");
 const MANIFEST_TEMPLATE: &str = include_str!("../templates/style/style.toml.tmpl");
 const LIB_TEMPLATE: &str = include_str!("../templates/style/lib.rs.tmpl");
+const PYTHON_TEMPLATE: &str = include_str!("../templates/style/app.py.tmpl");
+const JS_TEMPLATE: &str = include_str!("../templates/style/app.js.tmpl");
 
 /// What [`new_style`] made.
 #[derive(Debug)]
 pub struct Scaffolded {
-    /// The new crate's folder.
+    /// The new style's folder.
     pub dir: PathBuf,
-    /// The workspace manifest it was added to (`None` when a glob already covered it).
+    /// The workspace manifest a Rust crate was added to (`None` when a glob already covered
+    /// it, and for Python and JavaScript styles).
     pub workspace: Option<PathBuf>,
 }
 
-/// Writes the style crate `plugins/<id>` and adds it to the enclosing cargo workspace, which
-/// must provide `likeness-sdk` in `[workspace.dependencies]` (the Likeness repository does).
-pub fn new_style(plugins: &Path, id: &str) -> anyhow::Result<Scaffolded> {
+/// Writes the style `plugins/<id>` in `language`. A Rust crate is added to the enclosing cargo
+/// workspace, which must provide `likeness-sdk` in `[workspace.dependencies]` (the Likeness
+/// repository does); a Python or JavaScript style needs nothing beside it (the build brings
+/// its SDK).
+pub fn new_style(plugins: &Path, id: &str, language: Language) -> anyhow::Result<Scaffolded> {
     ensure!(
         is_style_id(id),
         "'{id}' is not a style id: use 1-63 lowercase letters, digits or dashes, starting with a \
@@ -36,7 +43,34 @@ pub fn new_style(plugins: &Path, id: &str) -> anyhow::Result<Scaffolded> {
         .with_context(|| format!("resolving {}", plugins.display()))?;
     let dir = plugins.join(id);
     ensure!(!dir.exists(), "{} already exists", dir.display());
-    let root = workspace_root(&plugins)?;
+    let name = title(id);
+    let fill = |template: &str| {
+        template
+            .replace("{{id}}", id)
+            .replace("{{name}}", &name)
+            .replace("{{description}}", &format!("A {name} look."))
+    };
+    let module = match language {
+        Language::Rust => return new_crate(&plugins, &dir, &fill),
+        Language::Python => ("app.py", PYTHON_TEMPLATE),
+        Language::JavaScript => ("app.js", JS_TEMPLATE),
+    };
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join(MANIFEST_FILE), fill(MANIFEST_TEMPLATE))?;
+    std::fs::write(dir.join(module.0), fill(module.1))?;
+    Ok(Scaffolded {
+        dir,
+        workspace: None,
+    })
+}
+
+/// Writes the Rust crate `dir` and adds it to the workspace enclosing `plugins`.
+fn new_crate(
+    plugins: &Path,
+    dir: &Path,
+    fill: &dyn Fn(&str) -> String,
+) -> anyhow::Result<Scaffolded> {
+    let root = workspace_root(plugins)?;
     let manifest_path = root.join("Cargo.toml");
     let mut workspace: DocumentMut = std::fs::read_to_string(&manifest_path)?
         .parse()
@@ -52,13 +86,6 @@ pub fn new_style(plugins: &Path, id: &str) -> anyhow::Result<Scaffolded> {
         manifest_path.display()
     );
 
-    let name = title(id);
-    let fill = |template: &str| {
-        template
-            .replace("{{id}}", id)
-            .replace("{{name}}", &name)
-            .replace("{{description}}", &format!("A {name} look."))
-    };
     std::fs::create_dir_all(dir.join("src"))?;
     std::fs::write(dir.join("Cargo.toml"), fill(CARGO_TEMPLATE))?;
     std::fs::write(dir.join(MANIFEST_FILE), fill(MANIFEST_TEMPLATE))?;
@@ -77,7 +104,7 @@ pub fn new_style(plugins: &Path, id: &str) -> anyhow::Result<Scaffolded> {
             .with_context(|| format!("writing {}", manifest_path.display()))?;
     }
     Ok(Scaffolded {
-        dir,
+        dir: dir.to_path_buf(),
         workspace: added.then_some(manifest_path),
     })
 }
@@ -170,6 +197,17 @@ mod tests {
         assert_eq!(title("my-style"), "My Style");
         assert_eq!(title("8bit"), "8bit");
         let dir = tempfile::tempdir().unwrap();
-        assert!(new_style(dir.path(), "Bad Name").is_err());
+        assert!(new_style(dir.path(), "Bad Name", Language::Python).is_err());
+        let made = new_style(dir.path(), "my-look", Language::JavaScript).unwrap();
+        assert_eq!(made.workspace, None);
+        let app = std::fs::read_to_string(made.dir.join("app.js")).unwrap();
+        assert!(
+            app.contains("const ID = \"my-look\";") && app.contains("const NAME = \"My Look\";")
+        );
+        assert_eq!(Language::detect(&made.dir).unwrap(), Language::JavaScript);
+        assert!(
+            new_style(dir.path(), "my-look", Language::Python).is_err(),
+            "exists"
+        );
     }
 }

@@ -1,8 +1,9 @@
-//! `likeness styles build`: compiles the style crates in `plugins/` to components and assembles
+//! `likeness styles build`: compiles the styles in `plugins/` (Rust, Python, JavaScript) to components and assembles
 //! deployable packages in `styles/`.
 //!
-//! A style crate is a folder of `plugins/` holding a `style.toml` template (the manifest without
-//! `sha256`); its package is named `style-<id>`. Each package is assembled in a hidden staging
+//! A style is a folder of `plugins/` holding a `style.toml` template (the manifest without
+//! `sha256`) and its code: a Rust crate named `style-<id>`, a Python `app.py` or a JavaScript
+//! `app.js` ([`Language`]). Each package is assembled in a hidden staging
 //! folder and renamed into place, so a watching host never sees half a package.
 
 use std::path::{Path, PathBuf};
@@ -11,22 +12,110 @@ use std::process::Command;
 use anyhow::{Context as _, bail, ensure};
 use sha2::{Digest, Sha256};
 
+use super::guest;
 use super::manifest::{MANIFEST_FILE, Manifest};
+use super::toolchain::Toolchains;
 
 /// The wasm target styles are built for.
 pub const TARGET: &str = "wasm32-wasip2";
 /// The cargo profile styles are built with (size-optimised release, see the workspace).
 pub const PROFILE: &str = "style";
 
+/// The language a style is written in, told by its files: `Cargo.toml` (Rust), `app.py`
+/// (Python) or `app.js` (JavaScript).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    /// A Rust crate built with cargo for [`TARGET`].
+    Rust,
+    /// A Python module `app.py` built with componentize-py.
+    Python,
+    /// A JavaScript module `app.js` built with componentize-js.
+    JavaScript,
+}
+
+impl Language {
+    /// The language of the style in `dir`; an error when no or several entry files are there.
+    pub fn detect(dir: &Path) -> anyhow::Result<Language> {
+        let found: Vec<Language> = [
+            ("Cargo.toml", Language::Rust),
+            ("app.py", Language::Python),
+            ("app.js", Language::JavaScript),
+        ]
+        .into_iter()
+        .filter(|(file, _)| dir.join(file).is_file())
+        .map(|(_, language)| language)
+        .collect();
+        match found[..] {
+            [language] => Ok(language),
+            [] => bail!(
+                "{} holds no Cargo.toml (Rust), app.py (Python) or app.js (JavaScript)",
+                dir.display()
+            ),
+            _ => bail!(
+                "{} holds more than one of Cargo.toml, app.py and app.js; a style is written in \
+                 one language",
+                dir.display()
+            ),
+        }
+    }
+
+    /// The language's name, as `likeness styles new --lang` spells it: `rust`, `python`, `js`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Rust => "rust",
+            Language::Python => "python",
+            Language::JavaScript => "js",
+        }
+    }
+}
+
+impl std::str::FromStr for Language {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        [Language::Rust, Language::Python, Language::JavaScript]
+            .into_iter()
+            .find(|language| language.as_str() == name)
+            .ok_or_else(|| format!("'{name}' is not a style language: use rust, python or js"))
+    }
+}
+
 /// Builds the styles found in `plugins` (all, or those named in `only`) into `out`; returns
-/// the package folders written. `target_dir` overrides cargo's target folder.
+/// the package folders written. Rust crates build with cargo (`target_dir` overrides its
+/// target folder); Python and JavaScript styles with their pinned toolchains
+/// ([`toolchain`](super::toolchain)), their components kept in `<target>/guests/` by a hash of
+/// everything that goes in, so an unchanged style is not rebuilt.
 pub fn build_styles(
     plugins: &Path,
     out: &Path,
     only: &[String],
     target_dir: Option<&Path>,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    let mut ids = Vec::new();
+    let project = std::path::absolute(plugins)?;
+    let project = project.parent().unwrap_or(&project);
+    build_styles_with(
+        &Toolchains::for_project(project),
+        plugins,
+        out,
+        only,
+        target_dir,
+    )
+}
+
+/// [`build_styles`] with the guest toolchains of `toolchains` (a project's cache, for styles
+/// outside it).
+pub fn build_styles_with(
+    toolchains: &Toolchains,
+    plugins: &Path,
+    out: &Path,
+    only: &[String],
+    target_dir: Option<&Path>,
+) -> anyhow::Result<Vec<PathBuf>> {
+    // The guest tools run in other folders: every path they get is absolute.
+    let plugins = &std::path::absolute(plugins)?;
+    let target_dir = target_dir.map(std::path::absolute).transpose()?;
+    let target_dir = target_dir.as_deref();
+    let mut styles = Vec::new();
     for entry in
         std::fs::read_dir(plugins).with_context(|| format!("reading {}", plugins.display()))?
     {
@@ -38,24 +127,63 @@ pub fn build_styles(
                 .unwrap_or_default()
                 .to_string();
             if only.is_empty() || only.contains(&id) {
-                ids.push(id);
+                styles.push((id, Language::detect(&dir)?));
             }
         }
     }
-    ids.sort();
+    styles.sort_by(|a, b| a.0.cmp(&b.0));
     for wanted in only {
         ensure!(
-            ids.contains(wanted),
-            "no style crate '{wanted}' in {}",
+            styles.iter().any(|(id, _)| id == wanted),
+            "no style '{wanted}' in {}",
             plugins.display()
         );
     }
     ensure!(
-        !ids.is_empty(),
-        "no style crates (folders with a {MANIFEST_FILE}) in {}",
+        !styles.is_empty(),
+        "no styles (folders with a {MANIFEST_FILE}) in {}",
         plugins.display()
     );
 
+    let crates: Vec<&str> = styles
+        .iter()
+        .filter(|(_, language)| *language == Language::Rust)
+        .map(|(id, _)| id.as_str())
+        .collect();
+    let artifacts = if crates.is_empty() {
+        None
+    } else {
+        Some(build_crates(plugins, &crates, target_dir)?)
+    };
+    let project = plugins.parent().unwrap_or(plugins);
+    let guests = target_dir
+        .map_or_else(|| project.join("target"), Path::to_path_buf)
+        .join("guests");
+
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    styles
+        .iter()
+        .map(|(id, language)| {
+            let dir = plugins.join(id);
+            let wasm = match (language, &artifacts) {
+                (Language::Rust, Some(artifacts)) => {
+                    artifacts.join(format!("style_{}.wasm", id.replace('-', "_")))
+                }
+                _ => guest::build(toolchains, *language, &dir, &guests)
+                    .with_context(|| format!("building the {} style '{id}'", language.as_str()))?,
+            };
+            assemble(&dir, &wasm, out)
+        })
+        .collect()
+}
+
+/// Builds the style crates `crates` of `plugins` with cargo; returns the folder of their
+/// components.
+fn build_crates(
+    plugins: &Path,
+    crates: &[&str],
+    target_dir: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
     ensure_target_installed()?;
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
@@ -64,7 +192,7 @@ pub fn build_styles(
     if let Some(dir) = target_dir {
         cargo.arg("--target-dir").arg(dir);
     }
-    for id in &ids {
+    for id in crates {
         cargo.args(["-p", &format!("style-{id}")]);
     }
     run(&mut cargo)?;
@@ -72,15 +200,7 @@ pub fn build_styles(
         Some(dir) => dir.to_path_buf(),
         None => cargo_target_dir(plugins)?,
     };
-    let artifacts = target_dir.join(TARGET).join(PROFILE);
-
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    ids.iter()
-        .map(|id| {
-            let wasm = artifacts.join(format!("style_{}.wasm", id.replace('-', "_")));
-            assemble(&plugins.join(id), &wasm, out)
-        })
-        .collect()
+    Ok(target_dir.join(TARGET).join(PROFILE))
 }
 
 /// Writes the package for the crate in `crate_dir` from its built component `wasm`.
