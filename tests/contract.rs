@@ -229,7 +229,18 @@ async fn the_first_party_styles_pass_the_conformance_kit() {
     let table = likeness_host::style::conformance::table(&reports);
     println!("{table}");
     let ids: Vec<&str> = reports.iter().map(|r| r.style.as_str()).collect();
-    assert_eq!(ids, ["anime", "claymation", "pixel-art", "watercolor"]);
+    assert_eq!(
+        ids,
+        [
+            "anime",
+            "claymation",
+            "pixel-art",
+            "pop-art",
+            "sketch",
+            "watercolor"
+        ],
+        "the Rust, Python (pop-art) and JavaScript (sketch) styles"
+    );
     for report in &reports {
         assert!(report.passed(), "{table}");
         assert_eq!(report.rows.len(), 9, "{table}");

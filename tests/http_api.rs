@@ -13,7 +13,15 @@ use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const STYLES: [&str; 4] = ["anime", "claymation", "pixel-art", "watercolor"];
+/// The first-party styles: four in Rust, `pop-art` in Python, `sketch` in JavaScript.
+const STYLES: [&str; 6] = [
+    "anime",
+    "claymation",
+    "pixel-art",
+    "pop-art",
+    "sketch",
+    "watercolor",
+];
 
 /// The sha256 a first-party style's manifest names (the digest of its component).
 fn manifest_sha256(style: &str) -> String {
@@ -1378,7 +1386,10 @@ async fn metrics_count_requests_generations_stages_and_reloads() {
         value(r#"likeness_identity_score_count{style="watercolor",method="none"}"#),
         1.0
     );
-    assert_eq!(value(r#"likeness_style_reloads{result="loaded"}"#), 4.0);
+    assert_eq!(
+        value(r#"likeness_style_reloads{result="loaded"}"#),
+        STYLES.len() as f64
+    );
     assert_eq!(value(r#"likeness_style_reloads{result="rejected"}"#), 0.0);
     assert!(text.contains("likeness_queue_depth 0"));
     assert!(text.contains("likeness_plugin_traps_total") || !text.contains("style_trap"));

@@ -4,11 +4,13 @@
 
 mod common;
 
+use common::{face, situations};
+
 use std::sync::Arc;
 
 use likeness_contract::{
-    Analysis, Capabilities, ControlKind, Diffusion, Face, Landmarks, Method,
-    MethodKind as IdentityMethod, Options, Plan, Point, Rect,
+    Analysis, Capabilities, ControlKind, Diffusion, Method, MethodKind as IdentityMethod, Options,
+    Plan,
 };
 use likeness_host::runtime::Image;
 use likeness_host::style::{LoadedStyle, package};
@@ -25,60 +27,6 @@ async fn load(id: &str) -> Arc<LoadedStyle> {
     package::load(&common::runtime(), &common::first_party_styles().join(id))
         .await
         .unwrap()
-}
-
-/// A face whose box is `size` pixels square with its top-left corner at (x, y).
-fn face(x: f32, y: f32, size: f32, image: (u32, u32), dominant: bool) -> Face {
-    let p = |fx: f32, fy: f32| Point {
-        x: x + fx * size,
-        y: y + fy * size,
-    };
-    Face {
-        bbox: Rect {
-            x1: x,
-            y1: y,
-            x2: x + size,
-            y2: y + size,
-        },
-        score: 0.99,
-        landmarks: Landmarks {
-            left_eye: p(0.3, 0.4),
-            right_eye: p(0.7, 0.4),
-            nose: p(0.5, 0.6),
-            mouth_left: p(0.35, 0.8),
-            mouth_right: p(0.65, 0.8),
-        },
-        share: size * size / (image.0 * image.1) as f32,
-        dominant,
-    }
-}
-
-/// The four situations of the fallback rules, on a 1024x768 photo.
-fn situations() -> Vec<(&'static str, Analysis)> {
-    let size = (1024, 768);
-    let photo = |faces| Analysis {
-        width: size.0,
-        height: size.1,
-        faces,
-    };
-    vec![
-        ("no face", photo(vec![])),
-        (
-            "one clear face",
-            photo(vec![face(380.0, 200.0, 260.0, size, true)]),
-        ),
-        (
-            "two faces of similar size",
-            photo(vec![
-                face(100.0, 200.0, 240.0, size, true),
-                face(600.0, 220.0, 220.0, size, false),
-            ]),
-        ),
-        (
-            "one tiny face",
-            photo(vec![face(500.0, 300.0, 30.0, size, true)]),
-        ),
-    ]
 }
 
 /// The options a request that sets none gives the style: its defaults, checked by the host.

@@ -189,7 +189,7 @@ async fn the_playground_styles_a_photo_in_headless_chromium() {
         .wait_for(
             "the style list",
             "return document.querySelectorAll('#style option').length",
-            |n| n.as_u64() == Some(4),
+            |n| n.as_u64() == Some(6), // the six first-party styles
         )
         .await;
 

@@ -1,7 +1,14 @@
 //! Style call overhead: instantiate + `plan`, and `post-process` of a 1024x1024 RGBA image in
 //! wasm next to the same filter compiled natively. Prints a table.
 //!
+//! Then the same style contract in each language ([`languages`]): component size, compile time,
+//! the cached load and fresh instance + `describe` / `choose-plan` for Rust, Python and
+//! JavaScript.
+//!
 //! `cargo bench -p likeness-host --bench style_calls`
+
+#[path = "style_calls/languages.rs"]
+mod languages;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -181,4 +188,6 @@ fn main() {
     row("the same filter, native", &native, "style_anime::cel_shade");
     let ratio = wasm.p50.as_secs_f64() / native.p50.as_secs_f64();
     println!("\nwasm / native (p50): {ratio:.2}x   (goal: <= 1.5x)");
+
+    languages::run(&tokio, repo, &analysis);
 }

@@ -23,19 +23,30 @@ fn plugin_target() -> PathBuf {
     repo().join("target").join("test-plugins")
 }
 
-/// A folder holding freshly built packages of the four first-party styles (built once per test
-/// process; cargo makes rebuilds no-ops).
+/// A folder holding freshly built packages of the first-party styles (built once per test
+/// process; cargo and the guest build cache make rebuilds no-ops). Each component is compiled
+/// into the shared cache here, as `styles build` does, so that no registry load under test
+/// spends its load timeout compiling a Python or JavaScript component (tens of seconds).
 pub fn first_party_styles() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        likeness_host::style::build::build_styles(
+        let built = likeness_host::style::build::build_styles(
             &repo().join("plugins"),
             dir.path(),
             &[],
             Some(&plugin_target()),
         )
         .expect("building the first-party styles");
+        let runtime = runtime();
+        for package in built {
+            let files = likeness_host::style::package::read(&package).unwrap();
+            let id = &files.manifest.id;
+            let wasm = std::fs::read(package.join(&files.manifest.component)).unwrap();
+            runtime
+                .compile(id, &wasm, &files.digest, Default::default(), None)
+                .unwrap_or_else(|e| panic!("compiling {id}: {e:#}"));
+        }
         dir
     })
     .path()
@@ -58,6 +69,69 @@ pub fn gated_styles() -> &'static Path {
         dir
     })
     .path()
+}
+
+/// A face whose box is `size` pixels square with its top-left corner at (x, y), on an
+/// `image`-sized photo, with landmarks where a face has them.
+pub fn face(
+    x: f32,
+    y: f32,
+    size: f32,
+    image: (u32, u32),
+    dominant: bool,
+) -> likeness_contract::Face {
+    use likeness_contract::{Face, Landmarks, Point, Rect};
+    let p = |fx: f32, fy: f32| Point {
+        x: x + fx * size,
+        y: y + fy * size,
+    };
+    Face {
+        bbox: Rect {
+            x1: x,
+            y1: y,
+            x2: x + size,
+            y2: y + size,
+        },
+        score: 0.99,
+        landmarks: Landmarks {
+            left_eye: p(0.3, 0.4),
+            right_eye: p(0.7, 0.4),
+            nose: p(0.5, 0.6),
+            mouth_left: p(0.35, 0.8),
+            mouth_right: p(0.65, 0.8),
+        },
+        share: size * size / (image.0 * image.1) as f32,
+        dominant,
+    }
+}
+
+/// The four situations of the identity-method rules, on a 1024x768 photo: no face, one clear
+/// face, two faces of similar size, one tiny face.
+pub fn situations() -> Vec<(&'static str, likeness_contract::Analysis)> {
+    let size = (1024, 768);
+    let photo = |faces| likeness_contract::Analysis {
+        width: size.0,
+        height: size.1,
+        faces,
+    };
+    vec![
+        ("no face", photo(vec![])),
+        (
+            "one clear face",
+            photo(vec![face(380.0, 200.0, 260.0, size, true)]),
+        ),
+        (
+            "two faces of similar size",
+            photo(vec![
+                face(100.0, 200.0, 240.0, size, true),
+                face(600.0, 220.0, 220.0, size, false),
+            ]),
+        ),
+        (
+            "one tiny face",
+            photo(vec![face(500.0, 300.0, 30.0, size, true)]),
+        ),
+    ]
 }
 
 /// The bytes of the hostile test component.
