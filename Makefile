@@ -8,7 +8,7 @@ CARGO_FUZZ_VERSION = 0.13.2
 FUZZ_FLAGS ?= -rss_limit_mb=2048 -malloc_limit_mb=256 -timeout=20 -max_len=32768 -print_final_stats=1
 FUZZ_TARGETS = $(basename $(notdir $(wildcard fuzz/fuzz_targets/*.rs)))
 
-.PHONY: run setup test bench fuzz canvas-goldens conformance
+.PHONY: run setup test bench fuzz conformance canvas-goldens
 
 ## Sets up a fresh machine and runs the service (and its playground) on 127.0.0.1:8080.
 run: setup
@@ -31,13 +31,6 @@ test:
 	$(CARGO) run --quiet -p likeness-host -- models fetch --models models
 	$(CARGO) test --workspace
 
-## Rewrites the canvas operations' golden files (crates/imaging/tests/goldens/) from their
-## reference implementations (OpenCV, Pillow, NumPy), from the test photos the vision tests
-## fetch into .cache/testdata (LIKENESS_TESTDATA elsewhere).
-canvas-goldens:
-	python3 -m pip install --quiet -r tools/canvas-reference/requirements.txt
-	python3 tools/canvas-reference/make_goldens.py
-
 ## Regenerates the diffusion conformance packs and goldens (host/diffusion/tests/conformance/)
 ## from the reference pipelines, then runs the test that compares the engine with them. Needs
 ## torch + diffusers and checkouts of InstantID and PuLID (tools/conformance/README.md).
@@ -47,6 +40,12 @@ PULID_REPO ?= ../ref/PuLID
 conformance:
 	$(CONFORMANCE_PYTHON) tools/conformance/make_goldens.py --instantid-repo $(INSTANTID_REPO) --pulid-repo $(PULID_REPO)
 	$(CARGO) test -p likeness-diffusion --test conformance -- --nocapture
+## Rewrites the canvas operations' golden files (crates/imaging/tests/goldens/) from their
+## reference implementations (OpenCV, Pillow, NumPy), from the test photos the vision tests
+## fetch into .cache/testdata (LIKENESS_TESTDATA elsewhere).
+canvas-goldens:
+	python3 -m pip install --quiet -r tools/canvas-reference/requirements.txt
+	python3 tools/canvas-reference/make_goldens.py
 
 ## Runs the benchmarks (release builds).
 bench:

@@ -425,6 +425,19 @@ async fn sync_generations_run_method_none_for_every_first_party_style() {
         let reason = body["reason"].as_str().unwrap();
         assert!(reason.contains("no diffusion models"), "{reason}");
         assert_eq!(body["faces"].as_array().unwrap().len(), 1);
+        // The finished image is scored against the astronaut's face, whatever the method.
+        let identity = &body["identity"];
+        let score = identity["score"].as_f64().unwrap();
+        eprintln!("{style}: identity {identity}");
+        assert!((0.0..=1.0).contains(&score), "{identity}");
+        assert_eq!(identity["reference_face"], 0);
+        assert_eq!(identity["attempts"], 1);
+        assert_eq!(
+            (&identity["threshold"], &identity["passed"]),
+            (&Value::Null, &Value::Null)
+        );
+        assert!(body.get("identity_reason").is_none());
+        assert!(body["timings"]["identity"].as_f64().is_some());
         assert_eq!(body["output"]["format"], "png");
         let result = decode_data_url(body["output"]["data_url"].as_str().unwrap());
         assert_eq!((result.width(), result.height()), (512, 512));
@@ -439,6 +452,7 @@ async fn sync_generations_run_method_none_for_every_first_party_style() {
             "analysing",
             "planning",
             "post-processing",
+            "identity",
             "encoding",
         ] {
             assert!(
@@ -462,6 +476,11 @@ async fn sync_generations_run_method_none_for_every_first_party_style() {
         .unwrap();
     assert_eq!(cat["method"], "none");
     assert_eq!(cat["faces"].as_array().unwrap().len(), 0);
+    assert_eq!(cat["identity"], Value::Null);
+    assert_eq!(
+        cat["identity_reason"],
+        "the photo has no face to compare the output with"
+    );
     let result = decode_data_url(cat["output"]["data_url"].as_str().unwrap());
     assert_eq!((result.width(), result.height()), (451, 300));
 }
@@ -514,6 +533,11 @@ async fn accept_an_image_type_returns_the_image_with_facts_in_headers() {
         assert!(
             timings.contains("analysing;dur=") && timings.contains("post-processing;dur="),
             "{timings}"
+        );
+        let identity = headers["x-likeness-identity"].to_str().unwrap();
+        assert!(
+            identity.starts_with("score=0.") && identity.contains("; reference-face=0"),
+            "{identity}"
         );
         let bytes = response.bytes().await.unwrap();
         let decoded = image::ImageReader::with_format(Cursor::new(bytes), format)
@@ -1354,6 +1378,14 @@ async fn metrics_count_requests_generations_stages_and_reloads() {
             "{stage}"
         );
     }
+    assert_eq!(
+        value(r#"likeness_identity_score_count{style="anime",method="none"}"#),
+        2.0
+    );
+    assert_eq!(
+        value(r#"likeness_identity_score_count{style="watercolor",method="none"}"#),
+        1.0
+    );
     assert_eq!(
         value(r#"likeness_style_reloads{result="loaded"}"#),
         STYLES.len() as f64

@@ -11,10 +11,12 @@
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use likeness_host::runtime::{
-    Analysis, Capabilities, ControlKind, ControlMap, Face, IdentityMethod, Image, Landmarks,
-    ParamKind, ParamSpec, Plan, Point, Rect, Size, StyleInfo, checks,
+use likeness_contract::{
+    Analysis, Capabilities, ControlKind, ControlMap, Diffusion, Face, IdentityGate, Landmarks,
+    Method, MethodKind, ParamKind, ParamSpec, Plan, Point, Rect, Size, SizeLimits, StyleInfo,
+    Transfer, TransferCapabilities, Value,
 };
+use likeness_host::runtime::{Image, checks};
 
 /// The longest string built (a little past the checks' largest string bound).
 const TEXT_MAX: usize = 5_000;
@@ -39,12 +41,13 @@ fn list<T>(u: &mut Unstructured, item: fn(&mut Unstructured) -> Result<T>) -> Re
     (0..len).map(|_| item(u)).collect()
 }
 
-fn method(u: &mut Unstructured) -> Result<IdentityMethod> {
+fn method_kind(u: &mut Unstructured) -> Result<MethodKind> {
     Ok(*u.choose(&[
-        IdentityMethod::InstantId,
-        IdentityMethod::Pulid,
-        IdentityMethod::Controlnet,
-        IdentityMethod::None,
+        MethodKind::InstantId,
+        MethodKind::Pulid,
+        MethodKind::Controlnet,
+        MethodKind::StyleTransfer,
+        MethodKind::None,
     ])?)
 }
 
@@ -94,39 +97,91 @@ fn control_map(u: &mut Unstructured) -> Result<ControlMap> {
     })
 }
 
-fn plan(u: &mut Unstructured) -> Result<Plan> {
-    Ok(Plan {
-        method: method(u)?,
-        fallback: method(u)?,
-        reference_face: u.arbitrary()?,
+fn size(u: &mut Unstructured) -> Result<Size> {
+    Ok(Size {
+        width: u.arbitrary()?,
+        height: u.arbitrary()?,
+    })
+}
+
+fn diffusion(u: &mut Unstructured) -> Result<Diffusion> {
+    Ok(Diffusion {
         prompt: text(u)?,
         negative_prompt: text(u)?,
         control_maps: list(u, control_map)?,
         identity_weight: u.arbitrary()?,
         steps: u.arbitrary()?,
         guidance: u.arbitrary()?,
-        size: Size {
-            width: u.arbitrary()?,
-            height: u.arbitrary()?,
-        },
+        size: if u.arbitrary()? { Some(size(u)?) } else { None },
         seed: u.arbitrary()?,
+    })
+}
+
+fn transfer(u: &mut Unstructured) -> Result<Transfer> {
+    Ok(Transfer {
+        learned_styles: list(u, |u| Ok((text(u)?, u.arbitrary()?)))?,
+        style_picture: if u.arbitrary()? { Some(text(u)?) } else { None },
+        strength: u.arbitrary()?,
+        working_side: u.arbitrary()?,
+        face_preservation: u.arbitrary()?,
+    })
+}
+
+fn method(u: &mut Unstructured) -> Result<Method> {
+    Ok(match u.int_in_range(0..=4)? {
+        0 => Method::InstantId(diffusion(u)?),
+        1 => Method::Pulid(diffusion(u)?),
+        2 => Method::Controlnet(diffusion(u)?),
+        3 => Method::StyleTransfer(transfer(u)?),
+        _ => Method::None,
+    })
+}
+
+fn plan(u: &mut Unstructured) -> Result<Plan> {
+    Ok(Plan {
+        method: method(u)?,
+        fallbacks: list(u, method)?,
+        reference_faces: list(u, |u| u.arbitrary())?,
+        identity_gate: if u.arbitrary()? {
+            Some(IdentityGate {
+                threshold: u.arbitrary()?,
+                attempts: u.arbitrary()?,
+            })
+        } else {
+            None
+        },
         reason: text(u)?,
     })
 }
 
+fn value(u: &mut Unstructured) -> Result<Value> {
+    Ok(match u.int_in_range(0..=3)? {
+        0 => Value::Text(text(u)?),
+        1 => Value::Integer(u.arbitrary()?),
+        2 => Value::Number(u.arbitrary()?),
+        _ => Value::Boolean(u.arbitrary()?),
+    })
+}
+
 fn param(u: &mut Unstructured) -> Result<ParamSpec> {
+    let kind = match u.int_in_range(0..=4)? {
+        0 => ParamKind::Text(u.arbitrary()?),
+        1 => ParamKind::Integer {
+            min: u.arbitrary()?,
+            max: u.arbitrary()?,
+        },
+        2 => ParamKind::Number {
+            min: u.arbitrary()?,
+            max: u.arbitrary()?,
+        },
+        3 => ParamKind::Boolean,
+        _ => ParamKind::Choice(list(u, text)?),
+    };
     Ok(ParamSpec {
         name: text(u)?,
         description: text(u)?,
-        kind: *u.choose(&[
-            ParamKind::Text,
-            ParamKind::Integer,
-            ParamKind::Number,
-            ParamKind::Boolean,
-            ParamKind::Choice,
-        ])?,
-        default_value: text(u)?,
-        choices: list(u, text)?,
+        kind,
+        default_value: if u.arbitrary()? { Some(value(u)?) } else { None },
     })
 }
 
@@ -159,8 +214,27 @@ fn check(u: &mut Unstructured) -> Result<()> {
                 faces: list(u, face)?,
             };
             let capabilities = Capabilities {
-                identity_methods: list(u, method)?,
+                methods: list(u, method_kind)?,
                 control_maps: list(u, kind)?,
+                diffusion_sizes: if u.arbitrary()? {
+                    Some(SizeLimits {
+                        multiple: u.arbitrary()?,
+                        min_side: u.arbitrary()?,
+                        max_side: u.arbitrary()?,
+                        default_side: u.arbitrary()?,
+                    })
+                } else {
+                    None
+                },
+                transfer: if u.arbitrary()? {
+                    Some(TransferCapabilities {
+                        learned_styles: list(u, text)?,
+                        style_pictures: u.arbitrary()?,
+                        max_side: u.arbitrary()?,
+                    })
+                } else {
+                    None
+                },
             };
             named(checks::plan(&plan(u)?, &analysis, &capabilities));
         }

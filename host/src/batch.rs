@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
+use crate::identity::Identity;
 use crate::output::{OutputFormat, Rendered};
 use crate::pipeline::Pipeline;
 use likeness_contract::options::RawOptions as Options;
@@ -29,6 +30,8 @@ pub struct Written {
     pub method: &'static str,
     /// Why the style chose it.
     pub reason: String,
+    /// The identity score, or why there is none.
+    pub identity: Identity,
 }
 
 /// Styles each of `photos` with `style` into `out` (`<stem>.<style>.<ext>`), showing progress
@@ -55,10 +58,14 @@ pub async fn run(
         let result = style_one(pipeline, style, photo, &target, options, format).await;
         let line = match &result {
             Ok(written) => format!(
-                "ok     {} -> {} (method {})",
+                "ok     {} -> {} (method {}, {})",
                 photo.display(),
                 written.path.display(),
-                written.method
+                written.method,
+                match written.identity.report() {
+                    Some(report) => format!("identity {:.2}", report.score),
+                    None => "no identity score".into(),
+                }
             ),
             Err(error) => format!("failed {}: {error}", photo.display()),
         };
@@ -104,6 +111,7 @@ async fn style_one(
         path: target.to_path_buf(),
         method: rendered.plan.method.kind().name(),
         reason: rendered.plan.reason,
+        identity: rendered.identity,
     })
 }
 

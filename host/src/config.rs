@@ -44,6 +44,8 @@ pub struct ServeConfig {
     pub deploy: DeployConfig,
     /// What each style call may spend, and what a component may declare.
     pub sandbox: SandboxConfig,
+    /// The identity gate's retries.
+    pub identity: IdentityConfig,
 }
 
 /// How log lines are written.
@@ -74,6 +76,7 @@ impl Default for ServeConfig {
             log_format: LogFormat::default(),
             deploy: DeployConfig::default(),
             sandbox: SandboxConfig::default(),
+            identity: IdentityConfig::default(),
         }
     }
 }
@@ -260,6 +263,30 @@ pub struct ShutdownConfig {
 impl Default for ShutdownConfig {
     fn default() -> Self {
         ShutdownConfig { drain_secs: 30 }
+    }
+}
+
+/// The identity gate (`[identity]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Seconds a generation may spend on the gate's retries and fallbacks: another image is
+    /// made only while one more (as long as the slowest so far) fits.
+    pub retry_budget_secs: u64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            retry_budget_secs: 120,
+        }
+    }
+}
+
+impl IdentityConfig {
+    /// The retry budget.
+    pub fn retry_budget(&self) -> Duration {
+        Duration::from_secs(self.retry_budget_secs)
     }
 }
 
@@ -526,6 +553,9 @@ pub struct ServeArgs {
     /// Seconds in-flight work may take to finish on shutdown [default: 30].
     #[arg(long, env = "LIKENESS_DRAIN_SECS")]
     pub drain_secs: Option<u64>,
+    /// Seconds a generation may spend on identity-gate retries and fallbacks [default: 120].
+    #[arg(long, env = "LIKENESS_IDENTITY_RETRY_BUDGET_SECS")]
+    pub identity_retry_budget_secs: Option<u64>,
     /// How log lines are written: text or json [default: text].
     #[arg(long, env = "LIKENESS_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -608,6 +638,10 @@ impl ServeConfig {
             args.cors_origins.map(non_empty),
         );
         set(&mut self.shutdown.drain_secs, args.drain_secs);
+        set(
+            &mut self.identity.retry_budget_secs,
+            args.identity_retry_budget_secs,
+        );
         set(&mut self.log_format, args.log_format);
         if args.admin_key.is_some() {
             self.deploy.admin_key = args.admin_key.filter(|key| !key.trim().is_empty());
@@ -671,7 +705,7 @@ mod tests {
         let file = dir.path().join("likeness.toml");
         std::fs::write(
             &file,
-            "addr = \"127.0.0.1:9000\"\nstyles = \"from-file\"\n[admission]\nqueue = 3\n[access]\napi_keys = [\"k1\"]\n",
+            "addr = \"127.0.0.1:9000\"\nstyles = \"from-file\"\n[admission]\nqueue = 3\n[access]\napi_keys = [\"k1\"]\n[identity]\nretry_budget_secs = 30\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -686,6 +720,11 @@ mod tests {
         assert_eq!(config.admission.queue, 3);
         assert_eq!(config.access.api_keys, ["a", "b"]);
         assert_eq!(config.models, PathBuf::from("models"));
+        assert_eq!(config.identity.retry_budget(), Duration::from_secs(30));
+        assert_eq!(
+            ServeConfig::default().identity.retry_budget(),
+            Duration::from_secs(120)
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! - [`runtime`]: the wasmtime engine, the per-call sandbox and typed call errors;
 //! - [`style`]: style packages (manifest, validation), the hot-reloading registry, `styles build`;
 //! - [`pipeline`]: one generation, from upload to styled image;
+//! - [`execute`]: running a plan: its fallbacks in order, the identity gate's retries;
+//! - [`identity`]: how much of the person the result kept (the score and the plan's gate);
 //! - [`admission`]: upload places, the bounded queue, generation slots, CPU slots, each style's
 //!   share;
 //! - [`breaker`]: a style's circuit breaker;
@@ -24,6 +26,8 @@ pub mod batch;
 pub mod breaker;
 pub mod config;
 pub mod diffuse;
+pub mod execute;
+pub mod identity;
 pub mod jobs;
 pub mod metrics;
 pub mod output;

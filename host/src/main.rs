@@ -211,14 +211,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    let code = match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // A blocking task may still be compiling a component (tens of seconds for a Python or
+    // JavaScript style) when a signal stops the server: do not wait for it, so that Ctrl-C and
+    // SIGTERM end the process once the drain is done. (The component cache writes each artifact
+    // atomically, so an abandoned compile leaves nothing half-written.)
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    code
 }
+
+/// How long the process waits, after its work is done, for blocking tasks still running.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     if !matches!(command, Command::Serve(_)) {

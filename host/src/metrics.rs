@@ -51,6 +51,8 @@ pub struct Metrics {
     pub circuit_opened: IntCounterVec,
     /// Canaries rolled back since start (automatically or by hand).
     pub canary_rollbacks: IntGauge,
+    /// The identity score of answered images, by style and the method that ran.
+    pub identity_score: HistogramVec,
 }
 
 impl Metrics {
@@ -154,6 +156,16 @@ impl Metrics {
             "Canaries rolled back since start (automatically or by hand).",
         )
         .expect("valid metric");
+        let identity_score = HistogramVec::new(
+            HistogramOpts::new(
+                "likeness_identity_score",
+                "Identity score (cosine of the reference face and the output's face) of answered \
+                 images, by style and method.",
+            )
+            .buckets((1..=20).map(|i| f64::from(i) * 0.05).collect()),
+            &["style", "method"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_seconds.clone()),
@@ -171,6 +183,7 @@ impl Metrics {
             Box::new(circuit_open.clone()),
             Box::new(circuit_opened.clone()),
             Box::new(canary_rollbacks.clone()),
+            Box::new(identity_score.clone()),
         ] {
             registry
                 .register(collector)
@@ -194,6 +207,7 @@ impl Metrics {
             circuit_open,
             circuit_opened,
             canary_rollbacks,
+            identity_score,
         }
     }
 

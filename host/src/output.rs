@@ -1,11 +1,12 @@
 //! A finished generation made ready for clients: the image encoded (PNG, JPEG or WebP) and the
-//! facts of the run (style version, plan, faces, stage timings).
+//! facts of the run (style version, plan, faces, identity score, stage timings).
 
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::codecs::webp::WebPEncoder;
 use image::{ExtendedColorType, ImageEncoder};
 
+use crate::identity::Identity;
 use crate::pipeline::Generation;
 use likeness_contract::{Options, Plan};
 
@@ -120,10 +121,14 @@ pub struct Rendered {
     pub style_digest: String,
     /// The style's plan; `plan.method` ran, for `plan.reason`.
     pub plan: Plan,
+    /// The method the style planned (`plan.method` is what ran).
+    pub planned: likeness_contract::MethodKind,
     /// The options the style got (checked, defaults applied).
     pub options: Options,
     /// What the host saw in the photo.
     pub analysis: likeness_vision::Analysis,
+    /// How much of the reference face's identity the image kept.
+    pub identity: Identity,
     /// The image's format.
     pub format: OutputFormat,
     /// The image's size.
@@ -157,6 +162,8 @@ impl Rendered {
             plan: generation.plan,
             options: generation.options,
             analysis: generation.analysis,
+            identity: generation.identity,
+            planned: generation.planned,
             format,
             width: generation.image.width,
             height: generation.image.height,

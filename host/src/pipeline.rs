@@ -1,6 +1,8 @@
 //! One generation, start to finish: decode and analyse the photo, let the style plan, run the
-//! plan (the diffusion engine, or the photo itself with method `none`), post-process, with
-//! progress events, stage timings and cancellation.
+//! plan (the diffusion engine, or the photo itself with method `none`), post-process, score the
+//! identity kept, with progress events, stage timings and cancellation. The plan runs image by
+//! image as `execute` decides: its fallbacks when a method cannot run, the identity gate's
+//! retries.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use likeness_contract::options::{OptionError, RawOptions};
 use likeness_contract::{Analysis, Capabilities, Face, Landmarks, Method, Plan, Rect, StyleError};
 
+use crate::execute::{Executor, Made, Try};
+use crate::identity::{self, Identity, IdentityReport, ReferenceFace};
 use crate::runtime::{CallError, Image};
 use crate::style::canary::Routing;
 use crate::style::{Registry, StyleState};
@@ -145,14 +149,19 @@ pub struct Generation {
     /// The sha256 of the component that ran (two builds of one version differ here).
     pub style_digest: String,
     /// The plan the style made, with the size the host chose filled in; `plan.method` is the
-    /// method that ran.
+    /// method that ran (a fallback, when the planned one could not run or did not pass the
+    /// identity gate), `plan.reason` ends with what happened at run time.
     pub plan: Plan,
+    /// The method the style planned.
+    pub planned: likeness_contract::MethodKind,
     /// The options the style got: checked, defaults applied.
     pub options: likeness_contract::Options,
     /// What the host saw in the photo.
     pub analysis: likeness_vision::Analysis,
     /// The result, RGBA.
     pub image: Image,
+    /// How much of the reference face's identity the result kept.
+    pub identity: Identity,
     /// Milliseconds spent per stage, in order.
     pub timings: Vec<(&'static str, f64)>,
 }
@@ -167,6 +176,8 @@ pub struct Pipeline {
     cpu_slots: Option<Arc<tokio::sync::Semaphore>>,
     /// The diffusion engine over the installed model pack; `None`: only method `none` runs.
     diffusion: Option<Arc<likeness_diffusion::DiffusionEngine>>,
+    /// What one generation may spend on the identity gate's retries and fallbacks.
+    retry_budget: std::time::Duration,
 }
 
 impl Pipeline {
@@ -178,6 +189,7 @@ impl Pipeline {
             limits,
             cpu_slots: None,
             diffusion: None,
+            retry_budget: crate::config::IdentityConfig::default().retry_budget(),
         }
     }
 
@@ -191,6 +203,12 @@ impl Pipeline {
     /// permits, so that the server bounds them apart from the generation slots.
     pub fn with_cpu_slots(mut self, slots: Arc<tokio::sync::Semaphore>) -> Self {
         self.cpu_slots = Some(slots);
+        self
+    }
+
+    /// Bounds the time one generation spends on identity-gate retries and fallbacks.
+    pub fn with_retry_budget(mut self, budget: std::time::Duration) -> Self {
+        self.retry_budget = budget;
         self
     }
 
@@ -330,9 +348,103 @@ impl Pipeline {
         )?;
         timings.push(("planning", ms(started)));
 
-        // With method `none` the style draws from the photo itself.
-        let diffusion = self.diffusion.as_ref().zip(capabilities.diffusion_sizes);
-        let (input, scale) = match (diffusion, &mut plan.method) {
+        // The plan runs image by image: the planned method, then its fallbacks when a method
+        // cannot run for this request or the identity gate is not passed.
+        let photo = Arc::new(photo);
+        let face = plan.reference_face(&style_analysis).copied();
+        let reference = self.reference_face(&photo, &analysis, &plan).await?;
+        let planned = plan.method.kind();
+        let mut executor = Executor::new(&plan, self.retry_budget, Instant::now());
+        let mut unrunnable = None;
+        while let Some(tried) = executor.next(Instant::now()) {
+            let started = Instant::now();
+            let mut method = tried.method.clone();
+            let input = self
+                .input(&mut method, &photo, face, progress, cancel)
+                .await;
+            let made = match input {
+                Ok((input, took)) => {
+                    if let Some(ms) = took {
+                        add_timing(&mut timings, "generating", ms);
+                    }
+                    checkpoint(Stage::PostProcessing)?;
+                    let post = Instant::now();
+                    let slot = self.cpu_slot().await?;
+                    let scale = (
+                        input.width as f32 / analysis.width as f32,
+                        input.height as f32 / analysis.height as f32,
+                    );
+                    let input_analysis = style_analysis.scaled(scale, input.width, input.height);
+                    let ran = Plan {
+                        method: method.clone(),
+                        ..plan.clone()
+                    };
+                    let image = routed.settle(
+                        style
+                            .component
+                            .post_process(&input, &input_analysis, &ran, &options)
+                            .await,
+                    )?;
+                    drop(slot);
+                    add_timing(&mut timings, "post-processing", ms(post));
+                    let scoring = Instant::now();
+                    let identity = self.score(&reference, &image).await?;
+                    add_timing(&mut timings, "identity", ms(scoring));
+                    Made::Image { image, identity }
+                }
+                Err(error) if can_fall_back(&error) => {
+                    let why = error.to_string();
+                    unrunnable = Some(error);
+                    Made::Unrunnable(why)
+                }
+                Err(error) => return Err(error),
+            };
+            executor.record(Try { method, ..tried }, made, started.elapsed());
+            if cancel.is_cancelled() {
+                return Err(GenerateError::Canceled);
+            }
+        }
+        let executed = executor
+            .finish(planned)
+            .map_err(|story| unrunnable.unwrap_or(GenerateError::Internal(story)))?;
+        plan.method = executed.method;
+        if let Some(story) = executed.story {
+            plan.reason = format!("{} {story}", plan.reason);
+        }
+        let (image, identity) = (executed.image, executed.identity);
+
+        routed.succeeded();
+        Ok(Generation {
+            style_id: style.manifest.id.clone(),
+            style_version: style.manifest.version.clone(),
+            style_digest: style.digest.clone(),
+            plan,
+            planned,
+            options,
+            analysis,
+            image,
+            identity,
+            timings,
+        })
+    }
+}
+
+impl Pipeline {
+    /// The image `method` makes for post-processing, and the milliseconds diffusion took:
+    /// a diffusion method's output (its size filled in on `method`), else the photo itself.
+    async fn input(
+        &self,
+        method: &mut Method,
+        photo: &Arc<RgbImage>,
+        reference: Option<Face>,
+        progress: &(dyn Fn(Stage) + Send + Sync),
+        cancel: &CancellationToken,
+    ) -> Result<(Image, Option<f64>), GenerateError> {
+        let diffusion = self
+            .diffusion
+            .as_ref()
+            .zip(self.capabilities().diffusion_sizes);
+        match (diffusion, &mut *method) {
             (
                 Some((engine, limits)),
                 Method::InstantId(settings)
@@ -344,70 +456,38 @@ impl Pipeline {
                     crate::diffuse::output_size(settings, &limits, photo.width(), photo.height());
                 settings.size = Some(size);
                 let image = self
-                    .diffuse(engine, photo, &style_analysis, &plan, progress, cancel)
+                    .diffuse(engine, photo.clone(), reference, method, progress, cancel)
                     .await?;
-                timings.push(("generating", ms(started)));
-                let scale = (
-                    image.width as f32 / analysis.width as f32,
-                    image.height as f32 / analysis.height as f32,
-                );
-                (image, scale)
+                Ok((image, Some(ms(started))))
             }
+            // With method `none` the style draws from the photo itself.
             _ => {
                 let _slot = self.cpu_slot().await?;
-                let (input, scale) = tokio::task::spawn_blocking(move || fallback_input(&photo))
+                let photo = photo.clone();
+                let input = tokio::task::spawn_blocking(move || fallback_input(&photo))
                     .await
                     .map_err(|e| GenerateError::Internal(e.to_string()))?;
-                (input, (scale, scale))
+                Ok((input, None))
             }
-        };
-        checkpoint(Stage::PostProcessing)?;
-        let started = Instant::now();
-        let _slot = self.cpu_slot().await?;
-        let input_analysis = style_analysis.scaled(scale, input.width, input.height);
-        let image = routed.settle(
-            style
-                .component
-                .post_process(&input, &input_analysis, &plan, &options)
-                .await,
-        )?;
-        timings.push(("post-processing", ms(started)));
-        if cancel.is_cancelled() {
-            return Err(GenerateError::Canceled);
         }
-
-        routed.succeeded();
-        Ok(Generation {
-            style_id: style.manifest.id.clone(),
-            style_version: style.manifest.version.clone(),
-            style_digest: style.digest.clone(),
-            plan,
-            options,
-            analysis,
-            image,
-            timings,
-        })
     }
-}
 
-impl Pipeline {
-    /// Runs the plan on the diffusion engine off the async workers, reporting each step and
+    /// Runs `method` on the diffusion engine off the async workers, reporting each step and
     /// stopping between steps when `cancel` fires or this future is dropped.
     async fn diffuse(
         &self,
         engine: &Arc<likeness_diffusion::DiffusionEngine>,
-        photo: RgbImage,
-        analysis: &Analysis,
-        plan: &Plan,
+        photo: Arc<RgbImage>,
+        reference: Option<Face>,
+        method: &Method,
         progress: &(dyn Fn(Stage) + Send + Sync),
         cancel: &CancellationToken,
     ) -> Result<Image, GenerateError> {
-        let reference: Option<Face> = plan.reference_face(analysis).copied();
-        let method = plan.method.kind();
-        let settings =
-            plan.method.diffusion().cloned().ok_or_else(|| {
-                GenerateError::Internal("a diffusion method without settings".into())
-            })?;
+        let settings = method
+            .diffusion()
+            .cloned()
+            .ok_or_else(|| GenerateError::Internal("a diffusion method without settings".into()))?;
+        let method = method.kind();
         let size = settings
             .size
             .ok_or_else(|| GenerateError::Internal("a diffusion plan without a size".into()))?;
@@ -441,6 +521,70 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// The reference face of `plan` (its first reference face, else the dominant one),
+    /// embedded from the photo off the async workers; `Err` says why there is none (no face,
+    /// no embedding model, a failed embedding) and the generation goes on unscored.
+    async fn reference_face(
+        &self,
+        photo: &Arc<RgbImage>,
+        analysis: &likeness_vision::Analysis,
+        plan: &Plan,
+    ) -> Result<Result<ReferenceFace, String>, GenerateError> {
+        let _slot = self.cpu_slot().await?;
+        let (vision, photo, analysis) = (self.vision.clone(), photo.clone(), analysis.clone());
+        let planned = plan.reference_faces.first().copied();
+        tokio::task::spawn_blocking(move || {
+            identity::reference_face(&vision, &photo, &analysis, planned)
+        })
+        .await
+        .map_err(|e| GenerateError::Internal(e.to_string()))
+    }
+
+    /// Scores how much of `reference` `image` kept, off the async workers. A failing model
+    /// gives no score, with the reason, never a failed generation.
+    async fn score(
+        &self,
+        reference: &Result<ReferenceFace, String>,
+        image: &Image,
+    ) -> Result<Identity, GenerateError> {
+        let reference = match reference {
+            Ok(reference) => reference.clone(),
+            Err(reason) => return Ok(Identity::Unscored(reason.clone())),
+        };
+        let _slot = self.cpu_slot().await?;
+        let (vision, image) = (self.vision.clone(), image.clone());
+        tokio::task::spawn_blocking(move || match identity::score(&vision, &reference, &image) {
+            Ok(score) => Identity::Scored(IdentityReport::new(&score, &reference)),
+            Err(error) => {
+                tracing::warn!(%error, "scoring the output's identity failed");
+                Identity::Unscored(format!("scoring the output's identity failed: {error}"))
+            }
+        })
+        .await
+        .map_err(|e| GenerateError::Internal(e.to_string()))
+    }
+}
+
+/// Whether `error` means the method cannot run for this request, so that the plan's next
+/// fallback should: the diffusion engine or a vision model failing (a pack part that does not
+/// load or run, no usable embedding, a control map the host cannot draw). Cancellation, the
+/// style's own failures and bugs end the generation.
+fn can_fall_back(error: &GenerateError) -> bool {
+    matches!(
+        error,
+        GenerateError::Diffusion(_) | GenerateError::Vision(_)
+    )
+}
+
+/// Adds `ms` to `stage`'s time (each attempt of a generation adds to its stages).
+fn add_timing(timings: &mut Vec<(&'static str, f64)>, stage: &'static str, ms: f64) {
+    match timings.iter_mut().find(|(name, _)| *name == stage) {
+        Some((_, total)) => *total += ms,
+        None => timings.push((stage, ms)),
+    }
+}
+
 /// Cancels the diffusion loop when the generation's future is dropped (a client gone).
 struct CancelOnDrop(likeness_diffusion::CancelToken);
 
@@ -455,36 +599,30 @@ fn ms(started: Instant) -> f64 {
 }
 
 /// The photo a style post-processes without diffusion: RGBA, long side at most
-/// [`MAX_FALLBACK_SIDE`]; and the scale from the analysed photo to it.
-fn fallback_input(photo: &RgbImage) -> (Image, f32) {
+/// [`MAX_FALLBACK_SIDE`].
+fn fallback_input(photo: &RgbImage) -> Image {
     let (w, h) = photo.dimensions();
     let long = w.max(h);
-    let (photo, scale) = if long > MAX_FALLBACK_SIDE {
+    let photo = if long > MAX_FALLBACK_SIDE {
         let scale = MAX_FALLBACK_SIDE as f32 / long as f32;
         let (nw, nh) = (
             ((w as f32 * scale).round() as u32).max(1),
             ((h as f32 * scale).round() as u32).max(1),
         );
-        (
-            std::borrow::Cow::Owned(ingest::resize(photo, nw, nh)),
-            scale,
-        )
+        std::borrow::Cow::Owned(ingest::resize(photo, nw, nh))
     } else {
-        (std::borrow::Cow::Borrowed(photo), 1.0)
+        std::borrow::Cow::Borrowed(photo)
     };
     let (width, height) = photo.dimensions();
     let mut rgba = Vec::with_capacity(width as usize * height as usize * 4);
     for pixel in photo.pixels() {
         rgba.extend_from_slice(&[pixel[0], pixel[1], pixel[2], 255]);
     }
-    (
-        Image {
-            width,
-            height,
-            rgba,
-        },
-        scale,
-    )
+    Image {
+        width,
+        height,
+        rgba,
+    }
 }
 
 /// The analysis as the style contract carries it.

@@ -55,7 +55,9 @@ impl Service {
     /// The service over `pipeline` with the limits of `config`.
     pub fn new(pipeline: Pipeline, config: &ServeConfig) -> Arc<Service> {
         let admission = Admission::new(&config.admission);
-        let pipeline = pipeline.with_cpu_slots(admission.cpu_slots().clone());
+        let pipeline = pipeline
+            .with_cpu_slots(admission.cpu_slots().clone())
+            .with_retry_budget(config.identity.retry_budget());
         Arc::new(Service {
             pipeline,
             admission,
@@ -222,9 +224,15 @@ impl Service {
         let m = &self.metrics;
         match result {
             Ok(rendered) => {
+                let method = rendered.plan.method.kind().name();
                 m.generations
-                    .with_label_values(&[style, rendered.plan.method.kind().name(), "200"])
+                    .with_label_values(&[style, method, "200"])
                     .inc();
+                if let Some(report) = rendered.identity.report() {
+                    m.identity_score
+                        .with_label_values(&[style, method])
+                        .observe(f64::from(report.score));
+                }
                 for (stage, ms) in &rendered.timings {
                     m.stage_seconds
                         .with_label_values(&[stage])

@@ -52,6 +52,25 @@ pub fn first_party_styles() -> &'static Path {
     .path()
 }
 
+/// A folder holding the package of the gated test style (a 0.2 component on the contract
+/// alone: the host's default plan with an identity gate from its options), built once per test
+/// process.
+pub fn gated_styles() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        likeness_host::style::build::build_styles(
+            &repo().join("tests").join("plugins"),
+            dir.path(),
+            &["gated".to_string()],
+            Some(&plugin_target()),
+        )
+        .expect("building the gated test style");
+        dir
+    })
+    .path()
+}
+
 /// The bytes of the hostile test component.
 pub fn hostile_wasm() -> &'static [u8] {
     static WASM: OnceLock<Vec<u8>> = OnceLock::new();

@@ -40,9 +40,8 @@ pub fn nearest_color(palette: &[Color], r: i32, g: i32, b: i32) -> usize {
 const BAYER4: [[u8; 4]; 4] = [[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]];
 
 impl Rgba {
-    /// Replaces every colour by the nearest colour of `palette` ([`nearest_color`]). Runs of
-    /// equal pixels (as after [`Rgba::pixelate`]) are looked up once. An empty palette leaves
-    /// the image as it is.
+    /// Replaces every colour by the nearest colour of `palette` ([`nearest_color`]); repeated
+    /// colours are looked up once. An empty palette leaves the image as it is.
     pub fn quantize(&mut self, palette: &[Color]) {
         self.quantize_dithered(palette, 0.0);
     }
@@ -56,7 +55,7 @@ impl Rgba {
         }
         let spread = (strength.max(0.0) * 64.0) as i32;
         let w = self.width as usize;
-        let mut last: Option<([i32; 3], usize)> = None;
+        let mut cache = NearestCache::new(palette);
         for (i, p) in self.data.chunks_exact_mut(4).enumerate() {
             let offset = if spread == 0 {
                 0
@@ -69,18 +68,7 @@ impl Rgba {
                 p[1] as i32 + offset,
                 p[2] as i32 + offset,
             ];
-            let index = match last {
-                Some((k, idx)) if k == key => idx,
-                _ => {
-                    let idx = nearest_color(palette, key[0], key[1], key[2]);
-                    last = Some((key, idx));
-                    idx
-                }
-            };
-            let c = palette[index];
-            p[0] = c[0];
-            p[1] = c[1];
-            p[2] = c[2];
+            p[..3].copy_from_slice(&palette[cache.nearest(key)]);
         }
     }
 
@@ -93,6 +81,7 @@ impl Rgba {
             return;
         }
         let w = self.width as usize;
+        let mut cache = NearestCache::new(palette);
         // Errors for this row and the next, one pixel of padding on each side.
         let mut here = vec![[0i32; 3]; w + 2];
         let mut below = vec![[0i32; 3]; w + 2];
@@ -102,7 +91,7 @@ impl Rgba {
                 for c in 0..3 {
                     v[c] = (p[c] as i32 + here[x + 1][c]).clamp(0, 255);
                 }
-                let chosen = palette[nearest_color(palette, v[0], v[1], v[2])];
+                let chosen = palette[cache.nearest(v)];
                 p[..3].copy_from_slice(&chosen);
                 for c in 0..3 {
                     let e = v[c] - chosen[c] as i32;
@@ -158,6 +147,42 @@ impl Rgba {
             .map(|(centres, _)| centres)
             .unwrap_or_default();
         by_use(&samples, best)
+    }
+}
+
+/// Slots of the [`NearestCache`] (a power of two).
+const CACHE_SLOTS: usize = 1 << 14;
+
+/// [`nearest_color`] memoised in a direct-mapped table: photos repeat colours, and a lookup
+/// over a large palette costs a distance per palette colour. Exact (a slot holds its key).
+struct NearestCache<'a> {
+    palette: &'a [Color],
+    slots: Vec<([i32; 3], u32)>,
+}
+
+impl<'a> NearestCache<'a> {
+    fn new(palette: &'a [Color]) -> Self {
+        NearestCache {
+            palette,
+            // No colour is `[-1_000_000; 3]`, so the empty slots never match.
+            slots: vec![([-1_000_000; 3], 0); CACHE_SLOTS],
+        }
+    }
+
+    #[inline]
+    fn nearest(&mut self, key: [i32; 3]) -> usize {
+        let hash = (key[0] as u32)
+            .wrapping_mul(0x9e37_79b1)
+            .wrapping_add((key[1] as u32).wrapping_mul(0x85eb_ca77))
+            .wrapping_add((key[2] as u32).wrapping_mul(0xc2b2_ae3d));
+        let slot = &mut self.slots[(hash >> 18) as usize & (CACHE_SLOTS - 1)];
+        if slot.0 != key {
+            *slot = (
+                key,
+                nearest_color(self.palette, key[0], key[1], key[2]) as u32,
+            );
+        }
+        slot.1 as usize
     }
 }
 

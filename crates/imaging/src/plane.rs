@@ -47,6 +47,35 @@ fn box_line(src: &[f32], out: &mut [f32], r: usize) {
     }
 }
 
+/// The vertical pass of a box filter of radius `r` (clamped ends) over `src`, rows of `w`
+/// values, into `dst` (same size): row-major, one running sum per column.
+fn box_columns(src: &[f32], dst: &mut [f32], w: usize, r: usize) {
+    let h = src.len() / w;
+    let last = h - 1;
+    // f32 sums: the error stays far below 1e-4 at the sizes styles see, and the loops
+    // vectorise twice as wide as with f64.
+    let inv = 1.0 / (2 * r + 1) as f32;
+    let mut acc = vec![0.0f32; w];
+    for k in 0..=2 * r {
+        let row = &src[k.saturating_sub(r).min(last) * w..][..w];
+        for (a, &v) in acc.iter_mut().zip(row) {
+            *a += v;
+        }
+    }
+    for y in 0..h {
+        if y > 0 {
+            let add = &src[(y + r).min(last) * w..][..w];
+            let sub = &src[y.saturating_sub(r + 1).min(last) * w..][..w];
+            for ((a, &p), &m) in acc.iter_mut().zip(add).zip(sub) {
+                *a += p - m;
+            }
+        }
+        for (d, &a) in dst[y * w..(y + 1) * w].iter_mut().zip(&acc) {
+            *d = a * inv;
+        }
+    }
+}
+
 impl Plane {
     /// A plane filled with `value`.
     pub fn new(width: u32, height: u32, value: f32) -> Self {
@@ -157,38 +186,26 @@ impl Plane {
                 data: tmp,
             };
         }
-        // Vertical pass, still row-major: one running sum per column.
-        let r = ry as usize;
-        let last = h - 1;
-        // f32 sums: the error stays far below 1e-4 at the sizes styles see, and the loops
-        // vectorise twice as wide as with f64.
-        let inv = 1.0 / (2 * r + 1) as f32;
-        let mut acc = vec![0.0f32; w];
-        for k in 0..=2 * r {
-            let row = &tmp[k.saturating_sub(r).min(last) * w..][..w];
-            for (a, &v) in acc.iter_mut().zip(row) {
-                *a += v;
-            }
-        }
         let mut out = vec![0.0f32; w * h];
-        for y in 0..h {
-            let dst = &mut out[y * w..(y + 1) * w];
-            if y > 0 {
-                let add = &tmp[(y + r).min(last) * w..][..w];
-                let sub = &tmp[y.saturating_sub(r + 1).min(last) * w..][..w];
-                for ((a, &p), &m) in acc.iter_mut().zip(add).zip(sub) {
-                    *a += p - m;
-                }
-            }
-            for (d, &a) in dst.iter_mut().zip(&acc) {
-                *d = a * inv;
-            }
-        }
+        box_columns(&tmp, &mut out, w, ry as usize);
         Plane {
             width: self.width,
             height: self.height,
             data: out,
         }
+    }
+
+    /// Square box blurs of `radii` one after the other, in the plane's buffer and one more.
+    fn box_blurs(mut self, radii: &[u32]) -> Plane {
+        let w = self.width as usize;
+        let mut tmp = vec![0.0f32; self.data.len()];
+        for &r in radii.iter().filter(|&&r| r > 0) {
+            for (src, out) in self.data.chunks_exact(w).zip(tmp.chunks_exact_mut(w)) {
+                box_line(src, out, r as usize);
+            }
+            box_columns(&tmp, &mut self.data, w, r as usize);
+        }
+        self
     }
 
     /// A Gaussian blur of standard deviation `sigma` pixels: an exact separable kernel for
@@ -202,12 +219,10 @@ impl Plane {
         if sigma < 3.0 {
             return self.convolve_separable(&gaussian_kernel(sigma));
         }
-        let [a, b, c] = box_radii_for_sigma(sigma);
-        let pad = a + b + c;
+        let radii = box_radii_for_sigma(sigma);
+        let pad = radii.iter().sum();
         self.padded(pad)
-            .box_blur(a)
-            .box_blur(b)
-            .box_blur(c)
+            .box_blurs(&radii)
             .cropped(pad, self.width, self.height)
     }
 
@@ -245,28 +260,37 @@ impl Plane {
     }
 
     /// Convolves rows, then columns, with the symmetric odd-length `kernel` (edges clamped).
+    /// The rows are convolved as the column pass needs them, into a ring of `kernel.len()`
+    /// rows, so that only the output is image-sized.
     fn convolve_separable(&self, kernel: &[f32]) -> Plane {
         let (w, h) = (self.width as usize, self.height as usize);
-        let r = kernel.len() / 2;
-        let mut tmp = vec![0.0f32; w * h];
+        let (n, r) = (kernel.len(), kernel.len() / 2);
         let mut padded = vec![0.0f32; w + 2 * r];
-        for (src, out) in self.data.chunks_exact(w).zip(tmp.chunks_exact_mut(w)) {
-            for (i, p) in padded.iter_mut().enumerate() {
-                *p = src[i.saturating_sub(r).min(w - 1)];
-            }
-            // Tap by tap over the whole row, so that the loop vectorises across pixels.
-            for (k, &kv) in kernel.iter().enumerate() {
-                for (o, &v) in out.iter_mut().zip(&padded[k..]) {
-                    *o += kv * v;
-                }
-            }
-        }
+        let mut ring = vec![0.0f32; n * w];
+        // Which source row each ring slot holds.
+        let mut held = vec![usize::MAX; n];
         let mut out = vec![0.0f32; w * h];
         for y in 0..h {
             let dst = &mut out[y * w..(y + 1) * w];
             for (k, &kv) in kernel.iter().enumerate() {
                 let sy = (y + k).saturating_sub(r).min(h - 1);
-                for (d, &v) in dst.iter_mut().zip(&tmp[sy * w..(sy + 1) * w]) {
+                let slot = sy % n;
+                let row = &mut ring[slot * w..(slot + 1) * w];
+                if held[slot] != sy {
+                    let src = &self.data[sy * w..(sy + 1) * w];
+                    for (i, p) in padded.iter_mut().enumerate() {
+                        *p = src[i.saturating_sub(r).min(w - 1)];
+                    }
+                    row.iter_mut().for_each(|v| *v = 0.0);
+                    // Tap by tap over the whole row, so that the loop vectorises.
+                    for (t, &tv) in kernel.iter().enumerate() {
+                        for (o, &v) in row.iter_mut().zip(&padded[t..]) {
+                            *o += tv * v;
+                        }
+                    }
+                    held[slot] = sy;
+                }
+                for (d, &v) in dst.iter_mut().zip(&*row) {
                     *d += kv * v;
                 }
             }

@@ -161,14 +161,32 @@ impl Rgba {
         out
     }
 
-    /// Box blur of radius `radius` on the colour channels.
-    pub fn box_blur(&self, radius: u32) -> Rgba {
-        self.with_planes(&self.to_planes().map(|p| p.box_blur(radius)))
+    /// An image of the same size and alpha whose colour channels are `filter` of this one's,
+    /// one channel at a time (so that one channel's planes are alive at once, not three).
+    pub fn map_channels(&self, filter: impl Fn(&Plane) -> Plane) -> Rgba {
+        let lut = unit_lut();
+        let mut out = self.clone();
+        let mut plane = Plane::new(self.width, self.height, 0.0);
+        for c in 0..3 {
+            for (v, p) in plane.data.iter_mut().zip(self.data.chunks_exact(4)) {
+                *v = lut[p[c] as usize];
+            }
+            let filtered = filter(&plane);
+            for (p, &v) in out.data.chunks_exact_mut(4).zip(&filtered.data) {
+                p[c] = to_byte(v);
+            }
+        }
+        out
     }
 
-    /// Approximate Gaussian blur of `sigma` pixels on the colour channels.
+    /// Box blur of radius `radius` on the colour channels.
+    pub fn box_blur(&self, radius: u32) -> Rgba {
+        self.map_channels(|p| p.box_blur(radius))
+    }
+
+    /// Gaussian blur of `sigma` pixels on the colour channels ([`Plane::gaussian_blur`]).
     pub fn gaussian_blur(&self, sigma: f32) -> Rgba {
-        self.with_planes(&self.to_planes().map(|p| p.gaussian_blur(sigma)))
+        self.map_channels(|p| p.gaussian_blur(sigma))
     }
 
     /// Gradient magnitude of the luma (Sobel), `0.0..` with 1 for a black-to-white step.
@@ -179,7 +197,7 @@ impl Rgba {
     /// Edge-preserving smoothing: each colour channel through the [`Plane::guided_filter`],
     /// guided by itself.
     pub fn guided_smooth(&self, radius: u32, eps: f32) -> Rgba {
-        self.with_planes(&self.to_planes().map(|p| p.guided_filter(&p, radius, eps)))
+        self.map_channels(|p| p.guided_filter(p, radius, eps))
     }
 
     /// Edge-preserving smoothing with a painterly, blocky-free look: a soft Kuwahara filter.

@@ -139,6 +139,7 @@ fn input(
                 id_vit_hidden: gaussian(2, 2, cfg.vit_hidden_shape.iter().product()),
             });
         }
+        Method::StyleTransfer | Method::None => unreachable!("not a diffusion method"),
     }
     i
 }

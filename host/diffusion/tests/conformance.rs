@@ -340,6 +340,9 @@ fn check_case(case: &str, other_pack: Option<&str>, table: &mut Table) {
             id_scale = weight;
         }
         Method::Controlnet => {}
+        Method::StyleTransfer | Method::None => {
+            unreachable!("the goldens hold diffusion methods only")
+        }
     }
     if method != Method::InstantId {
         // The engine's UNet takes InstantID's trailing tokens always: zeros when unused.

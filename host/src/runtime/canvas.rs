@@ -138,15 +138,15 @@ impl From<BlendMode> for imaging::BlendMode {
 }
 
 /// Working memory of the operations, in bytes per pixel of their input, besides the image they
-/// make (which counts as a live image): the copy of the input, and the `f32` planes of the
-/// filters (three colour planes plus each filter's buffers) or the byte buffers of the rest.
+/// make (which counts as a live image): the copy of the input, and the `f32` planes of one
+/// colour channel at a time (the channel, the filter's buffers) or the byte buffers of the rest.
 mod scratch {
-    /// Blur: three colour planes, the padded plane and a box pass's two buffers.
-    pub const BLUR: usize = 36;
+    /// Blur: the channel, the padded plane and a box pass's two buffers.
+    pub const BLUR: usize = 24;
     /// Edges: one luma plane through the blur and the Sobel operator.
     pub const EDGES: usize = 28;
-    /// The guided filter: three colour planes and six statistics planes of one channel.
-    pub const SMOOTH: usize = 48;
+    /// The guided filter: the channel and its statistics planes.
+    pub const SMOOTH: usize = 40;
     /// Byte-wise operations: a copy of each input and of the result.
     pub const BYTES: usize = 8;
     /// Masks and noise: one plane.
@@ -178,21 +178,21 @@ impl Sandbox {
         self.table().get(handle).map_err(stale)
     }
 
-    /// The size of a live image.
-    fn size_of(&self, handle: &Resource<Image>) -> wasmtime::Result<(u32, u32)> {
-        let image = self.image(handle)?;
-        Ok((image.width, image.height))
-    }
-
-    /// Takes the image a guest returned out of the instance's table.
+    /// Takes the image a guest returned out of the instance's table (its pixels no longer
+    /// count against the instance's memory: the host owns them now).
     pub(crate) fn take_image(&mut self, handle: Resource<Image>) -> wasmtime::Result<Image> {
         let image = self.table_mut().delete(handle).map_err(stale)?;
         self.release_image_bytes(image.rgba.len());
         Ok(image)
     }
 
-    /// Stores a new image, counting its pixels against the memory cap (also how the host hands
-    /// a guest its input).
+    /// The size of a live image.
+    fn size_of(&self, handle: &Resource<Image>) -> wasmtime::Result<(u32, u32)> {
+        let image = self.image(handle)?;
+        Ok((image.width, image.height))
+    }
+
+    /// Stores a new image, counting its pixels against the memory cap.
     pub(crate) fn add_image(&mut self, image: Image) -> wasmtime::Result<Resource<Image>> {
         let bytes = image.rgba.len();
         self.admit_bytes(bytes, "a canvas image")?;
@@ -472,7 +472,9 @@ impl HostImage for Sandbox {
     }
 
     fn drop(&mut self, image: Resource<Image>) -> wasmtime::Result<()> {
-        self.take_image(image).map(|_| ())
+        let image = self.table_mut().delete(image).map_err(stale)?;
+        self.release_image_bytes(image.rgba.len());
+        Ok(())
     }
 }
 

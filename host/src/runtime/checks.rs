@@ -338,7 +338,7 @@ pub fn info(info: &StyleInfo) -> Result<(), BadField> {
                     format_args!("has min {min} above max {max}"),
                 ));
             }
-            ParamKind::Number { min, max } if !(min <= max) => {
+            ParamKind::Number { min, max } if min.is_nan() || max.is_nan() || min > max => {
                 return Err(bad(
                     field("kind"),
                     format_args!("has min {min} above max {max}"),

@@ -418,7 +418,7 @@ impl StyleComponent {
                 let (photo, analysis, plan, options) = (
                     image.clone().edge(),
                     analysis.clone().edge(),
-                    v0_1::plan_that_ran(plan, image),
+                    v0_1::plan_that_ran(plan, image, options),
                     v0_1::options(options),
                 );
                 let run = style.call_post_process(&mut store, &photo, &analysis, &plan, &options);

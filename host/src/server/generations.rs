@@ -257,7 +257,9 @@ fn fact_headers(headers: &mut HeaderMap, rendered: &Rendered) {
             "x-likeness-method",
             rendered.plan.method.kind().name().to_string(),
         ),
+        ("x-likeness-planned", rendered.planned.name().to_string()),
         ("x-likeness-reason", rendered.plan.reason.clone()),
+        ("x-likeness-identity", rendered.identity.header()),
         ("x-likeness-timings", timings),
     ];
     for (name, value) in facts {

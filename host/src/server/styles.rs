@@ -86,7 +86,7 @@ pub struct ParamView {
     kind: &'static str,
     /// The value used when none is set (absent: the option is optional).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::upload::option_value_schema, required = false)]
     default: Option<serde_json::Value>,
     /// The allowed values, for `choice`.
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -147,20 +147,27 @@ pub struct ImageJson {
     pub image: String,
 }
 
+/// The schema of one option value: a string, a number or a boolean.
+pub(super) fn option_value_schema() -> Schema {
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::String))
+            .item(ObjectBuilder::new().schema_type(Type::Number))
+            .item(ObjectBuilder::new().schema_type(Type::Boolean))
+            .build(),
+    )
+}
+
 /// The schema of `options`: an object whose values are strings, numbers or booleans.
-fn options_schema() -> impl Into<RefOr<Schema>> {
-    let value = OneOfBuilder::new()
-        .item(ObjectBuilder::new().schema_type(Type::String))
-        .item(ObjectBuilder::new().schema_type(Type::Number))
-        .item(ObjectBuilder::new().schema_type(Type::Boolean));
+pub(super) fn options_schema() -> impl Into<RefOr<Schema>> {
     ObjectBuilder::new()
         .schema_type(Type::Object)
         .description(Some(
             "Style options: values are strings, numbers or booleans.",
         ))
-        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(Schema::OneOf(
-            value.build(),
-        )))))
+        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(
+            option_value_schema(),
+        ))))
 }
 
 /// The address of the client that sent `request` (unspecified when the server did not record

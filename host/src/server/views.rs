@@ -7,6 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::ErrorDetail;
+use crate::identity::{Identity, IdentityReport};
 use crate::jobs::{Job, Outcome, Snapshot};
 use crate::output::Rendered;
 use likeness_contract::{Diffusion, Method, Options, Plan, Transfer, Value};
@@ -343,6 +344,43 @@ pub struct OutputView {
     pub data_url: String,
 }
 
+/// How much of the person in the photo the result kept.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IdentityView {
+    /// Cosine similarity between the reference face in the photo and the result's face at its
+    /// place, 0..1; 0 when the result has no face there (`note` says so).
+    pub score: f32,
+    /// Index into `faces` of the reference face.
+    pub reference_face: u32,
+    /// The style's threshold, when its plan has an identity gate.
+    pub threshold: Option<f32>,
+    /// Whether `score` reached `threshold`; null without a gate.
+    pub passed: Option<bool>,
+    /// How many images were made and scored for this answer.
+    pub attempts: u32,
+    /// The matched face's box `[x1, y1, x2, y2]` in the result's pixels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<f32>>, min_items = 4, max_items = 4)]
+    pub output_face: Option<[f32; 4]>,
+    /// Why the score is 0 without a comparison (e.g. "no face was found in the output").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl From<&IdentityReport> for IdentityView {
+    fn from(report: &IdentityReport) -> Self {
+        IdentityView {
+            score: report.score,
+            reference_face: report.reference_face,
+            threshold: report.threshold,
+            passed: report.passed,
+            attempts: report.attempts,
+            output_face: report.output_face,
+            note: report.note.clone(),
+        }
+    }
+}
+
 /// A finished generation.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GenerationView {
@@ -350,17 +388,27 @@ pub struct GenerationView {
     pub id: String,
     /// The style and version that ran.
     pub style: StyleRef,
-    /// The identity method that ran.
+    /// The method that ran: the planned one, or a fallback when it could not run or did not
+    /// pass the identity gate.
     pub method: String,
-    /// Why the style chose it (one sentence for people).
+    /// The method the style planned.
+    pub planned: String,
+    /// Why the style chose it (one sentence for people), followed by what happened at run time
+    /// (fallbacks, the identity gate's retries) when anything did.
     pub reason: String,
     /// The style's whole plan.
     pub plan: PlanView,
     /// The options the style got: the request's, checked, with the style's defaults applied.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = super::upload::options_schema)]
     pub options: BTreeMap<String, serde_json::Value>,
     /// The faces the host saw, largest first.
     pub faces: Vec<FaceView>,
+    /// How much of the reference face's identity the result kept; null when there is no score
+    /// (`identity_reason` says why, e.g. the photo has no face).
+    pub identity: Option<IdentityView>,
+    /// Why there is no identity score, when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_reason: Option<String>,
     /// The result.
     pub output: OutputView,
     /// Milliseconds per stage.
@@ -374,10 +422,16 @@ impl From<&Rendered> for GenerationView {
             id: rendered.id.clone(),
             style: StyleRef::of(rendered),
             method: rendered.plan.method.kind().name().into(),
+            planned: rendered.planned.name().into(),
             reason: rendered.plan.reason.clone(),
             plan: PlanView::from(&rendered.plan),
             options: options_view(&rendered.options),
             faces: FaceView::all(&rendered.analysis),
+            identity: rendered.identity.report().map(IdentityView::from),
+            identity_reason: match &rendered.identity {
+                Identity::Unscored(reason) => Some(reason.clone()),
+                Identity::Scored(_) => None,
+            },
             output: OutputView {
                 format: rendered.format.name().into(),
                 width: rendered.width,

@@ -17,7 +17,7 @@
 //! Modules: [`ingest`] (decode, orient, limits, resize), [`runtime`] (ONNX Runtime environment,
 //! providers, session pools), [`packs`] (pack.toml, verification), [`fetch`] (registry
 //! downloads), [`detect`] (MTCNN, BlazeFace, SCRFD), [`align`], [`embed`], [`similarity`],
-//! [`control`] (Canny, keypoint image, depth).
+//! [`identity`] (the identity score of an output), [`control`] (Canny, keypoint image, depth).
 
 #![warn(missing_docs)]
 
@@ -27,6 +27,7 @@ pub mod detect;
 pub mod embed;
 pub mod error;
 pub mod fetch;
+pub mod identity;
 pub mod ingest;
 pub mod packs;
 mod resample;
@@ -43,6 +44,7 @@ use serde::{Deserialize, Serialize};
 pub use detect::{Detection, DetectorKind, FaceDetector};
 pub use error::{Result, VisionError};
 pub use fetch::{FetchReport, fetch_default_packs, fetch_test_photos, runtime_library_path};
+pub use identity::{IdentityScore, MatchOptions, Reference};
 pub use ingest::{Decoded, IngestError, Limits};
 pub use packs::{Pack, PackStatus, Role, check_packs};
 pub use runtime::{Provider, ProviderChoice, Runtime, RuntimeOptions};

@@ -191,8 +191,10 @@ pub fn plan(plan: w::Plan, capabilities: &c::Capabilities) -> c::Plan {
 }
 
 /// The plan that ran, as 0.1's `post-process` takes it: the method and the first fallback (a
-/// style transfer reads as `none`), the method's settings, the size of `image`.
-pub fn plan_that_ran(plan: &c::Plan, image: &HostImage) -> w::Plan {
+/// style transfer reads as `none`), the method's settings, the size of `image`. A method
+/// without settings (`none`) carries no seed in 0.2, but a 0.1 plan always did (0.1 styles
+/// seed their textures from it): the `seed` option's value stands in.
+pub fn plan_that_ran(plan: &c::Plan, image: &HostImage, options: &c::Options) -> w::Plan {
     let kind = |m: &c::Method| method_v0_1(m.kind()).unwrap_or(w::IdentityMethod::None);
     let none = c::Diffusion {
         prompt: String::new(),
@@ -204,7 +206,12 @@ pub fn plan_that_ran(plan: &c::Plan, image: &HostImage) -> w::Plan {
         size: None,
         seed: None,
     };
-    let settings = plan.method.diffusion().unwrap_or(&none).clone();
+    let seed_option = options.iter().find_map(|(name, value)| match value {
+        c::Value::Integer(n) if name == "seed" => u64::try_from(*n).ok(),
+        _ => None,
+    });
+    let mut settings = plan.method.diffusion().unwrap_or(&none).clone();
+    settings.seed = settings.seed.or(seed_option);
     w::Plan {
         method: kind(&plan.method),
         fallback: plan.fallbacks.first().map_or(w::IdentityMethod::None, kind),
@@ -230,5 +237,94 @@ pub fn style_error(error: w::StyleError) -> c::StyleError {
         w::StyleError::InvalidOptions(m) => c::StyleError::InvalidOptions(m),
         w::StyleError::UnusableInput(m) => c::StyleError::UnusableInput(m),
         w::StyleError::Internal(m) => c::StyleError::Internal(Some(m)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_v0_1(method: w::IdentityMethod, fallback: w::IdentityMethod) -> w::Plan {
+        w::Plan {
+            method,
+            fallback,
+            reference_face: Some(0),
+            prompt: "a portrait".into(),
+            negative_prompt: String::new(),
+            control_maps: Vec::new(),
+            identity_weight: 0.8,
+            steps: 30,
+            guidance: 5.0,
+            size: w::Size {
+                width: 1280,
+                height: 1024,
+            },
+            seed: Some(5),
+            reason: "Because.".into(),
+        }
+    }
+
+    #[test]
+    fn a_0_1_plan_becomes_a_0_2_plan() {
+        let all = c::Capabilities::all();
+        let adapted = plan(
+            plan_v0_1(w::IdentityMethod::InstantId, w::IdentityMethod::Controlnet),
+            &all,
+        );
+        let settings = adapted.method.diffusion().unwrap().clone();
+        assert_eq!(adapted.method, c::Method::InstantId(settings.clone()));
+        assert_eq!(
+            adapted.fallbacks,
+            vec![c::Method::Controlnet(settings.clone())]
+        );
+        assert_eq!(adapted.reference_faces, vec![0]);
+        assert_eq!(settings.seed, Some(5));
+        // 1280 x 1024 fits an SDXL pack as it is.
+        assert_eq!(
+            settings.size,
+            Some(c::Size {
+                width: 1280,
+                height: 1024
+            })
+        );
+        let mut tiny = all.clone();
+        tiny.diffusion_sizes = Some(c::SizeLimits {
+            multiple: 32,
+            min_side: 32,
+            max_side: 512,
+            default_side: 64,
+        });
+        let fitted = plan(
+            plan_v0_1(w::IdentityMethod::Controlnet, w::IdentityMethod::None),
+            &tiny,
+        );
+        let settings = fitted.method.diffusion().unwrap();
+        assert_eq!(
+            settings.size,
+            Some(c::Size {
+                width: 512,
+                height: 384
+            })
+        );
+        assert_eq!(fitted.fallbacks, vec![c::Method::None]);
+    }
+
+    #[test]
+    fn a_none_plan_gives_0_1_its_seed_back() {
+        let adapted = plan(
+            plan_v0_1(w::IdentityMethod::None, w::IdentityMethod::None),
+            &c::Capabilities::none(),
+        );
+        assert_eq!(adapted.method, c::Method::None);
+        let image = HostImage::new(4, 2, vec![0; 32]).unwrap();
+        let options = vec![("seed".to_string(), c::Value::Integer(5))];
+        let ran = plan_that_ran(&adapted, &image, &options);
+        assert_eq!(
+            (ran.method, ran.fallback),
+            (w::IdentityMethod::None, w::IdentityMethod::None)
+        );
+        assert_eq!(ran.seed, Some(5));
+        assert_eq!((ran.size.width, ran.size.height), (4, 2));
+        assert_eq!(plan_that_ran(&adapted, &image, &Vec::new()).seed, None);
     }
 }

@@ -93,7 +93,7 @@ impl Guest for Probe {
     fn describe() -> StyleInfo {
         StyleInfo {
             id: "canvas-probe".into(),
-            name: "Canvas probe".into(),
+            name: "canvas-probe".into(),
             version: "0.2.0".into(),
             description: "Runs the host's native image operations on request; for sandbox \
                           tests only."
