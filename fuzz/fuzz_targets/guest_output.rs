@@ -181,7 +181,11 @@ fn param(u: &mut Unstructured) -> Result<ParamSpec> {
         name: text(u)?,
         description: text(u)?,
         kind,
-        default_value: if u.arbitrary()? { Some(value(u)?) } else { None },
+        default_value: if u.arbitrary()? {
+            Some(value(u)?)
+        } else {
+            None
+        },
     })
 }
 
