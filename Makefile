@@ -24,12 +24,14 @@ setup:
 
 ## Runs every test: unit tests, the plugin SDK and styles natively, the vision and diffusion
 ## crates on real models and the tiny pack, and the integration tests (which build the style
-## components themselves). Fetches the face models and the tiny pack's Python tools first.
+## components themselves), and type-checks the benchmarks so that they keep building. Fetches
+## the face models and the tiny pack's Python tools first.
 test:
 	rustup target add wasm32-wasip2
 	python3 -m pip install --quiet -r tools/tiny-pack/requirements.txt
 	$(CARGO) run --quiet -p likeness-host -- models fetch --models models
 	$(CARGO) test --workspace
+	$(CARGO) check --workspace --benches
 
 ## Regenerates the diffusion conformance packs and goldens (host/diffusion/tests/conformance/)
 ## from the reference pipelines, then runs the test that compares the engine with them. Needs

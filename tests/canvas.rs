@@ -13,8 +13,8 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use likeness_contract::Value;
-use likeness_host::runtime::{Analysis, Call, CallError, Image, Limit, Options, Plan};
 use likeness_host::style::{LoadedStyle, build, package};
+use likeness_host::wasm::{Analysis, Call, CallError, Image, Limit, Options, Plan};
 use likeness_imaging::{BlendMode, Rgba, canvas};
 
 /// The canvas-probe component, built once per test process.

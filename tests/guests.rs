@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use likeness_contract::policy::{self, Preferences};
 use likeness_contract::{Analysis, Capabilities, MethodKind, Options, Plan};
-use likeness_host::runtime::Image;
 use likeness_host::style::build::{Language, build_styles_with};
 use likeness_host::style::toolchain::Toolchains;
 use likeness_host::style::{LoadedStyle, conformance, package};
+use likeness_host::wasm::Image;
 use reqwest::StatusCode;
 use serde_json::Value as Json;
 

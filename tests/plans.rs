@@ -10,9 +10,9 @@ use likeness_contract::{
     Analysis, Capabilities, ControlKind, Diffusion, Method, MethodKind as IdentityMethod, Options,
     Plan,
 };
-use likeness_host::runtime::Image;
 use likeness_host::style::conformance::{face, situations};
 use likeness_host::style::{LoadedStyle, package};
+use likeness_host::wasm::Image;
 
 /// Each first-party style and the identity method it prefers for one clear face.
 const STYLES: [(&str, IdentityMethod); 4] = [

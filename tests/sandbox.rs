@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use likeness_contract::options::RawOptions;
 use likeness_contract::{Analysis, Capabilities, Options, StyleError};
-use likeness_host::runtime::{Call, CallError, Image, Limit, RuntimeConfig};
 use likeness_host::style::{LoadedStyle, package};
+use likeness_host::wasm::{Call, CallError, Image, Limit, RuntimeConfig};
 
 /// The request options `pairs`, as a client sends them.
 fn raw(pairs: &[(&str, &str)]) -> RawOptions {

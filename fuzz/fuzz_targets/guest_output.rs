@@ -1,4 +1,4 @@
-//! The host's checks of what a style returns (`runtime::checks`: a plan against the analysis and
+//! The host's checks of what a style returns (`wasm::checks`: a plan against the analysis and
 //! capabilities it was made for, `describe()`'s style info, a post-processed image against its
 //! input) on values built from the input. A guest may return anything its WIT types allow:
 //! every value must pass or give a `BadField` naming the field (in its message too), never a
@@ -16,7 +16,7 @@ use likeness_contract::{
     Method, MethodKind, ParamKind, ParamSpec, Plan, Point, Rect, Size, SizeLimits, StyleInfo,
     Transfer, TransferCapabilities, Value,
 };
-use likeness_host::runtime::{Image, checks};
+use likeness_host::wasm::{Image, checks};
 
 /// The longest string built (a little past the checks' largest string bound).
 const TEXT_MAX: usize = 5_000;

@@ -14,8 +14,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use likeness_contract::{Analysis, Capabilities, Face, Landmarks, Point, Rect};
-use likeness_host::runtime::{Image, RuntimeConfig, StyleRuntime};
 use likeness_host::style::{build, package};
+use likeness_host::wasm::{Image, RuntimeConfig, StyleRuntime};
 use likeness_sdk::image::Rgba;
 
 const PLAN_RUNS: usize = 2000;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use serde::Deserialize;
 
-use crate::runtime::{CallLimits, RuntimeConfig};
+use crate::wasm::{CallLimits, RuntimeConfig};
 
 /// Everything `likeness serve` needs to know.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -10,7 +10,7 @@ use likeness_diffusion::{
 use likeness_vision::{Vision, control, ingest};
 
 use crate::pipeline::GenerateError;
-use crate::runtime::Image;
+use crate::wasm::Image;
 
 /// What this host can run with `engine`: method `none`, the pack's methods whose inputs the
 /// host can make, the control maps the host can draw (canny and face keypoints always; depth

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use likeness_contract::{IdentityGate, Method, MethodKind, Plan};
 
 use crate::identity::Identity;
-use crate::runtime::Image;
+use crate::wasm::Image;
 
 /// Longest cause of a failed method quoted in the reason, in bytes.
 const MAX_CAUSE: usize = 200;

@@ -7,7 +7,7 @@
 use image::RgbImage;
 use likeness_vision::{IdentityScore, MatchOptions, Reference, Vision};
 
-use crate::runtime::Image;
+use crate::wasm::Image;
 
 /// The face whose identity a generation keeps.
 #[derive(Debug, Clone)]

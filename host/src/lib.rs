@@ -4,7 +4,7 @@
 //! (see `wit/style.wit`) that chooses the identity method, builds the prompts and
 //! post-processes the image. Module map:
 //!
-//! - [`runtime`]: the wasmtime engine, the per-call sandbox and typed call errors;
+//! - [`wasm`]: the wasmtime engine, the per-call sandbox and typed call errors;
 //! - [`style`]: style packages (manifest, validation), the hot-reloading registry, `styles build`;
 //! - [`pipeline`]: one generation, from upload to styled image;
 //! - [`execute`]: running a plan: its fallbacks in order, the identity gate's retries;
@@ -32,8 +32,8 @@ pub mod jobs;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;
-pub mod runtime;
 pub mod scaffold;
 pub mod server;
 pub mod service;
 pub mod style;
+pub mod wasm;

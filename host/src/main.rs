@@ -11,10 +11,10 @@ use clap::{Parser, Subcommand};
 use likeness_host::config::{LogFormat, SandboxConfig, ServeArgs, ServeConfig};
 use likeness_host::output::OutputFormat;
 use likeness_host::pipeline::Pipeline;
-use likeness_host::runtime::{RuntimeConfig, StyleRuntime};
 use likeness_host::server::{self, AppState};
 use likeness_host::service::Service;
 use likeness_host::style::{self, Registry, RegistrySettings};
+use likeness_host::wasm::{RuntimeConfig, StyleRuntime};
 use likeness_host::{batch, scaffold};
 use likeness_vision::{Vision, fetch, ingest};
 

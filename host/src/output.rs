@@ -10,7 +10,7 @@ use crate::identity::Identity;
 use crate::pipeline::Generation;
 use likeness_contract::{Options, Plan};
 
-use crate::runtime::Image;
+use crate::wasm::Image;
 
 /// JPEG quality of encoded results.
 const JPEG_QUALITY: u8 = 90;

@@ -16,9 +16,9 @@ use likeness_contract::{Analysis, Capabilities, Face, Landmarks, Method, Plan, R
 
 use crate::execute::{Executor, Made, Try};
 use crate::identity::{self, Identity, IdentityReport, ReferenceFace};
-use crate::runtime::{CallError, Image};
 use crate::style::canary::Routing;
 use crate::style::{Registry, StyleState};
+use crate::wasm::{CallError, Image};
 
 /// Longest side of the photo a style post-processes when no diffusion runs.
 const MAX_FALLBACK_SIDE: u32 = 1280;

@@ -17,8 +17,8 @@ use crate::jobs::{Failure, Job, Jobs, Outcome};
 use crate::metrics::Metrics;
 use crate::output::{OutputFormat, Rendered};
 use crate::pipeline::{GenerateError, Pipeline, Stage};
-use crate::runtime::CallError;
 use crate::style::canary::Routing;
+use crate::wasm::CallError;
 use likeness_contract::options::RawOptions as Options;
 
 /// One generation to run.

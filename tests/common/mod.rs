@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use likeness_host::runtime::{RuntimeConfig, StyleRuntime};
+use likeness_host::wasm::{RuntimeConfig, StyleRuntime};
 use sha2::{Digest, Sha256};
 
 /// The repository's root.

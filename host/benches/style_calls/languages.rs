@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use likeness_contract::{Analysis, Capabilities};
-use likeness_host::runtime::{CallLimits, RuntimeConfig, StyleRuntime};
 use likeness_host::style::{build, package};
+use likeness_host::wasm::{CallLimits, RuntimeConfig, StyleRuntime};
 use sha2::{Digest, Sha256};
 
 use super::{Stats, stats};

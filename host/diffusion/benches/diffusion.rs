@@ -93,7 +93,7 @@ fn input(
     steps: u32,
 ) -> GenerationInput {
     let m = &engine.pack().manifest;
-    let kinds = engine.capabilities().control_kinds;
+    let kinds = engine.capabilities().control_maps;
     let mut i = GenerationInput::new(
         method,
         "a watercolor portrait of a smiling woman",

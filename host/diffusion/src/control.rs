@@ -6,7 +6,7 @@
 use ort::value::DynValue;
 
 use crate::error::DiffusionError;
-use crate::runtime::{Feed, Graph, HostTensor, Place};
+use crate::graph::{Feed, Graph, HostTensor, Place};
 
 pub use likeness_contract::ControlKind;
 

@@ -14,7 +14,7 @@ use crate::pack::{Pack, Role};
 use crate::pulid::PulidFeatures;
 use likeness_vision::Runtime;
 
-use crate::runtime::{Graph, HostTensor};
+use crate::graph::{Graph, HostTensor};
 use crate::scheduler::{SamplerKind, Spacing};
 use crate::tokenizer::ClipTokenizer;
 

@@ -5,8 +5,8 @@
 //! projects a zero embedding, as InstantID's pipeline does.
 
 use crate::error::DiffusionError;
+use crate::graph::{Feed, Graph, HostTensor};
 use crate::image::Image;
-use crate::runtime::{Feed, Graph, HostTensor};
 
 /// Side of the aligned face the recogniser takes (antelopev2 / ArcFace: 112).
 pub const RECOGNIZER_SIZE: u32 = 112;

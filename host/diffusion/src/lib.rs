@@ -26,7 +26,7 @@
 //! Modules, one per part: [`tokenizer`], [`text`] (both text encoders), [`scheduler`],
 //! [`unet`] (one UNet step), [`control`], [`instantid`], [`pulid`], [`vae`], `pipeline` (the
 //! loop), [`engine`] (public entry point, slots, capabilities), [`pack`] + [`manifest`] +
-//! [`onnx`] (the pack contract), [`runtime`] (sessions and I/O binding), [`noise`], [`image`].
+//! [`onnx`] (the pack contract), [`graph`] (sessions and I/O binding), [`noise`], [`image`].
 //!
 //! ONNX Runtime itself (the environment, the execution providers, session options) is owned by
 //! [`likeness_vision::Runtime`], re-exported here as [`Runtime`]: the engine takes an
@@ -35,6 +35,7 @@
 pub mod control;
 pub mod engine;
 pub mod error;
+pub mod graph;
 pub mod image;
 pub mod instantid;
 pub mod manifest;
@@ -43,7 +44,6 @@ pub mod onnx;
 pub mod pack;
 mod pipeline;
 pub mod pulid;
-pub mod runtime;
 pub mod scheduler;
 pub mod text;
 pub mod tokenizer;
@@ -56,10 +56,10 @@ pub use engine::{
     GenerationInput, Img2Img, Method,
 };
 pub use error::{DiffusionError, PackError};
+pub use graph::{HostTensor, locate_library};
 pub use image::{Image, RgbImage};
-pub use likeness_vision::runtime::{Provider, ProviderChoice, Runtime, RuntimeOptions};
+pub use likeness_vision::onnx::{Provider, ProviderChoice, Runtime, RuntimeOptions};
 pub use pack::{Pack, Role};
 pub use pipeline::MAX_STEPS;
 pub use pulid::PulidFeatures;
-pub use runtime::{HostTensor, locate_library};
 pub use scheduler::{SamplerKind, Spacing};

@@ -6,10 +6,10 @@
 use crate::control::{self, ControlKind, ControlUnit};
 use crate::engine::{DiffusionEngine, Generated, GenerationInput, Method};
 use crate::error::DiffusionError;
+use crate::graph::{Graph, HostTensor};
 use crate::image::RgbImage;
 use crate::noise::gaussian;
 use crate::pack::Role;
-use crate::runtime::{Graph, HostTensor};
 use crate::scheduler::Schedule;
 use crate::text::TextEncoders;
 use crate::unet::{self, UnetConstants};

@@ -3,7 +3,7 @@
 //! scaled by `id_scale`. The unconditional branch encodes zeros, as PuLID's pipeline does.
 
 use crate::error::DiffusionError;
-use crate::runtime::{Feed, Graph, HostTensor};
+use crate::graph::{Feed, Graph, HostTensor};
 
 /// The identity features PuLID needs, as PuLID computes them.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,8 +4,8 @@
 //! the pack sets `force_zeros_for_empty_prompt`, as SDXL does).
 
 use crate::error::DiffusionError;
+use crate::graph::{Feed, Graph, HostTensor};
 use crate::pack::Role;
-use crate::runtime::{Feed, Graph, HostTensor};
 use crate::tokenizer::ClipTokenizer;
 
 /// The text half of the UNet's inputs, batch-first; with guidance the batch is `[uncond, cond]`.

@@ -6,7 +6,7 @@ use ort::value::DynValue;
 
 use crate::control::Residuals;
 use crate::error::DiffusionError;
-use crate::runtime::{Feed, Graph, HostTensor, Place};
+use crate::graph::{Feed, Graph, HostTensor, Place};
 
 /// UNet inputs that are the same at every step.
 pub struct UnetConstants {

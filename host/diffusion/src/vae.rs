@@ -3,8 +3,8 @@
 //! mean, multiplied by the scaling factor here).
 
 use crate::error::DiffusionError;
+use crate::graph::{Feed, Graph, HostTensor};
 use crate::image::Image;
-use crate::runtime::{Feed, Graph, HostTensor};
 
 /// Decodes `[1, C, h, w]` latents to a `[1, 3, H, W]` image in -1..1.
 pub fn decode(

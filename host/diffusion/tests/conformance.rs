@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use likeness_diffusion::control::{self, ControlUnit, Residuals};
+use likeness_diffusion::graph::Graph;
 use likeness_diffusion::noise::gaussian;
-use likeness_diffusion::runtime::Graph;
 use likeness_diffusion::scheduler::Schedule;
 use likeness_diffusion::text::TextEncoders;
 use likeness_diffusion::tokenizer::ClipTokenizer;

@@ -17,7 +17,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::package::LoadedStyle;
-use crate::runtime::CallError;
+use crate::wasm::CallError;
 
 /// The folder of `DIR` holding the canaries (hidden: never a package itself).
 pub const CANARIES: &str = ".canary";

@@ -4,7 +4,7 @@
 //! For each style: it loads as the registry loads it; it plans no face, one clear face, a group
 //! and a tiny face on four hosts (no diffusion, ControlNet only, InstantID + ControlNet,
 //! everything), each plan within that host's capabilities with a reason (the runtime's checks,
-//! [`crate::runtime::checks`]); its post-process keeps the image's size; the same request gives
+//! [`crate::wasm::checks`]); its post-process keeps the image's size; the same request gives
 //! the same plan and the same pixels; a post-process of the largest photo the host sends
 //! (1280 x 960) stays within its CPU and memory budgets; and its parameter specs let the host
 //! refuse unknown and malformed options (and accept the defaults).
@@ -21,7 +21,7 @@ use likeness_contract::{
 
 use super::manifest::MANIFEST_FILE;
 use super::package::{self, LoadedStyle};
-use crate::runtime::{Image, StyleRuntime};
+use crate::wasm::{Image, StyleRuntime};
 
 /// One check's outcome.
 #[derive(Debug, Clone)]

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use super::build::copy_dir;
 use super::canary::CANARIES;
 use super::package::{self, LoadedStyle};
-use crate::runtime::StyleRuntime;
+use crate::wasm::StyleRuntime;
 
 /// The folder of `DIR` holding the releases (hidden, so the registry never serves it as a
 /// package).

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail, ensure};
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::CallLimits;
+use crate::wasm::CallLimits;
 
 /// The manifest's file name inside a package folder.
 pub const MANIFEST_FILE: &str = "style.toml";

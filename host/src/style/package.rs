@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::manifest::Manifest;
 use likeness_contract::{Analysis, Capabilities, Face, Landmarks, Point, Rect};
 
-use crate::runtime::{Image, StyleComponent, StyleInfo, StyleRuntime};
+use crate::wasm::{Image, StyleComponent, StyleInfo, StyleRuntime};
 
 /// Largest component file accepted.
 const COMPONENT_MAX_BYTES: u64 = 64 << 20;
@@ -157,7 +157,7 @@ pub async fn load_files(
 /// Plans a one-face and a no-face photo with and without diffusion capabilities, then
 /// post-processes a small photo with the plan for a host without diffusion. The options are
 /// the style's defaults (checked against its own specs). The runtime checks
-/// every result's bounds (`runtime::checks`), as it does at request time.
+/// every result's bounds (`wasm::checks`), as it does at request time.
 async fn dry_run(component: &StyleComponent, info: &StyleInfo) -> anyhow::Result<()> {
     let options = likeness_contract::options::check(&info.params, &[])
         .context("the style's defaults fail its own parameter specs")?;

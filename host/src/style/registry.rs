@@ -23,7 +23,7 @@ use super::canary::{
 };
 use super::deploy;
 use super::package::{self, LoadedStyle};
-use crate::runtime::StyleRuntime;
+use crate::wasm::StyleRuntime;
 
 /// Whether a style can serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

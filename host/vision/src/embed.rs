@@ -5,8 +5,8 @@ use image::RgbImage;
 
 use crate::align::align_face;
 use crate::error::{Result, VisionError};
+use crate::onnx::SessionPool;
 use crate::packs::ModelEntry;
-use crate::runtime::SessionPool;
 use crate::similarity::l2_normalize;
 
 /// An embedding model (e.g. the faceplugin `fr_feature` for development, antelopev2's glintr100

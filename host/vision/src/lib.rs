@@ -14,7 +14,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`ingest`] (decode, orient, limits, resize), [`runtime`] (ONNX Runtime environment,
+//! Modules: [`ingest`] (decode, orient, limits, resize), [`onnx`] (ONNX Runtime environment,
 //! providers, session pools), [`packs`] (pack.toml, verification), [`fetch`] (registry
 //! downloads), [`detect`] (MTCNN, BlazeFace, SCRFD), [`align`], [`embed`], [`similarity`],
 //! [`identity`] (the identity score of an output), [`control`] (Canny, keypoint image, depth).
@@ -29,9 +29,9 @@ pub mod error;
 pub mod fetch;
 pub mod identity;
 pub mod ingest;
+pub mod onnx;
 pub mod packs;
 mod resample;
-pub mod runtime;
 mod simd;
 pub mod similarity;
 
@@ -46,8 +46,8 @@ pub use error::{Result, VisionError};
 pub use fetch::{FetchReport, fetch_default_packs, fetch_test_photos, runtime_library_path};
 pub use identity::{IdentityScore, MatchOptions, Reference};
 pub use ingest::{Decoded, IngestError, Limits};
+pub use onnx::{Provider, ProviderChoice, Runtime, RuntimeOptions};
 pub use packs::{Pack, PackStatus, Role, check_packs};
-pub use runtime::{Provider, ProviderChoice, Runtime, RuntimeOptions};
 pub use similarity::cosine;
 
 use control::DepthEstimator;
@@ -196,7 +196,7 @@ impl Vision {
     ) -> Result<Vision> {
         let runtime = Runtime::init(runtime_lib, options.runtime)?;
         let packs = packs::load_packs(models_dir)?;
-        let pool = |role: Role| -> Result<Option<(runtime::SessionPool, packs::ModelEntry)>> {
+        let pool = |role: Role| -> Result<Option<(onnx::SessionPool, packs::ModelEntry)>> {
             match packs::find_role(&packs, role) {
                 Some((pack, entry)) => {
                     let p = runtime.pool(&pack.path_of(entry), role.as_str())?;

@@ -5,8 +5,8 @@
 use image::{GrayImage, RgbImage};
 
 use crate::error::{Result, VisionError};
+use crate::onnx::SessionPool;
 use crate::packs::ModelEntry;
-use crate::runtime::SessionPool;
 
 /// A depth model: NCHW input of a fixed square size with per-channel normalisation from the pack;
 /// output `[1, H, W]` or `[1, 1, H, W]` relative (inverse) depth, larger = nearer.

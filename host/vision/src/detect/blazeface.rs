@@ -9,7 +9,7 @@ use image::RgbImage;
 
 use super::{Detection, DetectorKind, FaceDetector, letterbox, nms, sigmoid};
 use crate::error::{Result, VisionError};
-use crate::runtime::SessionPool;
+use crate::onnx::SessionPool;
 
 /// BlazeFace settings.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use super::{Detection, DetectorKind, FaceDetector};
 use crate::error::Result;
+use crate::onnx::SessionPool;
 use crate::resample::{Sat, area_resize_f32, area_resize_u8};
-use crate::runtime::SessionPool;
 
 /// MTCNN settings; the defaults are the reference's.
 #[derive(Debug, Clone, Copy, PartialEq)]

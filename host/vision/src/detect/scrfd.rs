@@ -10,8 +10,8 @@ use image::RgbImage;
 
 use super::{Detection, DetectorKind, FaceDetector, letterbox, nms};
 use crate::error::{Result, VisionError};
+use crate::onnx::SessionPool;
 use crate::packs::ModelEntry;
-use crate::runtime::SessionPool;
 
 /// SCRFD settings.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -8,7 +8,7 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
     exports: { default: async },
     with: {
-        "likeness:style/canvas.image": crate::runtime::canvas::Image,
+        "likeness:style/canvas.image": crate::wasm::canvas::Image,
     },
 });
 

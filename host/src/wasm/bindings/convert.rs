@@ -35,14 +35,14 @@ impl<A: Edge<C>, B: Edge<D>, C, D> Edge<(C, D)> for (A, B) {
 /// and `c` are modules in scope.
 macro_rules! records {
     ($($wm:ident::$wt:ident = $hm:ident::$ht:ident { $($field:ident),* $(,)? })*) => {$(
-        impl $crate::runtime::bindings::convert::Edge<$hm::$ht> for $wm::$wt {
+        impl $crate::wasm::bindings::convert::Edge<$hm::$ht> for $wm::$wt {
             fn edge(self) -> $hm::$ht {
-                $hm::$ht { $($field: $crate::runtime::bindings::convert::Edge::edge(self.$field)),* }
+                $hm::$ht { $($field: $crate::wasm::bindings::convert::Edge::edge(self.$field)),* }
             }
         }
-        impl $crate::runtime::bindings::convert::Edge<$wm::$wt> for $hm::$ht {
+        impl $crate::wasm::bindings::convert::Edge<$wm::$wt> for $hm::$ht {
             fn edge(self) -> $wm::$wt {
-                $wm::$wt { $($field: $crate::runtime::bindings::convert::Edge::edge(self.$field)),* }
+                $wm::$wt { $($field: $crate::wasm::bindings::convert::Edge::edge(self.$field)),* }
             }
         }
     )*};
@@ -51,12 +51,12 @@ macro_rules! records {
 /// Enums of the same cases, both ways: `enums!(w::ControlKind = c::ControlKind { Canny, .. })`.
 macro_rules! enums {
     ($($wm:ident::$wt:ident = $hm:ident::$ht:ident { $($case:ident),* $(,)? })*) => {$(
-        impl $crate::runtime::bindings::convert::Edge<$hm::$ht> for $wm::$wt {
+        impl $crate::wasm::bindings::convert::Edge<$hm::$ht> for $wm::$wt {
             fn edge(self) -> $hm::$ht {
                 match self { $($wm::$wt::$case => $hm::$ht::$case),* }
             }
         }
-        impl $crate::runtime::bindings::convert::Edge<$wm::$wt> for $hm::$ht {
+        impl $crate::wasm::bindings::convert::Edge<$wm::$wt> for $hm::$ht {
             fn edge(self) -> $wm::$wt {
                 match self { $($hm::$ht::$case => $wm::$wt::$case),* }
             }

@@ -15,7 +15,7 @@ use likeness::style::types as w;
 use likeness_contract as c;
 
 use super::convert::{Edge, enums, records};
-use crate::runtime::canvas::Image as HostImage;
+use crate::wasm::canvas::Image as HostImage;
 
 wasmtime::component::bindgen!({
     path: "../wit/v0.1",
