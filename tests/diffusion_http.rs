@@ -1,6 +1,7 @@
 //! End to end through HTTP with a diffusion model pack installed (the tiny pack: the real pack
 //! contract on tiny random graphs): the styles are offered the identity methods, and a
-//! generation runs InstantID for one clear face and ControlNet-only for a photo without one.
+//! generation runs InstantID or PuLID for one clear face and ControlNet-only for a photo
+//! without one or with a group.
 
 mod common;
 
@@ -56,15 +57,106 @@ async fn with_a_diffusion_pack_the_plan_runs_on_the_engine() {
             "{photo}: the aspect ratio changed"
         );
     }
-    // PuLID needs EVA02-CLIP face features the host cannot compute yet: it is not offered, and
-    // a style preferring it (claymation) runs InstantID instead, saying why.
-    let response = http
+    assert!(server.stop().await);
+}
+
+/// A claymation generation (claymation prefers PuLID) on `photo` (PNG bytes), as JSON.
+async fn claymation(server: &TestServer, name: &str, png: Vec<u8>) -> Value {
+    let part = reqwest::multipart::Part::bytes(png)
+        .file_name(name.to_string())
+        .mime_str("image/png")
+        .unwrap();
+    let response = client()
         .post(server.at("/v1/styles/claymation/generations"))
-        .multipart(photo_form("astronaut.png", None))
+        .multipart(
+            reqwest::multipart::Form::new()
+                .part("image", part)
+                .text("options", r#"{"seed": 5}"#),
+        )
         .send()
         .await
         .unwrap();
+    let status = response.status();
     let body: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{name}: {body}");
+    body
+}
+
+/// Six real faces in a 3 x 2 grid of 320-pixel tiles (the lower row mirrored), as PNG.
+fn six_face_collage() -> Vec<u8> {
+    let names = [
+        "astronaut.png",
+        "obama.jpg",
+        "obama2.jpg",
+        "obama2.jpg",
+        "astronaut.png",
+        "obama.jpg",
+    ];
+    let mut canvas = image::RgbImage::new(960, 640);
+    for (i, name) in names.iter().enumerate() {
+        let photo = image::load_from_memory(&common::photo_bytes(name)).unwrap();
+        let mut tile = photo.resize_to_fill(320, 320, image::imageops::FilterType::Triangle);
+        if i >= 3 {
+            tile = tile.fliph();
+        }
+        let (x, y) = ((i % 3) as i64 * 320, (i / 3) as i64 * 320);
+        image::imageops::overlay(&mut canvas, &tile.to_rgb8(), x, y);
+    }
+    let mut png = std::io::Cursor::new(Vec::new());
+    canvas.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    png.into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pulid_runs_for_one_clear_face_when_the_pack_has_every_part() {
+    let mut config = serve_config(common::first_party_styles());
+    config.diffusion_pack = Some(common::tiny_pack());
+    let server = TestServer::start(config).await;
+
+    // One clear face: claymation plans PuLID and the host runs it: the identity features come
+    // from the pack's EVA02-CLIP and face parsing on the aligned face.
+    let body = claymation(
+        &server,
+        "astronaut.png",
+        common::photo_bytes("astronaut.png"),
+    )
+    .await;
+    assert_eq!(body["planned"], "pulid", "{}", body["reason"]);
+    assert_eq!(body["method"], "pulid", "{}", body["reason"]);
+    let identity = &body["identity"];
+    assert!(identity["score"].is_number(), "{body}");
+    assert_eq!(identity["reference_face"], 0, "{identity}");
+    assert!(body["timings"]["generating"].as_f64().unwrap() > 0.0);
+
+    // No face (the cat) and a group: ControlNet, as the style's policy says.
+    let body = claymation(&server, "chelsea.png", common::photo_bytes("chelsea.png")).await;
+    assert_eq!(body["method"], "controlnet", "{}", body["reason"]);
+    let body = claymation(&server, "collage.png", six_face_collage()).await;
+    assert_eq!(
+        body["faces"].as_array().unwrap().len(),
+        6,
+        "{}",
+        body["faces"]
+    );
+    assert_eq!(body["method"], "controlnet", "{}", body["reason"]);
+    assert!(server.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pulid_needs_the_eva_role_and_runs_without_face_parsing() {
+    // Without EVA02-CLIP the host cannot make PuLID's features: PuLID is not offered and
+    // claymation runs InstantID, saying why.
+    let pack = tiny_pack_copy();
+    drop_graph(pack.path(), "pulid_eva_clip");
+    let mut config = serve_config(common::first_party_styles());
+    config.diffusion_pack = Some(pack.path().to_path_buf());
+    let server = TestServer::start(config).await;
+    let body = claymation(
+        &server,
+        "astronaut.png",
+        common::photo_bytes("astronaut.png"),
+    )
+    .await;
     assert_eq!(body["method"], "instant-id", "{body}");
     assert!(
         body["reason"].as_str().unwrap().contains("PuLID"),
@@ -72,6 +164,32 @@ async fn with_a_diffusion_pack_the_plan_runs_on_the_engine() {
         body["reason"]
     );
     assert!(server.stop().await);
+
+    // Without face parsing PuLID still runs, whitening outside the landmark ellipse.
+    let pack = tiny_pack_copy();
+    drop_graph(pack.path(), "face_parsing");
+    let mut config = serve_config(common::first_party_styles());
+    config.diffusion_pack = Some(pack.path().to_path_buf());
+    let server = TestServer::start(config).await;
+    let body = claymation(
+        &server,
+        "astronaut.png",
+        common::photo_bytes("astronaut.png"),
+    )
+    .await;
+    assert_eq!(body["method"], "pulid", "{}", body["reason"]);
+    assert!(server.stop().await);
+}
+
+/// Removes the `[graphs.ROLE]` table (up to the next blank line) from the pack's manifest.
+fn drop_graph(pack: &std::path::Path, role: &str) {
+    let path = pack.join("pack.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find(&format!("[graphs.{role}]\n")).unwrap();
+    let end = text[start..]
+        .find("\n\n")
+        .map_or(text.len(), |e| start + e + 2);
+    std::fs::write(&path, format!("{}{}", &text[..start], &text[end..])).unwrap();
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {
