@@ -11,9 +11,7 @@ use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_a_diffusion_pack_the_plan_runs_on_the_engine() {
-    let mut config = serve_config(common::first_party_styles());
-    config.diffusion_pack = Some(common::tiny_pack());
-    let server = TestServer::start(config).await;
+    let server = serve_with_pack(common::first_party_styles(), common::tiny_pack()).await;
     let http = client();
     for (photo, method, faces) in [
         ("astronaut.png", "instant-id", 1),
@@ -60,26 +58,16 @@ async fn with_a_diffusion_pack_the_plan_runs_on_the_engine() {
     assert!(server.stop().await);
 }
 
-/// A claymation generation (claymation prefers PuLID) on `photo` (PNG bytes), as JSON.
+/// A claymation generation (claymation prefers PuLID) on the PNG `png`, as JSON.
 async fn claymation(server: &TestServer, name: &str, png: Vec<u8>) -> Value {
     let part = reqwest::multipart::Part::bytes(png)
         .file_name(name.to_string())
         .mime_str("image/png")
         .unwrap();
-    let response = client()
-        .post(server.at("/v1/styles/claymation/generations"))
-        .multipart(
-            reqwest::multipart::Form::new()
-                .part("image", part)
-                .text("options", r#"{"seed": 5}"#),
-        )
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "{name}: {body}");
-    body
+    let form = reqwest::multipart::Form::new()
+        .part("image", part)
+        .text("options", r#"{"seed": 5}"#);
+    generation(server, "claymation", form).await
 }
 
 /// Six real faces in a 3 x 2 grid of 320-pixel tiles (the lower row mirrored), as PNG.
@@ -109,9 +97,7 @@ fn six_face_collage() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pulid_runs_for_one_clear_face_when_the_pack_has_every_part() {
-    let mut config = serve_config(common::first_party_styles());
-    config.diffusion_pack = Some(common::tiny_pack());
-    let server = TestServer::start(config).await;
+    let server = serve_with_pack(common::first_party_styles(), common::tiny_pack()).await;
 
     // One clear face: claymation plans PuLID and the host runs it: the identity features come
     // from the pack's EVA02-CLIP and face parsing on the aligned face.
@@ -148,9 +134,7 @@ async fn pulid_needs_the_eva_role_and_runs_without_face_parsing() {
     // claymation runs InstantID, saying why.
     let pack = tiny_pack_copy();
     drop_graph(pack.path(), "pulid_eva_clip");
-    let mut config = serve_config(common::first_party_styles());
-    config.diffusion_pack = Some(pack.path().to_path_buf());
-    let server = TestServer::start(config).await;
+    let server = serve_with_pack(common::first_party_styles(), pack.path().to_path_buf()).await;
     let body = claymation(
         &server,
         "astronaut.png",
@@ -168,9 +152,7 @@ async fn pulid_needs_the_eva_role_and_runs_without_face_parsing() {
     // Without face parsing PuLID still runs, whitening outside the landmark ellipse.
     let pack = tiny_pack_copy();
     drop_graph(pack.path(), "face_parsing");
-    let mut config = serve_config(common::first_party_styles());
-    config.diffusion_pack = Some(pack.path().to_path_buf());
-    let server = TestServer::start(config).await;
+    let server = serve_with_pack(common::first_party_styles(), pack.path().to_path_buf()).await;
     let body = claymation(
         &server,
         "astronaut.png",
@@ -192,6 +174,27 @@ fn drop_graph(pack: &std::path::Path, role: &str) {
     std::fs::write(&path, format!("{}{}", &text[..start], &text[end..])).unwrap();
 }
 
+/// A server with the styles in `styles` and the diffusion pack in `pack`.
+async fn serve_with_pack(styles: &std::path::Path, pack: std::path::PathBuf) -> TestServer {
+    let mut config = serve_config(styles);
+    config.diffusion_pack = Some(pack);
+    TestServer::start(config).await
+}
+
+/// A generation of `style` with `form`, as JSON (which must be 200 OK).
+async fn generation(server: &TestServer, style: &str, form: reqwest::multipart::Form) -> Value {
+    let response = client()
+        .post(server.at(&format!("/v1/styles/{style}/generations")))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{style}: {body}");
+    body
+}
+
 fn base64_decode(text: &str) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD
@@ -208,24 +211,13 @@ fn tiny_pack_copy() -> tempfile::TempDir {
 
 /// A generation of the gated test style on `photo` with `options`, as JSON.
 async fn gated(server: &TestServer, photo: &str, options: &str) -> Value {
-    let response = client()
-        .post(server.at("/v1/styles/gated/generations"))
-        .multipart(photo_form(photo, Some(options)))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body
+    generation(server, "gated", photo_form(photo, Some(options))).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pack_part_failing_at_run_time_makes_the_plan_run_its_fallback() {
     let pack = tiny_pack_copy();
-    let mut config = serve_config(common::gated_styles());
-    config.diffusion_pack = Some(pack.path().to_path_buf());
-    let server = TestServer::start(config).await;
+    let server = serve_with_pack(common::gated_styles(), pack.path().to_path_buf()).await;
     // The pack was verified at start-up; IdentityNet's file breaks afterwards, so InstantID is
     // offered and planned, and fails only when its session is built.
     std::fs::write(pack.path().join("identitynet.onnx"), b"not an onnx model").unwrap();
@@ -246,9 +238,7 @@ async fn a_pack_part_failing_at_run_time_makes_the_plan_run_its_fallback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_identity_gate_retries_with_new_seeds_then_falls_back() {
-    let mut config = serve_config(common::gated_styles());
-    config.diffusion_pack = Some(common::tiny_pack());
-    let server = TestServer::start(config).await;
+    let server = serve_with_pack(common::gated_styles(), common::tiny_pack()).await;
 
     // Threshold 0: every score passes; one image.
     let body = gated(
