@@ -114,6 +114,11 @@ async fn pulid_runs_for_one_clear_face_when_the_pack_has_every_part() {
     assert_eq!(identity["reference_face"], 0, "{identity}");
     assert!(body["timings"]["generating"].as_f64().unwrap() > 0.0);
 
+    // Pixel-art prefers PuLID too.
+    let form = photo_form("astronaut.png", Some(r#"{"seed": 5}"#));
+    let body = generation(&server, "pixel-art", form).await;
+    assert_eq!(body["method"], "pulid", "{}", body["reason"]);
+
     // No face (the cat) and a group: ControlNet, as the style's policy says.
     let body = claymation(&server, "chelsea.png", common::photo_bytes("chelsea.png")).await;
     assert_eq!(body["method"], "controlnet", "{}", body["reason"]);
