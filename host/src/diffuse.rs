@@ -195,6 +195,7 @@ fn pulid_features(
         .map_err(diffusion_error)
 }
 
+/// The engine's error as the host's: a cancellation is [`GenerateError::Canceled`].
 fn diffusion_error(error: DiffusionError) -> GenerateError {
     match error {
         DiffusionError::Canceled { .. } => GenerateError::Canceled,
