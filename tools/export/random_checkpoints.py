@@ -151,7 +151,7 @@ def write_face_recognizer(path: str) -> None:
 
 def build(torch, sz: Sizes, work: str, instantid_repo: str, pulid_repo: str) -> dict:
     """Writes the checkpoints under `work`; returns their paths (base, canny, instantid, pulid,
-    antelopev2)."""
+    antelopev2, eva_clip) and eva_clip's model (eva_clip_model)."""
     from diffusers import AutoencoderKL, ControlNetModel, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
