@@ -1,6 +1,8 @@
 //! Runs a style's plan on the diffusion engine: the host derives the control images and the
-//! face embedding with its vision engine, maps the plan's fields onto the engine's input, and
-//! bridges progress and cancellation.
+//! aligned faces with its vision engine, maps the plan's fields onto the engine's input, and
+//! bridges progress and cancellation. The identity methods' face embedding comes from the
+//! pack's own `face_recognizer` (antelopev2's, the one InstantID and PuLID were trained with),
+//! raw as insightface's `embedding`, never from the host's identity-score embedder.
 
 use image::RgbImage;
 use likeness_contract::{Capabilities, ControlKind, Diffusion, MethodKind, Size, SizeLimits};
@@ -15,20 +17,19 @@ use crate::wasm::Image;
 
 /// What this host can run with `engine`: method `none`, the pack's methods whose inputs the
 /// host can make, the control maps the host can draw (canny and face keypoints always; depth
-/// with a depth model; no pose estimator) and the pack's sizes. InstantID needs the vision
-/// engine's face embedding, and so does PuLID, whose EVA02-CLIP features come from the pack
-/// (offered by the engine only when the pack has its `pulid_eva_clip` graph).
+/// with a depth model; no pose estimator) and the pack's sizes. The engine offers InstantID
+/// and PuLID only when the pack has every part they need, its face recogniser included.
 pub fn capabilities(engine: &DiffusionEngine, vision: &Vision) -> Capabilities {
     let offered = engine.capabilities();
-    let embeddings = vision.embedder().is_some();
     let mut methods: Vec<MethodKind> = offered
         .methods
         .iter()
         .copied()
-        .filter(|m| match m {
-            MethodKind::InstantId | MethodKind::Pulid => embeddings,
-            MethodKind::Controlnet => true,
-            _ => false,
+        .filter(|m| {
+            matches!(
+                m,
+                MethodKind::InstantId | MethodKind::Pulid | MethodKind::Controlnet
+            )
         })
         .collect();
     methods.push(MethodKind::None);
@@ -92,21 +93,12 @@ pub fn run(
         ),
         _ => None,
     };
-    let face_embedding = match (method, identity) {
-        (MethodKind::InstantId, Some(face)) => {
-            let mut embeddings = vision
-                .embed_faces(photo, &[face.landmarks.to_array()])
-                .map_err(GenerateError::Vision)?;
-            Some(
-                embeddings
-                    .pop()
-                    .ok_or_else(|| invalid("the face embedding came back empty"))?,
-            )
-        }
+    let aligned_face = match (method, identity) {
+        (MethodKind::InstantId, Some(face)) => Some(recognizer_crop(photo, face)?),
         _ => None,
     };
     let pulid = match (method, identity) {
-        (MethodKind::Pulid, Some(face)) => Some(pulid_features(engine, vision, photo, face)?),
+        (MethodKind::Pulid, Some(face)) => Some(pulid_features(engine, photo, face)?),
         _ => None,
     };
 
@@ -150,7 +142,7 @@ pub fn run(
         width,
         height,
         control_images,
-        face_embedding,
+        aligned_face,
         pulid,
         ..GenerationInput::new(
             method,
@@ -174,19 +166,30 @@ pub fn run(
     })
 }
 
-/// PuLID's features of `face` in `photo`, made as PuLID's pipeline makes them: the raw face
-/// embedding, the face aligned to facexlib's 512 crop, and the pack's EVA02-CLIP (with its face
-/// parsing, or the landmark ellipse) on it.
+/// `face` cut from `photo` as insightface's `norm_crop` cuts it for the recogniser: its five
+/// landmarks mapped onto ArcFace's 112 x 112 template by a similarity transform.
+fn recognizer_crop(
+    photo: &RgbImage,
+    face: &likeness_contract::Face,
+) -> Result<likeness_diffusion::Image, GenerateError> {
+    let size = likeness_diffusion::instantid::RECOGNIZER_SIZE;
+    let crop = align::align_face(photo, &face.landmarks.to_array(), size);
+    likeness_diffusion::Image::rgb(size, size, crop.into_raw())
+        .ok_or_else(|| GenerateError::Internal("the aligned face has the wrong size".into()))
+}
+
+/// PuLID's features of `face` in `photo`, made as PuLID's pipeline makes them: the face's raw
+/// embedding by the pack's recogniser, the face aligned to facexlib's 512 crop, and the pack's
+/// EVA02-CLIP (with its face parsing, or the landmark ellipse) on it.
 fn pulid_features(
     engine: &DiffusionEngine,
-    vision: &Vision,
     photo: &RgbImage,
     face: &likeness_contract::Face,
 ) -> Result<PulidFeatures, GenerateError> {
     let landmarks = face.landmarks.to_array();
-    let embedding = vision
-        .embed_face_raw(photo, &landmarks)
-        .map_err(GenerateError::Vision)?;
+    let embedding = engine
+        .embed_face(&recognizer_crop(photo, face)?)
+        .map_err(diffusion_error)?;
     let (crop, moved) = align::align_face_ffhq(photo, &landmarks, pulid::FACE_SIZE);
     let crop = likeness_diffusion::Image::rgb(crop.width(), crop.height(), crop.into_raw())
         .ok_or_else(|| GenerateError::Internal("the aligned face has the wrong size".into()))?;

@@ -75,9 +75,11 @@ pub struct GenerationInput {
     pub seed: u64,
     /// Condition images for the control maps, one per kind used.
     pub control_images: Vec<ControlImage>,
-    /// InstantID/PuLID face embedding from the same recogniser as the pack's `face_recognizer`.
+    /// InstantID's face embedding, raw (insightface's `embedding`), from the same recogniser as
+    /// the pack's `face_recognizer`.
     pub face_embedding: Option<Vec<f32>>,
-    /// Or the aligned 112x112 face, embedded here with the pack's `face_recognizer`.
+    /// Or the aligned 112x112 face, embedded here with the pack's `face_recognizer` (what the
+    /// host does).
     pub aligned_face: Option<Image>,
     /// PuLID's identity features.
     pub pulid: Option<PulidFeatures>,
@@ -353,6 +355,15 @@ impl DiffusionEngine {
             }),
             transfer: None,
         }
+    }
+
+    /// The raw embedding (insightface's `embedding`, not normalised) of an aligned
+    /// [`crate::instantid::RECOGNIZER_SIZE`]² face by the pack's `face_recognizer`.
+    pub fn embed_face(&self, aligned: &Image) -> Result<Vec<f32>, DiffusionError> {
+        aligned
+            .validate("the aligned face")
+            .map_err(DiffusionError::Invalid)?;
+        crate::instantid::embed_face(self.graph(Role::FaceRecognizer)?, aligned)
     }
 
     /// PuLID's identity features of `face`, the aligned [`crate::pulid::FACE_SIZE`]² crop (see
