@@ -7,8 +7,13 @@
 - cmyk.jpg: a tiny self-made CMYK JPEG (PIL) with four colour patches, for the ingestion test.
 - canny_input.png / canny_opencv.png: a synthetic test card and its edges by the `auto_canny`
   recipe (RGB2GRAY, GaussianBlur 3x3, median, cv2.Canny(0.66 m, 1.33 m)).
+- align_*.png: faces cut for the recogniser as insightface's `face_align.norm_crop` cuts them
+  (skimage's SimilarityTransform from the five landmarks onto ArcFace's 112x112 template, then
+  cv2.warpAffine, bilinear, black border): the astronaut (MTCNN's landmarks, as above) and a
+  tilted face on the Canny card (landmarks in `keypoints.json`).
 
-Usage: python golden.py OUT_DIR   (OUT_DIR = host/vision/tests/golden)
+Usage: python golden.py OUT_DIR [PHOTOS_DIR]   (OUT_DIR = host/vision/tests/golden; PHOTOS_DIR,
+default .cache/testdata, holds astronaut.png as the tests fetch it)
 """
 import json
 import math
@@ -18,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
+from skimage.transform import SimilarityTransform
 
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255)]
 
@@ -51,6 +57,17 @@ CASES = {
     # Points near and past the border (clipped circles and limbs).
     "keypoints_border": (200, 160, [[3.0, 4.0], [195.5, 2.2], [100.0, 80.0], [-5.0, 158.0], [205.0, 150.0]]),
 }
+
+
+# ArcFace's five-point template for a 112x112 crop (insightface's `arcface_dst`).
+ARCFACE_DST = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                        [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float32)
+
+
+def norm_crop(img, landmarks, size=112):
+    """insightface's norm_crop: a similarity from the landmarks onto the template, then warpAffine."""
+    tform = SimilarityTransform.from_estimate(np.array(landmarks, dtype=np.float32), ARCFACE_DST * (size / 112.0))
+    return cv2.warpAffine(img, tform.params[0:2, :], (size, size), borderValue=0.0)
 
 
 def main():
@@ -89,7 +106,16 @@ def main():
     m = float(np.median(g))
     edges = cv2.Canny(g, int(max(0, 0.66 * m)), int(min(255, 1.33 * m)))
     Image.fromarray(edges).save(out_dir / "canny_opencv.png", optimize=True)
-    print(f"wrote {len(CASES)} keypoint images, cmyk.jpg and the Canny card to {out_dir}")
+    photos = Path(sys.argv[2] if len(sys.argv) > 2 else ".cache/testdata")
+    astronaut = np.array(Image.open(photos / "astronaut.png").convert("RGB"))
+    aligned = {"align_astronaut": CASES["keypoints_astronaut"][2],
+               "align_card": [[100.0, 80.0], [160.0, 95.0], [122.0, 125.0], [95.0, 150.0], [145.0, 162.0]]}
+    for name, kps in aligned.items():
+        source = astronaut if name == "align_astronaut" else card
+        Image.fromarray(norm_crop(source, kps)).save(out_dir / f"{name}.png", optimize=True)
+        manifest[name] = {"kps": kps}
+    (out_dir / "keypoints.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    print(f"wrote {len(CASES)} keypoint images, cmyk.jpg, the Canny card and {len(aligned)} aligned faces to {out_dir}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-//! Control maps: the InstantID keypoint image against golden PNGs rendered by OpenCV
-//! (tools/vision-bench/golden.py), and Canny on a real photo.
+//! Control maps and face crops: the InstantID keypoint image and the recogniser's aligned face
+//! against golden PNGs rendered by OpenCV and scikit-image (tools/vision-bench/golden.py), and
+//! Canny on a real photo.
 
 mod common;
 
@@ -111,4 +112,40 @@ fn canny_matches_opencv_on_the_test_card() {
     );
     assert!(same * 1000 >= total * 995, "{same}/{total}");
     assert!(edges_cv > 1000);
+}
+
+/// The face the identity methods' recogniser gets, cut as insightface's `norm_crop` cuts it
+/// (skimage's similarity estimate + cv2.warpAffine): OpenCV interpolates with 5-bit fixed-point
+/// weights, so pixels may differ by a few levels, never more.
+#[test]
+fn the_aligned_face_matches_insightfaces_norm_crop() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/keypoints.json"
+    ))
+    .unwrap();
+    let cases: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for (name, source) in [
+        ("align_astronaut", common::photo("astronaut.png")),
+        ("align_card", golden("canny_input")),
+    ] {
+        let mut kps = [[0f32; 2]; 5];
+        for (i, k) in kps.iter_mut().enumerate() {
+            let p = &cases[name]["kps"][i];
+            *k = [p[0].as_f64().unwrap() as f32, p[1].as_f64().unwrap() as f32];
+        }
+        let ours = likeness_vision::align::align_face(&source, &kps, 112);
+        let reference = golden(name);
+        assert_eq!(ours.dimensions(), reference.dimensions());
+        let diffs: Vec<i32> = ours
+            .as_raw()
+            .iter()
+            .zip(reference.as_raw())
+            .map(|(a, b)| (i32::from(*a) - i32::from(*b)).abs())
+            .collect();
+        let max = *diffs.iter().max().unwrap();
+        let mean = diffs.iter().sum::<i32>() as f64 / diffs.len() as f64;
+        eprintln!("{name}: max {max}, mean {mean:.3} levels");
+        assert!(max <= 4 && mean <= 0.5, "{name}: max {max}, mean {mean:.3}");
+    }
 }
