@@ -2,9 +2,10 @@
 //! this request (no usable embedding, missing keypoints, a pack part failing at run time) or,
 //! after a diffusion method, when the identity gate is not passed within the gate's attempts
 //! (a new seed each) and the time budget. A style transfer below the gate's threshold is
-//! retried the same way, each attempt with more face preservation, and then answers its best. The pipeline makes each image (method, post-process,
-//! identity score); the [`Executor`] decides what to try next and what to answer, and says
-//! what happened in words for the response's reason.
+//! retried the same way, each attempt with more face preservation, and then answers its best.
+//! The pipeline makes each image (method, post-process, identity score); the [`Executor`]
+//! decides what to try next and what to answer, and says what happened in words for the
+//! response's reason.
 
 use std::time::{Duration, Instant};
 

@@ -1,9 +1,8 @@
 //! One generation, start to finish: decode and analyse the photo, let the style plan, run the
 //! plan (the diffusion engine, the style-transfer networks, or the photo itself with method
-//! `none`), post-process, score the
-//! identity kept, with progress events, stage timings and cancellation. The plan runs image by
-//! image as `execute` decides: its fallbacks when a method cannot run, the identity gate's
-//! retries.
+//! `none`), post-process, score the identity kept, with progress events, stage timings and
+//! cancellation. The plan runs image by image as `execute` decides: its fallbacks when a method
+//! cannot run, the identity gate's retries.
 
 use std::sync::Arc;
 use std::time::Instant;
