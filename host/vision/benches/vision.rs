@@ -406,7 +406,7 @@ fn main() {
             }
         }
     }
-    if complete && !rows.is_empty() {
+    if complete && rt > 0.0 {
         println!(
             "| total     | {rt:9.2} | {rtm:11.2} | {pt:11.2} | {ptm:13.2} | {:17.2}x | {:19.2}x |",
             pt / rt,
