@@ -4,6 +4,10 @@
 //! computed once per picture and cached); the rendition scaled to the output size, blended
 //! with the photo by `strength`, and lighter inside every face by `face-preservation` (the
 //! face-preserving composite), so the person stays recognisable.
+//!
+//! A style picture always works at the arbitrary pair's fixed 384 px (the plan's working side
+//! applies to learned styles), and `strength` blends pixels for both kinds (the package's own
+//! CLI interpolates style vectors for pictures instead; one meaning for the plan is simpler).
 
 use std::collections::HashMap;
 use std::path::{Component, Path};
