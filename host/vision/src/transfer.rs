@@ -123,6 +123,14 @@ impl StyleTransfer {
         })
     }
 
+    /// The sessions of `model` (role `role`), built on first use.
+    fn session(&self, model: &Option<LazyPool>, role: Role) -> Result<Arc<SessionPool>> {
+        model
+            .as_ref()
+            .ok_or_else(|| VisionError::MissingModel(role.as_str().into()))?
+            .get(&self.runtime)
+    }
+
     /// The learned styles' names, in index order (empty without the multistyle network).
     pub fn learned_styles(&self) -> Vec<String> {
         match self.learned {
@@ -139,11 +147,7 @@ impl StyleTransfer {
     /// `photo` in the blend of learned styles `weights` (one per learned style, non-negative,
     /// not all 0; normalised here), at `photo`'s size.
     pub fn stylize_learned(&self, photo: &RgbImage, weights: &[f32]) -> Result<RgbImage> {
-        let net = self
-            .learned
-            .as_ref()
-            .ok_or_else(|| VisionError::MissingModel(Role::StyleLearned.as_str().into()))?
-            .get(&self.runtime)?;
+        let net = self.session(&self.learned, Role::StyleLearned)?;
         let invalid = |reason: String| VisionError::inference(Role::StyleLearned.as_str(), reason);
         let sum: f32 = weights.iter().sum();
         if weights.len() != LEARNED_STYLES
@@ -191,11 +195,7 @@ impl StyleTransfer {
 
     /// The style vector of `picture` (its centre square at 256 x 256).
     pub fn style_vector(&self, picture: &RgbImage) -> Result<Vec<f32>> {
-        let net = self
-            .predict
-            .as_ref()
-            .ok_or_else(|| VisionError::MissingModel(Role::StylePredict.as_str().into()))?
-            .get(&self.runtime)?;
+        let net = self.session(&self.predict, Role::StylePredict)?;
         let (w, h) = picture.dimensions();
         let side = w.min(h);
         if side == 0 {
@@ -231,11 +231,7 @@ impl StyleTransfer {
     /// scale: the long side 384, the aspect ratio kept. The caller scales it to the size it
     /// needs.
     pub fn stylize_with(&self, photo: &RgbImage, vector: &[f32]) -> Result<RgbImage> {
-        let net = self
-            .transform
-            .as_ref()
-            .ok_or_else(|| VisionError::MissingModel(Role::StyleTransform.as_str().into()))?
-            .get(&self.runtime)?;
+        let net = self.session(&self.transform, Role::StyleTransform)?;
         if vector.len() != STYLE_VECTOR_LEN {
             return Err(VisionError::inference(
                 Role::StyleTransform.as_str(),
