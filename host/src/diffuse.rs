@@ -5,9 +5,10 @@
 use image::RgbImage;
 use likeness_contract::{Capabilities, ControlKind, Diffusion, MethodKind, Size, SizeLimits};
 use likeness_diffusion::{
-    CancelToken, ControlImage, DiffusionEngine, DiffusionError, GenerationInput,
+    CancelToken, ControlImage, DiffusionEngine, DiffusionError, GenerationInput, PulidFeatures,
+    pulid,
 };
-use likeness_vision::{Vision, control, ingest};
+use likeness_vision::{Vision, align, control, ingest};
 
 use crate::pipeline::GenerateError;
 use crate::wasm::Image;
@@ -15,9 +16,8 @@ use crate::wasm::Image;
 /// What this host can run with `engine`: method `none`, the pack's methods whose inputs the
 /// host can make, the control maps the host can draw (canny and face keypoints always; depth
 /// with a depth model; no pose estimator) and the pack's sizes. InstantID needs the vision
-/// engine's face embedding. PuLID also needs EVA02-CLIP features of the face, which no model
-/// of the host computes yet, so it is never offered: styles that prefer it fall back to
-/// InstantID or ControlNet.
+/// engine's face embedding, and so does PuLID, whose EVA02-CLIP features come from the pack
+/// (offered by the engine only when the pack has its `pulid_eva_clip` graph).
 pub fn capabilities(engine: &DiffusionEngine, vision: &Vision) -> Capabilities {
     let offered = engine.capabilities();
     let embeddings = vision.embedder().is_some();
@@ -26,7 +26,7 @@ pub fn capabilities(engine: &DiffusionEngine, vision: &Vision) -> Capabilities {
         .iter()
         .copied()
         .filter(|m| match m {
-            MethodKind::InstantId => embeddings,
+            MethodKind::InstantId | MethodKind::Pulid => embeddings,
             MethodKind::Controlnet => true,
             _ => false,
         })
@@ -86,10 +86,14 @@ pub fn run(
         height as f32 / photo.height() as f32,
     );
 
-    let face_embedding = match method {
-        MethodKind::InstantId | MethodKind::Pulid => {
-            let face = reference
-                .ok_or_else(|| invalid("the plan's reference face is not in the analysis"))?;
+    let identity = match method {
+        MethodKind::InstantId | MethodKind::Pulid => Some(
+            reference.ok_or_else(|| invalid("the plan's reference face is not in the analysis"))?,
+        ),
+        _ => None,
+    };
+    let face_embedding = match (method, identity) {
+        (MethodKind::InstantId, Some(face)) => {
             let mut embeddings = vision
                 .embed_faces(photo, &[face.landmarks.to_array()])
                 .map_err(GenerateError::Vision)?;
@@ -99,6 +103,10 @@ pub fn run(
                     .ok_or_else(|| invalid("the face embedding came back empty"))?,
             )
         }
+        _ => None,
+    };
+    let pulid = match (method, identity) {
+        (MethodKind::Pulid, Some(face)) => Some(pulid_features(engine, vision, photo, face)?),
         _ => None,
     };
 
@@ -143,6 +151,7 @@ pub fn run(
         height,
         control_images,
         face_embedding,
+        pulid,
         ..GenerationInput::new(
             method,
             &settings.prompt,
@@ -153,10 +162,7 @@ pub fn run(
     };
     let generated = engine
         .generate(&input, progress, cancel)
-        .map_err(|error| match error {
-            DiffusionError::Canceled { .. } => GenerateError::Canceled,
-            other => GenerateError::Diffusion(other),
-        })?;
+        .map_err(diffusion_error)?;
     let mut rgba = Vec::with_capacity(generated.data.len() / 3 * 4);
     for pixel in generated.data.chunks_exact(3) {
         rgba.extend_from_slice(&[pixel[0], pixel[1], pixel[2], 255]);
@@ -166,6 +172,35 @@ pub fn run(
         height: generated.height,
         rgba,
     })
+}
+
+/// PuLID's features of `face` in `photo`, made as PuLID's pipeline makes them: the raw face
+/// embedding, the face aligned to facexlib's 512 crop, and the pack's EVA02-CLIP (with its face
+/// parsing, or the landmark ellipse) on it.
+fn pulid_features(
+    engine: &DiffusionEngine,
+    vision: &Vision,
+    photo: &RgbImage,
+    face: &likeness_contract::Face,
+) -> Result<PulidFeatures, GenerateError> {
+    let landmarks = face.landmarks.to_array();
+    let embedding = vision
+        .embed_face_raw(photo, &landmarks)
+        .map_err(GenerateError::Vision)?;
+    let (crop, moved) = align::align_face_ffhq(photo, &landmarks, pulid::FACE_SIZE);
+    let crop = likeness_diffusion::Image::rgb(crop.width(), crop.height(), crop.into_raw())
+        .ok_or_else(|| GenerateError::Internal("the aligned face has the wrong size".into()))?;
+    engine
+        .pulid_features(&crop, &moved, &embedding)
+        .map_err(diffusion_error)
+}
+
+/// The engine's error as the host's: a cancellation is [`GenerateError::Canceled`].
+fn diffusion_error(error: DiffusionError) -> GenerateError {
+    match error {
+        DiffusionError::Canceled { .. } => GenerateError::Canceled,
+        other => GenerateError::Diffusion(other),
+    }
 }
 
 fn invalid(message: &str) -> GenerateError {

@@ -298,8 +298,9 @@ impl DiffusionEngine {
     }
 
     /// What the pack can run. instant-id needs IdentityNet, the image projection, a UNet with
-    /// `ip_scale` and the face recogniser; pulid needs the ID encoder, a UNet with
-    /// `id_embedding` and the face recogniser; controlnet needs at least one structural
+    /// `ip_scale` and the face recogniser; pulid needs the ID encoder, the EVA02-CLIP tower
+    /// (`pulid_eva_clip`; `face_parsing` is optional), a UNet with `id_embedding` and the face
+    /// recogniser; controlnet needs at least one structural
     /// ControlNet (canny, depth or pose).
     pub fn capabilities(&self) -> Capabilities {
         let has = |r: Role| self.graphs.contains_key(&r);
@@ -311,7 +312,11 @@ impl DiffusionEngine {
         {
             methods.push(Method::InstantId);
         }
-        if has(Role::PulidIdEncoder) && has(Role::FaceRecognizer) && self.pack.unet_has_id() {
+        if has(Role::PulidIdEncoder)
+            && has(Role::PulidEvaClip)
+            && has(Role::FaceRecognizer)
+            && self.pack.unet_has_id()
+        {
             methods.push(Method::Pulid);
         }
         let structural = [
@@ -348,6 +353,25 @@ impl DiffusionEngine {
             }),
             transfer: None,
         }
+    }
+
+    /// PuLID's identity features of `face`, the aligned [`crate::pulid::FACE_SIZE`]² crop (see
+    /// `likeness_vision::align::align_face_ffhq`) with its five `landmarks` in the crop's pixels
+    /// and the face's raw `embedding`: see [`crate::pulid::features`]. Whitens with the pack's
+    /// `face_parsing` graph when it has one, else with [`crate::pulid::landmark_mask`].
+    pub fn pulid_features(
+        &self,
+        face: &Image,
+        landmarks: &[[f32; 2]; 5],
+        embedding: &[f32],
+    ) -> Result<PulidFeatures, DiffusionError> {
+        crate::pulid::features(
+            self.graph(Role::PulidEvaClip)?,
+            self.graphs.get(&Role::FaceParsing),
+            face,
+            landmarks,
+            embedding,
+        )
     }
 
     /// Generates the picture. `progress(k, n)` is called after each step; `cancel` is checked

@@ -420,6 +420,19 @@ impl Vision {
         embedder.embed(&crops)
     }
 
+    /// The embedding of one face (five landmarks in `img`'s pixels) as the model returns it, not
+    /// normalised: see [`Embedder::embed_raw`].
+    pub fn embed_face_raw(&self, img: &RgbImage, landmarks: &[[f32; 2]; 5]) -> Result<Vec<f32>> {
+        let embedder = self
+            .embedder
+            .as_ref()
+            .ok_or_else(|| VisionError::MissingModel("face embedding".into()))?;
+        embedder
+            .embed_raw(&[embedder.align(img, landmarks)])?
+            .pop()
+            .ok_or_else(|| VisionError::inference("embedding", "no output"))
+    }
+
     /// Cosine similarity between the dominant (largest) faces of two images.
     /// Errors with [`VisionError::NoFace`] when either image has none.
     pub fn compare_dominant(&self, a: &RgbImage, b: &RgbImage) -> Result<f32> {
