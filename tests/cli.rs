@@ -326,7 +326,33 @@ fn models_check_and_faces_compare_use_the_real_packs() {
     assert!(checked.status.success());
     let listing = String::from_utf8_lossy(&checked.stdout);
     assert!(
-        listing.contains("mtcnn") && listing.contains("runtime"),
+        listing.contains("mtcnn")
+            && listing.contains("runtime")
+            && listing.contains("styletransfer")
+            && listing.contains("style-learned, style-predict, style-transform"),
+        "{listing}"
+    );
+    // A corrupt style-transfer model is refused with a sentence naming it.
+    let corrupt = tempfile::tempdir().unwrap();
+    let copy = corrupt.path().join("styletransfer");
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(models.join("styletransfer"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    let mut bytes = std::fs::read(copy.join("multistyle26.onnx")).unwrap();
+    bytes[4096] ^= 0x55;
+    std::fs::write(copy.join("multistyle26.onnx"), bytes).unwrap();
+    let refused = run(likeness()
+        .args(["models", "check", "--models"])
+        .arg(corrupt.path()));
+    assert_eq!(refused.status.code(), Some(1));
+    let listing = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        listing.contains("invalid styletransfer")
+            && listing.contains("multistyle26.onnx has SHA-256"),
         "{listing}"
     );
     let empty = tempfile::tempdir().unwrap();

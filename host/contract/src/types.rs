@@ -289,8 +289,8 @@ impl Capabilities {
     }
 
     /// Every diffusion method and control map, with an SDXL pack's sizes (multiples of 64,
-    /// sides 512..=1536, 1024 by default): what a style's plans are dry-run against. (No host
-    /// runs style transfer yet, so it is left out.)
+    /// sides 512..=1536, 1024 by default): what a style's plans are dry-run against. (Style
+    /// transfer is left out: with these methods offered a style plans diffusion.)
     pub fn all() -> Capabilities {
         Capabilities {
             methods: vec![
