@@ -1457,3 +1457,86 @@ async fn draining_refuses_new_work_and_finishes_what_is_in_flight() {
         "everything finished within the drain deadline"
     );
 }
+
+/// The first-party styles in Rust, which draw their looks by style transfer without diffusion.
+const TRANSFER_STYLES: [(&str, f64); 4] = [
+    ("anime", 0.35),
+    ("claymation", 0.35),
+    ("pixel-art", 0.2),
+    ("watercolor", 0.5),
+];
+
+/// The least mean absolute difference, per RGB channel on 0..255, between a photo and its
+/// style-transfer rendition: a look, not a touch-up.
+const MIN_RESTYLING: f64 = 15.0;
+
+/// The mean absolute difference per RGB channel of two images of one size.
+fn mean_difference(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
+    let sum: u64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    sum as f64 / a.as_raw().len() as f64
+}
+
+/// One synchronous generation of `style` on `photo` (named `name`), as JSON.
+async fn generate(server: &TestServer, style: &str, name: &str, photo: Vec<u8>) -> Value {
+    let part = reqwest::multipart::Part::bytes(photo)
+        .file_name(name.to_string())
+        .mime_str("application/octet-stream")
+        .unwrap();
+    let response = client()
+        .post(server.at(&format!("/v1/styles/{style}/generations")))
+        .multipart(reqwest::multipart::Form::new().part("image", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{style} on {name}");
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_diffusion_the_rust_styles_draw_by_style_transfer_and_keep_the_person() {
+    let server = start_default().await;
+    let wrong = common::face_swapped("obama.jpg", "biden.jpg");
+    for (style, threshold) in TRANSFER_STYLES {
+        for name in ["astronaut.png", "obama.jpg"] {
+            let photo = photo_bytes(name);
+            let body = generate(&server, style, name, photo.clone()).await;
+            let identity = &body["identity"];
+            eprintln!("{style} on {name}: {identity}");
+            assert_eq!(
+                body["method"], "style-transfer",
+                "{style}: {}",
+                body["reason"]
+            );
+            let original = image::load_from_memory(&photo).unwrap().to_rgb8();
+            let result = decode_data_url(body["output"]["data_url"].as_str().unwrap()).to_rgb8();
+            assert_eq!(
+                result.dimensions(),
+                original.dimensions(),
+                "{style} on {name}"
+            );
+            let change = mean_difference(&original, &result);
+            eprintln!("{style} on {name}: mean difference {change:.1}");
+            assert!(change > MIN_RESTYLING, "{style} on {name}: {change:.1}");
+            assert_eq!(
+                identity["threshold"].as_f64().map(|t| t as f32),
+                Some(threshold as f32)
+            );
+            let score = identity["score"].as_f64().unwrap();
+            assert!(score >= threshold, "{style} on {name}: {identity}");
+            assert_eq!(identity["passed"], true);
+        }
+        // Biden's face on Obama's photo: the right place, the wrong person, so the gate fails
+        // (after the host's retry with more face preservation).
+        let body = generate(&server, style, "wrong.png", wrong.clone()).await;
+        let identity = &body["identity"];
+        eprintln!("{style} on the wrong person: {identity}");
+        let score = identity["score"].as_f64().unwrap();
+        assert!(score < threshold, "{style}: {identity}");
+        assert_eq!(identity["passed"], false);
+    }
+}

@@ -477,3 +477,65 @@ pub fn tiny_pack() -> PathBuf {
     })
     .clone()
 }
+
+/// The photo `target` with the face of the photo `donor` pasted over its dominant face (PNG
+/// bytes): the donor's face scaled, turned and moved so that its eyes land on the target's,
+/// blended in with a feathered ellipse over the target's face box. The wrong person at the
+/// right place, for identity checks that must fail.
+pub fn face_swapped(target: &str, donor: &str) -> Vec<u8> {
+    let load = |name: &str| {
+        image::load_from_memory(&photo_bytes(name))
+            .unwrap()
+            .to_rgb8()
+    };
+    let (target, donor) = (load(target), load(donor));
+    let face = |img: &image::RgbImage| {
+        let analysis = vision()
+            .analyze(img, &likeness_vision::AnalyzeOptions::default())
+            .unwrap();
+        analysis.dominant().expect("a face").clone()
+    };
+    let (t, d) = (face(&target), face(&donor));
+    // The similarity taking target points to donor points, from the eye pairs.
+    let eyes = |f: &likeness_vision::Face| {
+        let [l, r] = [f.landmarks[0], f.landmarks[1]];
+        (
+            [(l[0] + r[0]) / 2.0, (l[1] + r[1]) / 2.0],
+            [r[0] - l[0], r[1] - l[1]],
+        )
+    };
+    let ((tc, tv), (dc, dv)) = (eyes(&t), eyes(&d));
+    let scale = dv[0].hypot(dv[1]) / tv[0].hypot(tv[1]);
+    let turn = dv[1].atan2(dv[0]) - tv[1].atan2(tv[0]);
+    let (cos, sin) = (scale * turn.cos(), scale * turn.sin());
+    let [x1, y1, x2, y2] = t.bbox;
+    let (cx, cy, ax, ay) = (
+        (x1 + x2) / 2.0,
+        (y1 + y2) / 2.0,
+        (x2 - x1) * 0.5,
+        (y2 - y1) * 0.55,
+    );
+    let mut out = target.clone();
+    for (x, y, pixel) in out.enumerate_pixels_mut() {
+        let (px, py) = (x as f32, y as f32);
+        let r = ((px - cx) / ax).hypot((py - cy) / ay);
+        let alpha = ((1.1 - r) / 0.25).clamp(0.0, 1.0);
+        if alpha == 0.0 {
+            continue;
+        }
+        let (ux, uy) = (px - tc[0], py - tc[1]);
+        let (sx, sy) = (dc[0] + cos * ux - sin * uy, dc[1] + sin * ux + cos * uy);
+        let (sx, sy) = (
+            sx.clamp(0.0, donor.width() as f32 - 1.0) as u32,
+            sy.clamp(0.0, donor.height() as f32 - 1.0) as u32,
+        );
+        let from = donor.get_pixel(sx, sy);
+        for c in 0..3 {
+            let v = pixel[c] as f32 + (from[c] as f32 - pixel[c] as f32) * alpha;
+            pixel[c] = v.round() as u8;
+        }
+    }
+    let mut png = std::io::Cursor::new(Vec::new());
+    out.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    png.into_inner()
+}
