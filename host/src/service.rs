@@ -97,6 +97,8 @@ impl Service {
         m.uploads_in_progress
             .set(self.admission.uploads_in_progress() as i64);
         m.jobs_stored.set(self.jobs.len() as i64);
+        m.style_vectors_computed
+            .set(self.pipeline.style_vectors().computed() as i64);
         for load in self.admission.style_loads() {
             m.style_in_flight
                 .with_label_values(&[&load.style])

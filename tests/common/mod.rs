@@ -57,18 +57,27 @@ pub fn first_party_styles() -> &'static Path {
 /// process.
 pub fn gated_styles() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        likeness_host::style::build::build_styles(
-            &repo().join("tests").join("plugins"),
-            dir.path(),
-            &["gated".to_string()],
-            Some(&plugin_target()),
-        )
-        .expect("building the gated test style");
-        dir
-    })
-    .path()
+    DIR.get_or_init(|| build_test_style("gated")).path()
+}
+
+/// A folder holding the package of the transfer test style (plans `style-transfer` when the
+/// host offers it, with a style picture from `assets/` when asked), built once per test process.
+pub fn transfer_styles() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| build_test_style("transfer")).path()
+}
+
+/// A folder holding the built package of the test style `tests/plugins/<name>`.
+fn build_test_style(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    likeness_host::style::build::build_styles(
+        &repo().join("tests").join("plugins"),
+        dir.path(),
+        &[name.to_string()],
+        Some(&plugin_target()),
+    )
+    .unwrap_or_else(|e| panic!("building the {name} test style: {e:#}"));
+    dir
 }
 
 /// The bytes of the hostile test component.

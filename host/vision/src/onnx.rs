@@ -409,11 +409,25 @@ impl SessionPool {
         data: Vec<f32>,
         outputs: &[&str],
     ) -> Result<Vec<Output>> {
-        let tensor = Tensor::from_array((shape.to_vec(), data))
-            .map_err(|e| VisionError::inference(&self.name, e))?;
+        self.run_inputs(vec![(input, shape.to_vec(), data)], outputs)
+    }
+
+    /// Runs the model on several named f32 inputs (name, shape, data) and copies out the named
+    /// outputs, in the order asked.
+    pub fn run_inputs(
+        &self,
+        inputs: Vec<(&str, Vec<usize>, Vec<f32>)>,
+        outputs: &[&str],
+    ) -> Result<Vec<Output>> {
+        let mut values = Vec::with_capacity(inputs.len());
+        for (name, shape, data) in inputs {
+            let tensor = Tensor::from_array((shape, data))
+                .map_err(|e| VisionError::inference(&self.name, e))?;
+            values.push((name, ort::session::SessionInputValue::from(tensor)));
+        }
         let mut session = self.acquire();
         let result = session
-            .run(ort::inputs![input => tensor])
+            .run(values)
             .map_err(|e| VisionError::inference(&self.name, e))?;
         let mut out = Vec::with_capacity(outputs.len());
         for name in outputs {

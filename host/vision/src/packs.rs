@@ -34,6 +34,12 @@ pub enum Role {
     Landmarks68,
     /// Monocular depth.
     Depth,
+    /// A style-transfer network with learned styles blended by weights (multistyle26).
+    StyleLearned,
+    /// The arbitrary-style predictor: a style picture to a style vector (Magenta).
+    StylePredict,
+    /// The arbitrary-style transformer: a photo and a style vector to a rendition (Magenta).
+    StyleTransform,
     /// A role this version does not know.
     #[serde(other)]
     Other,
@@ -53,6 +59,9 @@ impl Role {
             Role::Embedding => "embedding",
             Role::Landmarks68 => "landmarks68",
             Role::Depth => "depth",
+            Role::StyleLearned => "style-learned",
+            Role::StylePredict => "style-predict",
+            Role::StyleTransform => "style-transform",
             Role::Other => "other",
         }
     }
@@ -82,6 +91,13 @@ pub struct ModelEntry {
     /// Licence note for this file.
     #[serde(default)]
     pub licence: String,
+    /// The input tensors' contracts in words (name, type, shape, range), where the pack states
+    /// them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
+    /// The output tensors' contracts in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
 }
 
 fn default_colour() -> String {
