@@ -259,23 +259,8 @@ fn style_transfer_is_offered_only_when_its_pack_is_installed() {
     assert_eq!(offered.methods.last(), Some(&MethodKind::None));
 
     // The same face packs without the styletransfer pack.
-    let models = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(common::models_dir()).unwrap().flatten() {
-        let name = entry.file_name();
-        if name != "styletransfer" && !name.to_string_lossy().starts_with('.') {
-            std::os::unix::fs::symlink(entry.path(), models.path().join(&name)).unwrap();
-        }
-    }
-    let without = likeness_vision::Vision::load(
-        models.path(),
-        &likeness_vision::fetch::runtime_library_path(models.path()),
-    )
-    .unwrap();
-    let pipeline = likeness_host::pipeline::Pipeline::new(
-        registry,
-        std::sync::Arc::new(without),
-        Default::default(),
-    );
+    let without = common::vision_of(&common::models_without_transfer());
+    let pipeline = likeness_host::pipeline::Pipeline::new(registry, without, Default::default());
     let offered = pipeline.capabilities();
     assert!(!offered.offers(MethodKind::StyleTransfer), "{offered:?}");
     assert_eq!(offered.transfer, None);

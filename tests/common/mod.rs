@@ -223,19 +223,41 @@ pub fn models_dir() -> PathBuf {
     .clone()
 }
 
-/// The face-analysis engine, one per test process.
+/// The face-analysis engine of [`models_dir`], one per test process.
 pub fn vision() -> Arc<Vision> {
-    static VISION: OnceLock<Arc<Vision>> = OnceLock::new();
-    VISION
-        .get_or_init(|| {
-            let models = models_dir();
-            let vision = Vision::load(&models, &fetch::runtime_library_path(&models))
-                .unwrap_or_else(|e| {
-                    panic!("loading the vision engine from {}: {e}", models.display())
-                });
-            Arc::new(vision)
-        })
-        .clone()
+    vision_of(&models_dir())
+}
+
+/// The vision engine of the model packs in `models`, loaded once per folder per test process.
+pub fn vision_of(models: &Path) -> Arc<Vision> {
+    static LOADED: Mutex<Vec<(PathBuf, Arc<Vision>)>> = Mutex::new(Vec::new());
+    let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, vision)) = loaded.iter().find(|(dir, _)| dir == models) {
+        return vision.clone();
+    }
+    let vision = Vision::load(models, &fetch::runtime_library_path(models))
+        .unwrap_or_else(|e| panic!("loading the vision engine from {}: {e}", models.display()));
+    let vision = Arc::new(vision);
+    loaded.push((models.to_path_buf(), vision.clone()));
+    vision
+}
+
+/// The model packs of [`models_dir`] without the style-transfer pack (links in a temporary
+/// folder, made once per test process): a host where the styles draw from the photo alone.
+pub fn models_without_transfer() -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(models_dir()).unwrap().flatten() {
+            let name = entry.file_name();
+            if name != "styletransfer" && !name.to_string_lossy().starts_with('.') {
+                std::os::unix::fs::symlink(entry.path(), dir.path().join(&name)).unwrap();
+            }
+        }
+        dir
+    })
+    .path()
+    .to_path_buf()
 }
 
 /// The path of a test photo (`astronaut.png`: one face; `chelsea.png`: a cat, no face), fetched
@@ -325,22 +347,22 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Loads the styles of `config.styles`, the shared vision engine and the diffusion pack of
-    /// `config.diffusion_pack`, if any, and serves them.
+    /// Loads the styles of `config.styles`, the vision engine of `config.models` and the
+    /// diffusion pack of `config.diffusion_pack`, if any, and serves them.
     pub async fn start(config: ServeConfig) -> TestServer {
         let registry = Registry::new(runtime(), &config.styles);
         registry.load_all().await.unwrap();
         TestServer::serve(config, registry).await
     }
 
-    /// Serves `registry` (loaded or still loading) with the shared vision engine and the
-    /// diffusion pack of `config.diffusion_pack`, if any.
+    /// Serves `registry` (loaded or still loading) with the vision engine of `config.models`
+    /// (shared per folder) and the diffusion pack of `config.diffusion_pack`, if any.
     pub async fn serve(config: ServeConfig, registry: Arc<Registry>) -> TestServer {
         let limits = likeness_vision::Limits {
             max_upload_bytes: config.limits.max_upload_bytes,
             ..likeness_vision::Limits::default()
         };
-        let vision = vision();
+        let vision = vision_of(&config.models);
         let mut pipeline = Pipeline::new(registry, vision.clone(), limits);
         if let Some(pack) = &config.diffusion_pack {
             let engine = likeness_diffusion::DiffusionEngine::load(

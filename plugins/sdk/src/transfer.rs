@@ -93,8 +93,8 @@ pub fn with_transfer(
             attempts: GATE_ATTEMPTS,
         }),
         reason: format!(
-            "No diffusion method can run here, so a neural style-transfer network on the CPU \
-             draws the {name} look and the style finishes it."
+            "This server has no diffusion method for this photo, so a neural style-transfer \
+             network on the CPU drew the {name} look and the style finished it."
         ),
         ..plan
     }
