@@ -1465,12 +1465,17 @@ async fn draining_refuses_new_work_and_finishes_what_is_in_flight() {
     );
 }
 
-/// The first-party styles in Rust, which draw their looks by style transfer without diffusion.
+/// The first-party styles in Rust, which draw their looks by style transfer without diffusion,
+/// with each style's identity threshold: measured through this test (the astronaut, obama) and
+/// the gallery (camera.png), the photo's own person scores anime 0.36-0.70, claymation
+/// 0.45-0.57, pixel-art 0.23-0.65, watercolor 0.69-0.83, and Biden's face pasted on Obama's
+/// photo at most 0.08 as Obama (pixel-art; the others 0.02): each threshold sits a little below its lowest right-person
+/// score and far above the wrong person.
 const TRANSFER_STYLES: [(&str, f64); 4] = [
-    ("anime", 0.35),
-    ("claymation", 0.35),
-    ("pixel-art", 0.2),
-    ("watercolor", 0.5),
+    ("anime", 0.3),
+    ("claymation", 0.3),
+    ("pixel-art", 0.15),
+    ("watercolor", 0.45),
 ];
 
 /// The least mean absolute difference, per RGB channel on 0..255, between a photo and its

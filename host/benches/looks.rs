@@ -68,7 +68,7 @@ fn main() {
     let vision = Arc::new(
         Vision::load(&models, &fetch::runtime_library_path(&models)).expect("loading vision"),
     );
-    let runtime = Arc::new(StyleRuntime::new(RuntimeConfig::default()).unwrap());
+    let runtime = StyleRuntime::new(RuntimeConfig::default()).unwrap();
     let registry = Registry::new(runtime, styles.path());
     tokio.block_on(registry.load_all()).unwrap();
     let pipeline = Pipeline::new(registry, vision, Default::default());

@@ -43,7 +43,7 @@ pub const TRANSFER: TransferLook = TransferLook {
     strength: 0.8,
     working_side: Some(768),
     face_preservation: 0.5,
-    threshold: 0.35,
+    threshold: 0.3,
 };
 /// The option that sets the ink lines' darkness.
 const LINE_STRENGTH: &str = "line-strength";

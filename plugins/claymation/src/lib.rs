@@ -45,7 +45,7 @@ pub const TRANSFER: TransferLook = TransferLook {
     strength: 0.8,
     working_side: Some(512),
     face_preservation: 0.5,
-    threshold: 0.35,
+    threshold: 0.3,
 };
 /// The option that sets the strength of the clay's shine.
 const SHINE: &str = "shine";

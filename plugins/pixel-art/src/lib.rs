@@ -44,7 +44,7 @@ pub const TRANSFER: TransferLook = TransferLook {
     strength: 0.6,
     working_side: Some(512),
     face_preservation: 0.6,
-    threshold: 0.2,
+    threshold: 0.15,
 };
 /// The option for the size of one art pixel.
 const PIXEL_SIZE: &str = "pixel-size";

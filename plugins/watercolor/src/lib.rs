@@ -45,7 +45,7 @@ pub const TRANSFER: TransferLook = TransferLook {
     strength: 0.85,
     working_side: Some(768),
     face_preservation: 0.5,
-    threshold: 0.5,
+    threshold: 0.45,
 };
 /// Where the host mounts the style's assets.
 pub const PAPER_PATH: &str = "/assets/paper.pgm";
