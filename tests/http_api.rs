@@ -1469,8 +1469,8 @@ async fn draining_refuses_new_work_and_finishes_what_is_in_flight() {
 /// with each style's identity threshold: measured through this test (the astronaut, obama) and
 /// the gallery (camera.png), the photo's own person scores anime 0.36-0.70, claymation
 /// 0.45-0.57, pixel-art 0.23-0.65, watercolor 0.69-0.83, and Biden's face pasted on Obama's
-/// photo at most 0.08 as Obama (pixel-art; the others 0.02): each threshold sits a little below its lowest right-person
-/// score and far above the wrong person.
+/// photo at most 0.08 as Obama (pixel-art; the others 0.02): each threshold sits a little
+/// below its lowest right-person score and well above the wrong person.
 const TRANSFER_STYLES: [(&str, f64); 4] = [
     ("anime", 0.3),
     ("claymation", 0.3),
@@ -1481,17 +1481,6 @@ const TRANSFER_STYLES: [(&str, f64); 4] = [
 /// The least mean absolute difference, per RGB channel on 0..255, between a photo and its
 /// style-transfer rendition: a look, not a touch-up.
 const MIN_RESTYLING: f64 = 15.0;
-
-/// The mean absolute difference per RGB channel of two images of one size.
-fn mean_difference(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
-    let sum: u64 = a
-        .as_raw()
-        .iter()
-        .zip(b.as_raw())
-        .map(|(x, y)| u64::from(x.abs_diff(*y)))
-        .sum();
-    sum as f64 / a.as_raw().len() as f64
-}
 
 /// One synchronous generation of `style` on `photo` (named `name`), as JSON.
 async fn generate(server: &TestServer, style: &str, name: &str, photo: Vec<u8>) -> Value {
@@ -1541,7 +1530,7 @@ async fn without_diffusion_the_rust_styles_draw_by_style_transfer_and_keep_the_p
                 original.dimensions(),
                 "{style} on {name}"
             );
-            let change = mean_difference(&original, &result);
+            let change = common::mean_abs_diff(&original, &result, |_, _| true, true);
             eprintln!("{style} on {name}: mean difference {change:.1}");
             assert!(change > MIN_RESTYLING, "{style} on {name}: {change:.1}");
             assert_eq!(

@@ -79,25 +79,6 @@ fn photo(name: &str) -> image::RgbImage {
         .to_rgb8()
 }
 
-/// Mean absolute difference of `a` and `b` over the pixels where `inside(x, y)` is `want`.
-fn mean_abs_diff(
-    a: &image::RgbImage,
-    b: &image::RgbImage,
-    inside: impl Fn(u32, u32) -> bool,
-    want: bool,
-) -> f64 {
-    assert_eq!(a.dimensions(), b.dimensions());
-    let (mut total, mut count) = (0u64, 0u64);
-    for (x, y, p) in a.enumerate_pixels() {
-        if inside(x, y) == want {
-            let q = b.get_pixel(x, y);
-            total += (0..3).map(|c| u64::from(p[c].abs_diff(q[c]))).sum::<u64>();
-            count += 3;
-        }
-    }
-    total as f64 / count.max(1) as f64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_learned_style_restyles_the_photo_and_keeps_the_face_closer() {
     let dir = styles(None);
@@ -108,7 +89,7 @@ async fn a_learned_style_restyles_the_photo_and_keeps_the_face_closer() {
     assert_eq!(body["planned"], "style-transfer");
     assert_eq!(image.dimensions(), original.dimensions());
     assert!(body["timings"]["generating"].as_f64().unwrap() > 0.0);
-    let everywhere = mean_abs_diff(&image, &original, |_, _| true, true);
+    let everywhere = common::mean_abs_diff(&image, &original, |_, _| true, true);
     eprintln!("learned style-19: mean abs diff {everywhere:.1}");
     assert!(everywhere > RESTYLED, "{everywhere:.1}");
 
@@ -125,8 +106,8 @@ async fn a_learned_style_restyles_the_photo_and_keeps_the_face_closer() {
         let (dx, dy) = ((x as f64 - cx) / rx, (y as f64 - cy) / ry);
         dx * dx + dy * dy <= 1.0
     };
-    let face = mean_abs_diff(&image, &original, in_face, true);
-    let background = mean_abs_diff(&image, &original, in_face, false);
+    let face = common::mean_abs_diff(&image, &original, in_face, true);
+    let background = common::mean_abs_diff(&image, &original, in_face, false);
     eprintln!("face {face:.1}, background {background:.1}");
     assert!(
         face < 0.5 * background,
@@ -138,12 +119,12 @@ async fn a_learned_style_restyles_the_photo_and_keeps_the_face_closer() {
 
     // Without face preservation the face is restyled like the rest.
     let (_, plain) = generate(&server, "astronaut.png", r#"{"preservation": 0}"#).await;
-    let plain_face = mean_abs_diff(&plain, &original, in_face, true);
+    let plain_face = common::mean_abs_diff(&plain, &original, in_face, true);
     assert!(plain_face > 2.0 * face, "{plain_face:.1} vs {face:.1}");
 
     // Strength blends with the photo.
     let (_, light) = generate(&server, "astronaut.png", r#"{"strength": 0.3}"#).await;
-    let light_diff = mean_abs_diff(&light, &original, |_, _| true, true);
+    let light_diff = common::mean_abs_diff(&light, &original, |_, _| true, true);
     assert!(light_diff < 0.5 * everywhere, "{light_diff:.1}");
     assert!(server.stop().await);
 }
@@ -159,7 +140,7 @@ async fn a_style_picture_is_encoded_once_per_picture_and_a_new_picture_changes_t
     let (body, first) = generate(&server, "astronaut.png", options).await;
     assert_eq!(body["method"], "style-transfer", "{}", body["reason"]);
     assert_eq!(first.dimensions(), original.dimensions());
-    let restyled = mean_abs_diff(&first, &original, |_, _| true, true);
+    let restyled = common::mean_abs_diff(&first, &original, |_, _| true, true);
     eprintln!("cat picture: mean abs diff {restyled:.1}");
     assert!(restyled > RESTYLED, "{restyled:.1}");
     let (_, again) = generate(&server, "astronaut.png", options).await;
@@ -194,7 +175,7 @@ async fn a_style_picture_is_encoded_once_per_picture_and_a_new_picture_changes_t
         2,
         "the new picture's vector is computed"
     );
-    let change = mean_abs_diff(&striped, &first, |_, _| true, true);
+    let change = common::mean_abs_diff(&striped, &first, |_, _| true, true);
     eprintln!("stripes vs cat: mean abs diff {change:.1}");
     assert!(change > 10.0, "the output did not change ({change:.1})");
 

@@ -570,3 +570,22 @@ pub fn face_swapped(target: &str, donor: &str) -> Vec<u8> {
     out.write_to(&mut png, image::ImageFormat::Png).unwrap();
     png.into_inner()
 }
+
+/// Mean absolute difference of `a` and `b` over the pixels where `inside(x, y)` is `want`.
+pub fn mean_abs_diff(
+    a: &image::RgbImage,
+    b: &image::RgbImage,
+    inside: impl Fn(u32, u32) -> bool,
+    want: bool,
+) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let (mut total, mut count) = (0u64, 0u64);
+    for (x, y, p) in a.enumerate_pixels() {
+        if inside(x, y) == want {
+            let q = b.get_pixel(x, y);
+            total += (0..3).map(|c| u64::from(p[c].abs_diff(q[c]))).sum::<u64>();
+            count += 3;
+        }
+    }
+    total as f64 / count.max(1) as f64
+}
