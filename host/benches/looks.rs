@@ -4,8 +4,10 @@
 //! 1024 x 1024, and the identity score per style per photo. Prints markdown tables for
 //! docs/benchmarks.md.
 //!
-//! `cargo bench -p likeness-host --bench looks` (the model packs of `LIKENESS_MODELS`, default
-//! `models/`, with the `styletransfer` pack; the test photos of `LIKENESS_TESTDATA`, default
+//! `cargo bench -p likeness-host --bench looks` (release), or `cargo test -p likeness-host
+//! --bench looks` (the dev profile: the same ONNX Runtime and Cranelift-compiled styles, the
+//! host's own code less optimised). The model packs of `LIKENESS_MODELS` (default `models/`,
+//! with the `styletransfer` pack), the test photos of `LIKENESS_TESTDATA` (default
 //! `.cache/testdata/`).
 
 use std::path::{Path, PathBuf};
@@ -87,27 +89,56 @@ fn main() {
     };
     let read = |name: &str| std::fs::read(photos.join(name)).unwrap();
 
-    println!("| style | method | 512 x 512 p50 | 1024 x 1024 p50 |");
-    println!("|---|---|---:|---:|");
+    /// The stages whose p50 at the larger side the second table shows.
+    const STAGES: [&str; 5] = [
+        "analysing",
+        "planning",
+        "generating",
+        "post-processing",
+        "identity",
+    ];
+    let p50 = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
     let astronaut = read("astronaut.png");
+    let mut totals = Vec::new();
+    let mut stages = Vec::new();
     for style in STYLES {
         let mut cells = Vec::new();
         let mut method = "";
         for side in SIDES {
             let photo = square(&astronaut, side);
             let _ = generate(style, photo.clone()); // warm: sessions, instances
-            let mut times: Vec<f64> = (0..RUNS)
-                .map(|_| {
-                    let (generation, seconds) = generate(style, photo.clone());
-                    method = generation.plan.method.kind().name();
-                    seconds
-                })
-                .collect();
-            times.sort_by(f64::total_cmp);
-            cells.push(format!("{:.2} s", times[RUNS / 2]));
+            let runs: Vec<(Generation, f64)> =
+                (0..RUNS).map(|_| generate(style, photo.clone())).collect();
+            method = runs[0].0.plan.method.kind().name();
+            cells.push(format!("{:.2} s", p50(runs.iter().map(|r| r.1).collect())));
+            if side == SIDES[SIDES.len() - 1] {
+                let stage = |name: &str| {
+                    p50(runs
+                        .iter()
+                        .map(|(g, _)| g.timings.iter().find(|t| t.0 == name).map_or(0.0, |t| t.1))
+                        .collect())
+                };
+                stages.push(format!(
+                    "| {style} | {} |",
+                    STAGES.map(|name| format!("{:.0}", stage(name))).join(" | ")
+                ));
+            }
         }
-        println!("| {style} | {method} | {} | {} |", cells[0], cells[1]);
+        totals.push(format!(
+            "| {style} | {method} | {} | {} |",
+            cells[0], cells[1]
+        ));
     }
+    println!("| style | method | 512 x 512 p50 | 1024 x 1024 p50 |");
+    println!("|---|---|---:|---:|");
+    println!("{}", totals.join("\n"));
+    println!();
+    println!("| style (1024 x 1024, p50 ms) | {} |", STAGES.join(" | "));
+    println!("|---|{}", "---:|".repeat(STAGES.len()));
+    println!("{}", stages.join("\n"));
 
     println!();
     println!("| style | threshold | {} |", PHOTOS.join(" | "));
