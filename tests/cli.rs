@@ -285,7 +285,8 @@ fn run_styles_a_batch_reports_the_failed_file_and_sets_the_exit_code() {
         stderr.contains("notes.txt") && stderr.contains("unsupported_image"),
         "{stderr}"
     );
-    // Each styled photo's line says the method and the identity score (none without a face).
+    // Each styled photo's line says the method (pixel-art draws by style transfer) and the
+    // identity score (none without a face).
     let line = |name: &str| {
         stderr
             .lines()
@@ -293,11 +294,12 @@ fn run_styles_a_batch_reports_the_failed_file_and_sets_the_exit_code() {
     };
     let astronaut_line = line("astronaut.png").unwrap_or_default();
     assert!(
-        astronaut_line.contains("(method none, identity 0."),
+        astronaut_line.contains("(method style-transfer, identity 0."),
         "{stderr}"
     );
     assert!(
-        line("chelsea.png").is_some_and(|l| l.ends_with("(method none, no identity score)")),
+        line("chelsea.png")
+            .is_some_and(|l| l.ends_with("(method style-transfer, no identity score)")),
         "{stderr}"
     );
     for (name, size) in [

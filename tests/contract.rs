@@ -153,7 +153,13 @@ async fn the_host_refuses_bad_options_naming_them_and_applies_the_defaults() {
 async fn a_0_1_package_serves_next_to_0_2_styles_with_the_same_look() {
     // The 0.2 builds of today's styles, for the comparison, and a styles folder where the
     // committed 0.1.0 build of pixel-art serves next to the 0.2 anime and watercolor.
-    let current = TestServer::start(serve_config(common::first_party_styles())).await;
+    // Both without the style-transfer pack, so that both draw from the photo alone.
+    let without_transfer = |styles: &std::path::Path| {
+        let mut config = serve_config(styles);
+        config.models = common::models_without_transfer();
+        config
+    };
+    let current = TestServer::start(without_transfer(common::first_party_styles())).await;
     let mixed = tempfile::tempdir().unwrap();
     copy_packages(common::first_party_styles(), mixed.path());
     std::fs::remove_dir_all(mixed.path().join("pixel-art")).unwrap();
@@ -161,7 +167,7 @@ async fn a_0_1_package_serves_next_to_0_2_styles_with_the_same_look() {
         &common::repo().join("tests/fixtures/v0.1/pixel-art"),
         &mixed.path().join("pixel-art"),
     );
-    let server = TestServer::start(serve_config(mixed.path())).await;
+    let server = TestServer::start(without_transfer(mixed.path())).await;
 
     let styles: Value = client()
         .get(server.at("/v1/styles"))

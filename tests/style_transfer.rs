@@ -88,25 +88,6 @@ fn photo(name: &str) -> image::RgbImage {
         .to_rgb8()
 }
 
-/// Mean absolute difference of `a` and `b` over the pixels where `inside(x, y)` is `want`.
-fn mean_abs_diff(
-    a: &image::RgbImage,
-    b: &image::RgbImage,
-    inside: impl Fn(u32, u32) -> bool,
-    want: bool,
-) -> f64 {
-    assert_eq!(a.dimensions(), b.dimensions());
-    let (mut total, mut count) = (0u64, 0u64);
-    for (x, y, p) in a.enumerate_pixels() {
-        if inside(x, y) == want {
-            let q = b.get_pixel(x, y);
-            total += (0..3).map(|c| u64::from(p[c].abs_diff(q[c]))).sum::<u64>();
-            count += 3;
-        }
-    }
-    total as f64 / count.max(1) as f64
-}
-
 /// Whether pixel `(x, y)` is within the ellipse over the middle 70% of `face`'s box.
 fn inside_face(face: &Value, x: u32, y: u32) -> bool {
     let b: Vec<f64> = face["box"]
@@ -131,14 +112,14 @@ async fn a_learned_style_restyles_the_photo_and_keeps_the_face_closer() {
     assert_eq!(body["planned"], "style-transfer");
     assert_eq!(image.dimensions(), original.dimensions());
     assert!(body["timings"]["generating"].as_f64().unwrap() > 0.0);
-    let everywhere = mean_abs_diff(&image, &original, |_, _| true, true);
+    let everywhere = common::mean_abs_diff(&image, &original, |_, _| true, true);
     eprintln!("learned style-19: mean abs diff {everywhere:.1}");
     assert!(everywhere > RESTYLED, "{everywhere:.1}");
 
     // The composite: inside the face box the output stays closer to the photo.
     let in_face = |x: u32, y: u32| inside_face(&body["faces"][0], x, y);
-    let face = mean_abs_diff(&image, &original, in_face, true);
-    let background = mean_abs_diff(&image, &original, in_face, false);
+    let face = common::mean_abs_diff(&image, &original, in_face, true);
+    let background = common::mean_abs_diff(&image, &original, in_face, false);
     eprintln!("face {face:.1}, background {background:.1}");
     assert!(
         face < 0.5 * background,
@@ -150,7 +131,7 @@ async fn a_learned_style_restyles_the_photo_and_keeps_the_face_closer() {
 
     // Without face preservation the face is restyled like the rest.
     let (_, plain) = generate(&server, "astronaut.png", r#"{"preservation": 0}"#).await;
-    let plain_face = mean_abs_diff(&plain, &original, in_face, true);
+    let plain_face = common::mean_abs_diff(&plain, &original, in_face, true);
     assert!(plain_face > 2.0 * face, "{plain_face:.1} vs {face:.1}");
 
     // The identity kept on another photo, for the record.
@@ -169,7 +150,7 @@ async fn a_learned_style_restyles_the_photo_and_keeps_the_face_closer() {
 
     // Strength blends with the photo.
     let (_, light) = generate(&server, "astronaut.png", r#"{"strength": 0.3}"#).await;
-    let light_diff = mean_abs_diff(&light, &original, |_, _| true, true);
+    let light_diff = common::mean_abs_diff(&light, &original, |_, _| true, true);
     assert!(light_diff < 0.5 * everywhere, "{light_diff:.1}");
     assert!(server.stop().await);
 }
@@ -206,9 +187,9 @@ async fn every_face_of_a_group_is_kept_closer_than_the_background() {
     let faces = body["faces"].as_array().unwrap();
     assert_eq!(faces.len(), 4, "{faces:?}");
     let in_any = |x: u32, y: u32| faces.iter().any(|f| inside_face(f, x, y));
-    let background = mean_abs_diff(&image, &collage, in_any, false);
+    let background = common::mean_abs_diff(&image, &collage, in_any, false);
     for (i, face) in faces.iter().enumerate() {
-        let inside = mean_abs_diff(&image, &collage, |x, y| inside_face(face, x, y), true);
+        let inside = common::mean_abs_diff(&image, &collage, |x, y| inside_face(face, x, y), true);
         eprintln!("face {i}: {inside:.1} (background {background:.1})");
         assert!(
             inside < 0.5 * background,
@@ -229,7 +210,7 @@ async fn a_style_picture_is_encoded_once_per_picture_and_a_new_picture_changes_t
     let (body, first) = generate(&server, "astronaut.png", options).await;
     assert_eq!(body["method"], "style-transfer", "{}", body["reason"]);
     assert_eq!(first.dimensions(), original.dimensions());
-    let restyled = mean_abs_diff(&first, &original, |_, _| true, true);
+    let restyled = common::mean_abs_diff(&first, &original, |_, _| true, true);
     eprintln!("cat picture: mean abs diff {restyled:.1}");
     assert!(restyled > RESTYLED, "{restyled:.1}");
     let (_, again) = generate(&server, "astronaut.png", options).await;
@@ -265,7 +246,7 @@ async fn a_style_picture_is_encoded_once_per_picture_and_a_new_picture_changes_t
         2,
         "the new picture's vector is computed"
     );
-    let change = mean_abs_diff(&striped, &first, |_, _| true, true);
+    let change = common::mean_abs_diff(&striped, &first, |_, _| true, true);
     eprintln!("stripes vs cat: mean abs diff {change:.1}");
     assert!(change > 10.0, "the output did not change ({change:.1})");
 
@@ -330,23 +311,8 @@ fn style_transfer_is_offered_only_when_its_pack_is_installed() {
     assert_eq!(offered.methods.last(), Some(&MethodKind::None));
 
     // The same face packs without the styletransfer pack.
-    let models = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(common::models_dir()).unwrap().flatten() {
-        let name = entry.file_name();
-        if name != "styletransfer" && !name.to_string_lossy().starts_with('.') {
-            std::os::unix::fs::symlink(entry.path(), models.path().join(&name)).unwrap();
-        }
-    }
-    let without = likeness_vision::Vision::load(
-        models.path(),
-        &likeness_vision::fetch::runtime_library_path(models.path()),
-    )
-    .unwrap();
-    let pipeline = likeness_host::pipeline::Pipeline::new(
-        registry,
-        std::sync::Arc::new(without),
-        Default::default(),
-    );
+    let without = common::vision_of(&common::models_without_transfer());
+    let pipeline = likeness_host::pipeline::Pipeline::new(registry, without, Default::default());
     let offered = pipeline.capabilities();
     assert!(!offered.offers(MethodKind::StyleTransfer), "{offered:?}");
     assert_eq!(offered.transfer, None);

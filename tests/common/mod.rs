@@ -223,19 +223,41 @@ pub fn models_dir() -> PathBuf {
     .clone()
 }
 
-/// The face-analysis engine, one per test process.
+/// The face-analysis engine of [`models_dir`], one per test process.
 pub fn vision() -> Arc<Vision> {
-    static VISION: OnceLock<Arc<Vision>> = OnceLock::new();
-    VISION
-        .get_or_init(|| {
-            let models = models_dir();
-            let vision = Vision::load(&models, &fetch::runtime_library_path(&models))
-                .unwrap_or_else(|e| {
-                    panic!("loading the vision engine from {}: {e}", models.display())
-                });
-            Arc::new(vision)
-        })
-        .clone()
+    vision_of(&models_dir())
+}
+
+/// The vision engine of the model packs in `models`, loaded once per folder per test process.
+pub fn vision_of(models: &Path) -> Arc<Vision> {
+    static LOADED: Mutex<Vec<(PathBuf, Arc<Vision>)>> = Mutex::new(Vec::new());
+    let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, vision)) = loaded.iter().find(|(dir, _)| dir == models) {
+        return vision.clone();
+    }
+    let vision = Vision::load(models, &fetch::runtime_library_path(models))
+        .unwrap_or_else(|e| panic!("loading the vision engine from {}: {e}", models.display()));
+    let vision = Arc::new(vision);
+    loaded.push((models.to_path_buf(), vision.clone()));
+    vision
+}
+
+/// The model packs of [`models_dir`] without the style-transfer pack (links in a temporary
+/// folder, made once per test process): a host where the styles draw from the photo alone.
+pub fn models_without_transfer() -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(models_dir()).unwrap().flatten() {
+            let name = entry.file_name();
+            if name != "styletransfer" && !name.to_string_lossy().starts_with('.') {
+                std::os::unix::fs::symlink(entry.path(), dir.path().join(&name)).unwrap();
+            }
+        }
+        dir
+    })
+    .path()
+    .to_path_buf()
 }
 
 /// The path of a test photo (`astronaut.png`: one face; `chelsea.png`: a cat, no face), fetched
@@ -325,22 +347,22 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Loads the styles of `config.styles`, the shared vision engine and the diffusion pack of
-    /// `config.diffusion_pack`, if any, and serves them.
+    /// Loads the styles of `config.styles`, the vision engine of `config.models` and the
+    /// diffusion pack of `config.diffusion_pack`, if any, and serves them.
     pub async fn start(config: ServeConfig) -> TestServer {
         let registry = Registry::new(runtime(), &config.styles);
         registry.load_all().await.unwrap();
         TestServer::serve(config, registry).await
     }
 
-    /// Serves `registry` (loaded or still loading) with the shared vision engine and the
-    /// diffusion pack of `config.diffusion_pack`, if any.
+    /// Serves `registry` (loaded or still loading) with the vision engine of `config.models`
+    /// (shared per folder) and the diffusion pack of `config.diffusion_pack`, if any.
     pub async fn serve(config: ServeConfig, registry: Arc<Registry>) -> TestServer {
         let limits = likeness_vision::Limits {
             max_upload_bytes: config.limits.max_upload_bytes,
             ..likeness_vision::Limits::default()
         };
-        let vision = vision();
+        let vision = vision_of(&config.models);
         let mut pipeline = Pipeline::new(registry, vision.clone(), limits);
         if let Some(pack) = &config.diffusion_pack {
             let engine = likeness_diffusion::DiffusionEngine::load(
@@ -497,4 +519,85 @@ pub fn tiny_pack() -> PathBuf {
         dir
     })
     .clone()
+}
+
+/// The photo `target` with the face of the photo `donor` pasted over its dominant face (PNG
+/// bytes): the donor's face scaled, turned and moved so that its eyes land on the target's,
+/// blended in with a feathered ellipse over the target's face box. The wrong person at the
+/// right place, for identity checks that must fail.
+pub fn face_swapped(target: &str, donor: &str) -> Vec<u8> {
+    let load = |name: &str| {
+        image::load_from_memory(&photo_bytes(name))
+            .unwrap()
+            .to_rgb8()
+    };
+    let (target, donor) = (load(target), load(donor));
+    let face = |img: &image::RgbImage| {
+        let analysis = vision()
+            .analyze(img, &likeness_vision::AnalyzeOptions::default())
+            .unwrap();
+        analysis.dominant().expect("a face").clone()
+    };
+    let (t, d) = (face(&target), face(&donor));
+    // The similarity taking target points to donor points, from the eye pairs.
+    let eyes = |f: &likeness_vision::Face| {
+        let [l, r] = [f.landmarks[0], f.landmarks[1]];
+        (
+            [(l[0] + r[0]) / 2.0, (l[1] + r[1]) / 2.0],
+            [r[0] - l[0], r[1] - l[1]],
+        )
+    };
+    let ((tc, tv), (dc, dv)) = (eyes(&t), eyes(&d));
+    let scale = dv[0].hypot(dv[1]) / tv[0].hypot(tv[1]);
+    let turn = dv[1].atan2(dv[0]) - tv[1].atan2(tv[0]);
+    let (cos, sin) = (scale * turn.cos(), scale * turn.sin());
+    let [x1, y1, x2, y2] = t.bbox;
+    let (cx, cy, ax, ay) = (
+        (x1 + x2) / 2.0,
+        (y1 + y2) / 2.0,
+        (x2 - x1) * 0.5,
+        (y2 - y1) * 0.55,
+    );
+    let mut out = target.clone();
+    for (x, y, pixel) in out.enumerate_pixels_mut() {
+        let (px, py) = (x as f32, y as f32);
+        let r = ((px - cx) / ax).hypot((py - cy) / ay);
+        let alpha = ((1.1 - r) / 0.25).clamp(0.0, 1.0);
+        if alpha == 0.0 {
+            continue;
+        }
+        let (ux, uy) = (px - tc[0], py - tc[1]);
+        let (sx, sy) = (dc[0] + cos * ux - sin * uy, dc[1] + sin * ux + cos * uy);
+        let (sx, sy) = (
+            sx.clamp(0.0, donor.width() as f32 - 1.0) as u32,
+            sy.clamp(0.0, donor.height() as f32 - 1.0) as u32,
+        );
+        let from = donor.get_pixel(sx, sy);
+        for c in 0..3 {
+            let v = pixel[c] as f32 + (from[c] as f32 - pixel[c] as f32) * alpha;
+            pixel[c] = v.round() as u8;
+        }
+    }
+    let mut png = std::io::Cursor::new(Vec::new());
+    out.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    png.into_inner()
+}
+
+/// Mean absolute difference of `a` and `b` over the pixels where `inside(x, y)` is `want`.
+pub fn mean_abs_diff(
+    a: &image::RgbImage,
+    b: &image::RgbImage,
+    inside: impl Fn(u32, u32) -> bool,
+    want: bool,
+) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let (mut total, mut count) = (0u64, 0u64);
+    for (x, y, p) in a.enumerate_pixels() {
+        if inside(x, y) == want {
+            let q = b.get_pixel(x, y);
+            total += (0..3).map(|c| u64::from(p[c].abs_diff(q[c]))).sum::<u64>();
+            count += 3;
+        }
+    }
+    total as f64 / count.max(1) as f64
 }

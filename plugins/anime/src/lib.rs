@@ -1,14 +1,18 @@
 //! The anime style: a cel-shaded anime portrait.
 //!
 //! With diffusion it prefers InstantID (the face keeps its likeness under a strong style) and
-//! falls back to ControlNet canny + depth. Without diffusion (method `none`) the post-process
-//! renders the look from the photo itself: edge-preserving smoothing, a few flat tones with
-//! boosted saturation, and dark ink lines along the edges.
+//! falls back to ControlNet canny + depth. Without diffusion, when the host has its
+//! style-transfer networks, a blend of two learned styles (bold ink outlines and flat
+//! colours) redraws the photo, faces a little lighter, and the post-process cel-shades that
+//! rendition: flat tones and ink lines over the transfer. Without those networks either
+//! (method `none`) the post-process renders the look from the photo itself: edge-preserving
+//! smoothing, a few flat tones with boosted saturation, and dark ink lines along the edges.
 
 use likeness_sdk::image::Rgba;
 use likeness_sdk::options;
 use likeness_sdk::{
-    Analysis, Image, Method, MethodKind, ParamSpec, Plan, Style, StyleError, StyleSpec, Values,
+    Analysis, Image, Method, MethodKind, ParamSpec, Plan, Style, StyleError, StyleSpec,
+    TransferLook, Values,
 };
 
 /// The style's id, as in `style.toml`.
@@ -30,6 +34,16 @@ const SPEC: StyleSpec = StyleSpec {
     prompt: PROMPT,
     negative_prompt: NEGATIVE,
     preferred: MethodKind::InstantId,
+};
+/// The look by style transfer: learned styles 22 (ink outlines, flat washes) and 21 (flat
+/// poster colours), at 768 pixels, the faces keeping half of the photo's detail.
+pub const TRANSFER: TransferLook = TransferLook {
+    learned: &[(22, 0.6), (21, 0.4)],
+    picture: None,
+    strength: 0.8,
+    working_side: Some(768),
+    face_preservation: 0.5,
+    threshold: 0.3,
 };
 /// The option that sets the ink lines' darkness.
 const LINE_STRENGTH: &str = "line-strength";
@@ -104,6 +118,12 @@ fn smoothstep(e0: f32, e1: f32, x: f32) -> f32 {
     t * t * (3.0 - 2.0 * t)
 }
 
+/// Cel shading over a style-transfer rendition: its ink outlines stay, so the style's own ink
+/// is lighter.
+pub fn finish_transfer(rendition: &Rgba, line_strength: f32) -> Rgba {
+    cel_shade(rendition, 0.5 * line_strength)
+}
+
 /// The light touch after diffusion: a little more colour.
 fn touch_up(mut image: Rgba) -> Rgba {
     image.saturate(1.06);
@@ -121,6 +141,7 @@ pub struct Anime;
 
 impl Style for Anime {
     const SPEC: StyleSpec = SPEC;
+    const TRANSFER: Option<TransferLook> = Some(TRANSFER);
 
     fn params() -> Vec<ParamSpec> {
         params()
@@ -135,6 +156,7 @@ impl Style for Anime {
         let image = Rgba::from_image(image)?;
         let out = match plan.method {
             Method::None => cel_shade(&image, line_strength(values)),
+            Method::StyleTransfer(_) => finish_transfer(&image, line_strength(values)),
             _ => touch_up(image),
         };
         Ok(out.into_image())

@@ -1,15 +1,19 @@
 //! The claymation style: a soft plasticine figure, like a stop-motion film frame.
 //!
 //! With diffusion it prefers PuLID (identity survives heavy stylisation) and falls back to
-//! ControlNet. Without diffusion (method `none`) the post-process renders the look from the
-//! photo itself: strong edge-preserving smoothing, a few rounded colour levels, soft lighting
+//! ControlNet. Without diffusion, when the host has its style-transfer networks, a blend of
+//! soft learned painting styles redraws the photo in rounded strokes at a low working side,
+//! faces a little lighter, and the post-process sculpts that rendition into clay. Without
+//! those networks either (method `none`) the post-process renders the look from the photo
+//! itself: strong edge-preserving smoothing, a few rounded colour levels, soft lighting
 //! from the upper left over the bulging colour regions, a fine clay grain and a warm tint.
 
 use likeness_sdk::image::{Plane, Rgba, face_mask};
 use likeness_sdk::noise;
 use likeness_sdk::options;
 use likeness_sdk::{
-    Analysis, Image, Method, MethodKind, ParamSpec, Plan, Style, StyleError, StyleSpec, Values,
+    Analysis, Image, Method, MethodKind, ParamSpec, Plan, Style, StyleError, StyleSpec,
+    TransferLook, Values,
 };
 
 /// The style's id, as in `style.toml`.
@@ -31,6 +35,17 @@ const SPEC: StyleSpec = StyleSpec {
     prompt: PROMPT,
     negative_prompt: NEGATIVE,
     preferred: MethodKind::Pulid,
+};
+/// The look by style transfer: learned styles 12 (soft pastel strokes) and 0 (warm smooth
+/// paint) at 512 pixels, so that the strokes are broad, the faces keeping half of the photo's
+/// detail.
+pub const TRANSFER: TransferLook = TransferLook {
+    learned: &[(12, 0.7), (0, 0.3)],
+    picture: None,
+    strength: 0.8,
+    working_side: Some(512),
+    face_preservation: 0.5,
+    threshold: 0.3,
 };
 /// The option that sets the strength of the clay's shine.
 const SHINE: &str = "shine";
@@ -179,6 +194,7 @@ pub struct Claymation;
 
 impl Style for Claymation {
     const SPEC: StyleSpec = SPEC;
+    const TRANSFER: Option<TransferLook> = Some(TRANSFER);
 
     fn params() -> Vec<ParamSpec> {
         params()
@@ -192,7 +208,9 @@ impl Style for Claymation {
     ) -> Result<Image, StyleError> {
         let image = Rgba::from_image(image)?;
         let out = match plan.method {
-            Method::None => sculpt(&image, analysis, shine(values), values.seed().unwrap_or(0)),
+            Method::None | Method::StyleTransfer(_) => {
+                sculpt(&image, analysis, shine(values), values.seed().unwrap_or(0))
+            }
             _ => touch_up(image),
         };
         Ok(out.into_image())

@@ -1,6 +1,7 @@
 use super::*;
 use likeness_sdk::testing::{
-    assert_describe_matches_manifest, options_from_text, photo, plan, portrait,
+    assert_describe_matches_manifest, assert_plans_transfer, options_from_text, photo, plan,
+    portrait,
 };
 use likeness_sdk::{MethodKind, Options};
 
@@ -28,7 +29,11 @@ fn describe_matches_the_manifest() {
 
 #[test]
 fn post_process_keeps_the_size() {
-    for method in [MethodKind::None, MethodKind::Pulid] {
+    for method in [
+        MethodKind::None,
+        MethodKind::StyleTransfer,
+        MethodKind::Pulid,
+    ] {
         for (w, h) in [(64, 48), (1, 1), (200, 3)] {
             let out = post_process(
                 photo(w, h).into_image(),
@@ -116,4 +121,22 @@ fn peak_memory_fits_the_default_limit() {
 fn preview() {
     let paths = likeness_sdk::preview::render_previews(ID, |p, a| sculpt(p, a, 0.5, 0)).unwrap();
     println!("{paths:#?}");
+}
+
+/// Renders the previews of the finish over style-transfer renditions given as the inputs
+/// (`LIKENESS_PREVIEW_INPUTS`; `cargo test --release -p style-claymation -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn preview_transfer() {
+    let paths =
+        likeness_sdk::preview::render_previews("claymation-transfer", |p, a| sculpt(p, a, 0.5, 0))
+            .unwrap();
+    println!("{paths:#?}");
+}
+
+#[test]
+fn without_diffusion_the_transfer_networks_draw_the_look() {
+    let t = assert_plans_transfer::<Claymation>();
+    // Broad strokes: a low working side.
+    assert_eq!(t.working_side, Some(512));
 }

@@ -2,13 +2,18 @@
 //!
 //! With diffusion it prefers PuLID (identity survives the heavy stylisation) and falls back to
 //! ControlNet. The post-process always snaps the picture to a grid of large pixels and to a
-//! classic palette; without diffusion (method `none`) that is the whole look, with a little
-//! smoothing, contrast and ordered dithering so that the photo reads well in few colours.
+//! classic palette. Without diffusion, when the host has its style-transfer networks, a
+//! learned poster style first redraws the photo in flat, bold colours; the grid then keeps
+//! half-size pixels inside the faces, so that a face a few art pixels wide stays
+//! recognisable. Without those networks either (method `none`) the grid and palette are the
+//! whole look, with a little smoothing, contrast and ordered dithering so that the photo reads
+//! well in few colours.
 
-use likeness_sdk::image::{Color, Rgba, luma_u8};
+use likeness_sdk::image::{Color, Rgba, face_mask, luma_u8};
 use likeness_sdk::options;
 use likeness_sdk::{
-    Analysis, Image, Method, MethodKind, ParamSpec, Plan, Style, StyleError, StyleSpec, Values,
+    Analysis, Image, Method, MethodKind, ParamSpec, Plan, Style, StyleError, StyleSpec,
+    TransferLook, Values,
 };
 
 /// The style's id, as in `style.toml`.
@@ -30,6 +35,16 @@ const SPEC: StyleSpec = StyleSpec {
     prompt: PROMPT,
     negative_prompt: NEGATIVE,
     preferred: MethodKind::Pulid,
+};
+/// The look by style transfer: learned style 21 (flat poster colours) at 512 pixels, blended
+/// with the photo, the faces keeping most of the photo's detail (the grid removes the rest).
+pub const TRANSFER: TransferLook = TransferLook {
+    learned: &[(21, 1.0)],
+    picture: None,
+    strength: 0.6,
+    working_side: Some(512),
+    face_preservation: 0.6,
+    threshold: 0.15,
 };
 /// The option for the size of one art pixel.
 const PIXEL_SIZE: &str = "pixel-size";
@@ -182,20 +197,79 @@ fn auto_levels(image: &mut Rgba) {
 /// Snaps `image` to a grid of `pixel_size` art pixels on the palette named `palette`. With
 /// `from_photo`, the photo is first smoothed and given more contrast and colour.
 pub fn pixelize(image: &Rgba, pixel_size: u32, palette: &str, from_photo: bool) -> Rgba {
+    let pixel_size = pixel_size.max(1);
+    let small = if from_photo {
+        prepare(image, pixel_size).downsample(pixel_size)
+    } else {
+        image.downsample(pixel_size)
+    };
+    to_palette(small, palette).upscale_nearest(pixel_size, image.width, image.height)
+}
+
+/// The least number of art pixels across a face that [`pixelize_faces`] keeps.
+pub const FACE_PIXELS: f32 = 40.0;
+
+/// [`pixelize`] of a style-transfer rendition with the faces of `analysis` on a finer grid,
+/// so that each face is at least [`FACE_PIXELS`] art pixels wide (at most half the art pixel
+/// size; never below 2 image pixels). The art pixels outside the faces are a whole number of
+/// fine ones, as close to `pixel_size` as that allows.
+pub fn pixelize_faces(image: &Rgba, analysis: &Analysis, pixel_size: u32, palette: &str) -> Rgba {
+    let sx = image.width as f32 / analysis.width.max(1) as f32;
+    let narrowest = analysis
+        .faces
+        .iter()
+        .map(|f| (f.bbox.x2 - f.bbox.x1) * sx)
+        .fold(f32::INFINITY, f32::min);
+    let fine = ((narrowest / FACE_PIXELS) as u32).clamp(2, (pixel_size / 2).max(2));
+    let per_art_pixel = (pixel_size as f32 / fine as f32).round() as u32;
+    if per_art_pixel < 2 || analysis.faces.is_empty() {
+        return pixelize(image, pixel_size, palette, true);
+    }
+    let mut small = prepare(image, fine).downsample(fine);
+    let coarse =
+        small
+            .downsample(per_art_pixel)
+            .upscale_nearest(per_art_pixel, small.width, small.height);
+    let faces = face_mask(small.width, small.height, analysis);
+    let outside = |i: usize| faces.data[i] < 0.5;
+    for (i, (p, c)) in small
+        .data
+        .chunks_exact_mut(4)
+        .zip(coarse.data.chunks_exact(4))
+        .enumerate()
+    {
+        if outside(i) {
+            p.copy_from_slice(c);
+        }
+    }
+    // One palette mapping for both grids; outside the faces each art pixel then takes the
+    // colour of its first fine pixel, so that the dithering follows the coarse grid too.
+    let mut small = to_palette(small, palette);
+    let (sw, k) = (small.width as usize, per_art_pixel as usize);
+    for i in 0..small.pixel_count() {
+        if outside(i) {
+            let (x, y) = (i % sw / k * k, i / sw / k * k);
+            let from = (y * sw + x) * 4;
+            small.data.copy_within(from..from + 4, i * 4);
+        }
+    }
+    small.upscale_nearest(fine, image.width, image.height)
+}
+
+/// A photo made ready for few colours at `pixel_size`: smoothed, with more colour.
+fn prepare(image: &Rgba, pixel_size: u32) -> Rgba {
+    let mut prepared = image.guided_smooth((pixel_size / 2).max(1), 0.004);
+    prepared.saturate(1.3);
+    prepared
+}
+
+/// The art pixels `small` on the palette named `palette` (the default when unknown).
+fn to_palette(mut small: Rgba, palette: &str) -> Rgba {
     let style = &PALETTES
         .iter()
         .find(|(n, _)| *n == palette)
         .unwrap_or(&PALETTES[0])
         .1;
-    let pixel_size = pixel_size.max(1);
-    let mut small = if from_photo {
-        let radius = (pixel_size / 2).max(1);
-        let mut prepared = image.guided_smooth(radius, 0.004);
-        prepared.saturate(1.3);
-        prepared.downsample(pixel_size)
-    } else {
-        image.downsample(pixel_size)
-    };
     if style.monochrome {
         small.saturate(0.0);
     }
@@ -219,7 +293,7 @@ pub fn pixelize(image: &Rgba, pixel_size: u32, palette: &str, from_photo: bool) 
     } else {
         small.quantize_dithered(style.colors, style.dither);
     }
-    small.upscale_nearest(pixel_size, image.width, image.height)
+    small
 }
 
 fn pixel_size(values: &Values) -> u32 {
@@ -231,6 +305,7 @@ pub struct PixelArt;
 
 impl Style for PixelArt {
     const SPEC: StyleSpec = SPEC;
+    const TRANSFER: Option<TransferLook> = Some(TRANSFER);
 
     fn params() -> Vec<ParamSpec> {
         params()
@@ -238,13 +313,18 @@ impl Style for PixelArt {
 
     fn render(
         image: Image,
-        _analysis: &Analysis,
+        analysis: &Analysis,
         plan: &Plan,
         values: &Values,
     ) -> Result<Image, StyleError> {
         let image = Rgba::from_image(image)?;
-        let from_photo = plan.method == Method::None;
-        Ok(pixelize(&image, pixel_size(values), values.text(PALETTE), from_photo).into_image())
+        let (size, palette) = (pixel_size(values), values.text(PALETTE));
+        let out = match plan.method {
+            Method::None => pixelize(&image, size, palette, true),
+            Method::StyleTransfer(_) => pixelize_faces(&image, analysis, size, palette),
+            _ => pixelize(&image, size, palette, false),
+        };
+        Ok(out.into_image())
     }
 }
 

@@ -1,6 +1,7 @@
 use super::*;
 use likeness_sdk::testing::{
-    assert_describe_matches_manifest, options_from_text, photo, plan, portrait,
+    assert_describe_matches_manifest, assert_plans_transfer, options_from_text, photo, plan,
+    portrait,
 };
 use likeness_sdk::{MethodKind, Options};
 
@@ -152,4 +153,63 @@ fn preview() {
                 .unwrap();
         println!("{paths:#?}");
     }
+}
+
+/// Renders the previews of the finish over style-transfer renditions given as the inputs
+/// (`LIKENESS_PREVIEW_INPUTS`; `cargo test --release -p style-pixel-art -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn preview_transfer() {
+    let paths = likeness_sdk::preview::render_previews("pixel-art-transfer", |p, a| {
+        pixelize_faces(p, a, 8, "pico8")
+    })
+    .unwrap();
+    println!("{paths:#?}");
+}
+
+#[test]
+fn without_diffusion_the_transfer_networks_draw_the_look() {
+    let t = assert_plans_transfer::<PixelArt>();
+    assert!(t.face_preservation >= 0.5, "{t:?}");
+}
+
+#[test]
+fn faces_keep_a_finer_grid_over_a_transfer() {
+    // A 400 x 400 rendition of 3-pixel black and white stripes with a face 133 pixels wide:
+    // 9-pixel art pixels outside (three 3-pixel ones, 133 / 40), 3-pixel ones inside the face.
+    let (w, h) = (400, 400);
+    let mut stripes = Rgba::new(w, h);
+    for (i, p) in stripes.data.chunks_exact_mut(4).enumerate() {
+        let v = if ((i as u32 % w) / 3).is_multiple_of(2) {
+            0
+        } else {
+            255
+        };
+        p.copy_from_slice(&[v, v, v, 255]);
+    }
+    let out = post_process(
+        stripes.into_image(),
+        portrait(w, h),
+        plan(MethodKind::StyleTransfer),
+        opts(&[("pixel-size", "8")]),
+    )
+    .unwrap();
+    assert!(colours(&out).iter().all(|c| PICO8.contains(c)));
+    let rgba = Rgba::from_image(out).unwrap();
+    // Far from the face: uniform 9 x 9 blocks.
+    for y in 0..54 {
+        for x in 0..w {
+            assert_eq!(
+                rgba.pixel(x, y),
+                rgba.pixel(x / 9 * 9, y / 9 * 9),
+                "({x}, {y})"
+            );
+        }
+    }
+    // In the middle of the face the stripes survive: neighbouring 3-pixel cells differ.
+    let changes = (150..250)
+        .step_by(3)
+        .filter(|&x| rgba.pixel(x, 200) != rgba.pixel(x + 3, 200))
+        .count();
+    assert!(changes > 20, "{changes} changes across the face");
 }

@@ -25,6 +25,8 @@
 //! - [`style`]: [`Style`], [`StyleSpec`], the prompt and the host's default plan
 //!   (`policy.default-plan`);
 //! - [`prompt`]: prompt templates and the cleaning of user text;
+//! - [`transfer`]: the neural CPU tier: a style's [`TransferLook`] put into the default plan
+//!   when no diffusion method can run;
 //! - [`image`]: RGBA and single-channel float buffers with fast, pure-Rust filters (the
 //!   `likeness-imaging` crate, which the host's `canvas` operations run too); the host-owned
 //!   [`Canvas`] for the host's native operations;
@@ -56,6 +58,7 @@ pub mod prompt;
 pub mod style;
 #[cfg(any(test, feature = "preview"))]
 pub mod testing;
+pub mod transfer;
 
 pub use bindings::likeness::style::canvas::{self, Image as Canvas};
 pub use bindings::likeness::style::log::{self, Level};
@@ -63,10 +66,11 @@ pub use bindings::likeness::style::policy::Preferences;
 pub use bindings::likeness::style::types::{
     Analysis, Capabilities, ControlKind, ControlMap, Diffusion, Face, IdentityGate, Landmarks,
     Method, MethodKind, Options, ParamKind, ParamSpec, Plan, Point, Rect, Size, SizeLimits,
-    StyleError, StyleInfo, Value,
+    StyleError, StyleInfo, Transfer, TransferCapabilities, Value,
 };
 pub use options::Values;
 pub use style::{Style, StyleSpec};
+pub use transfer::TransferLook;
 
 /// An 8-bit RGBA image held by the style itself, rows top to bottom, `width * height * 4`
 /// bytes: what a Rust style does its own pixel work on (see [`image::Rgba`]). The host's image

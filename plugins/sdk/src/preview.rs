@@ -61,8 +61,10 @@ pub fn save_png(path: impl AsRef<Path>, image: &Rgba) -> io::Result<()> {
 /// `<style>-<photo>.png` and `<style>-<photo>-1024.png`. Prints the best of three timings at
 /// 1024 x 1024 and returns the paths written.
 ///
-/// `render` gets the photo and an analysis of it: for scikit-image's `astronaut.png` (the
-/// default portrait) one face with a hand-measured box, for other photos no faces.
+/// `render` gets the photo and an analysis of it: the faces listed in `<photo>.faces` next to
+/// the photo when there is one (a line `x1 y1 x2 y2` per face box, in the photo's pixels);
+/// else for scikit-image's `astronaut.png` (the default portrait) one face with a
+/// hand-measured box, for other photos no faces.
 pub fn render_previews(
     style: &str,
     render: impl Fn(&Rgba, &Analysis) -> Rgba,
@@ -82,14 +84,19 @@ pub fn render_previews(
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or("photo");
-        let out = render(&photo, &preview_analysis(stem, photo.width, photo.height));
+        let boxes = std::fs::read_to_string(format!("{input}.faces")).ok();
+        let analysis = |width, height| match &boxes {
+            Some(text) => listed_faces(text, (photo.width, photo.height), (width, height)),
+            None => preview_analysis(stem, width, height),
+        };
+        let out = render(&photo, &analysis(photo.width, photo.height));
         assert_eq!((out.width, out.height), (photo.width, photo.height));
         let path = format!("{dir}/{style}-{stem}.png");
         save_png(&path, &out)?;
         written.push(path);
 
         let big = photo.resize(1024, 1024);
-        let analysis = preview_analysis(stem, 1024, 1024);
+        let analysis = analysis(1024, 1024);
         let mut best = f64::MAX;
         let mut out = big.clone();
         for _ in 0..3 {
@@ -103,6 +110,58 @@ pub fn render_previews(
         written.push(path);
     }
     Ok(written)
+}
+
+/// The faces of a `.faces` listing of a photo of size `from`, at size `to`, the largest first
+/// and dominant, with landmarks placed where a frontal face has them.
+fn listed_faces(text: &str, from: (u32, u32), to: (u32, u32)) -> Analysis {
+    let (sx, sy) = (to.0 as f32 / from.0 as f32, to.1 as f32 / from.1 as f32);
+    let mut boxes: Vec<Rect> = text
+        .lines()
+        .filter_map(|line| {
+            let v: Vec<f32> = line
+                .split_whitespace()
+                .filter_map(|t| t.parse().ok())
+                .collect();
+            (v.len() == 4).then(|| Rect {
+                x1: v[0] * sx,
+                y1: v[1] * sy,
+                x2: v[2] * sx,
+                y2: v[3] * sy,
+            })
+        })
+        .collect();
+    let area = |r: &Rect| (r.x2 - r.x1) * (r.y2 - r.y1);
+    boxes.sort_by(|a, b| area(b).total_cmp(&area(a)));
+    let faces = boxes
+        .into_iter()
+        .enumerate()
+        .map(|(i, bbox)| {
+            let (w, h) = (bbox.x2 - bbox.x1, bbox.y2 - bbox.y1);
+            let p = |x: f32, y: f32| Point {
+                x: bbox.x1 + x * w,
+                y: bbox.y1 + y * h,
+            };
+            Face {
+                share: w * h / (to.0 as f32 * to.1 as f32),
+                score: 0.99,
+                landmarks: Landmarks {
+                    left_eye: p(0.3, 0.4),
+                    right_eye: p(0.7, 0.4),
+                    nose: p(0.5, 0.6),
+                    mouth_left: p(0.33, 0.77),
+                    mouth_right: p(0.67, 0.77),
+                },
+                dominant: i == 0,
+                bbox,
+            }
+        })
+        .collect();
+    Analysis {
+        width: to.0,
+        height: to.1,
+        faces,
+    }
 }
 
 /// The analysis of a preview photo at `width` x `height`: the face of `astronaut.png`

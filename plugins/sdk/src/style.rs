@@ -6,6 +6,7 @@
 
 use crate::bindings::likeness::style::policy;
 use crate::options::{self, Values};
+use crate::transfer::{self, TransferLook};
 use crate::{
     Analysis, Canvas, Capabilities, Image, MethodKind, Options, ParamSpec, Plan, Preferences,
     StyleError, StyleInfo, prompt,
@@ -61,23 +62,28 @@ pub trait Style {
     /// Who the style is and how it plans.
     const SPEC: StyleSpec;
 
+    /// How the host's style-transfer networks draw the look when no diffusion method can run;
+    /// `None`: the style's post-process draws it from the photo.
+    const TRANSFER: Option<TransferLook> = None;
+
     /// The parameters clients may set; by default the caption and the seed.
     fn params() -> Vec<ParamSpec> {
         vec![options::caption(), options::seed()]
     }
 
     /// The `choose-plan` answer; by default the host's default plan for
-    /// [`StyleSpec::preferences`] (a component only: natively the host's import is missing).
+    /// [`StyleSpec::preferences`], with [`Style::TRANSFER`] in place of `none`
+    /// ([`transfer::with_transfer`]) (a component only: natively the host's import is missing).
     fn choose_plan(
         analysis: &Analysis,
         capabilities: &Capabilities,
         values: &Values,
     ) -> Result<Plan, StyleError> {
-        Ok(policy::default_plan(
-            analysis,
-            capabilities,
-            &Self::SPEC.preferences(values),
-        ))
+        let plan = policy::default_plan(analysis, capabilities, &Self::SPEC.preferences(values));
+        Ok(match &Self::TRANSFER {
+            Some(look) => transfer::with_transfer(plan, capabilities, Self::SPEC.id, look),
+            None => plan,
+        })
     }
 
     /// The look: `image` (the generated picture, or the photo itself with method `none`)

@@ -5,8 +5,9 @@
 
 use crate::image::Rgba;
 use crate::{
-    Analysis, ControlKind, ControlMap, Diffusion, Face, Landmarks, Method, MethodKind, Options,
-    ParamSpec, Plan, Point, Rect, Style, Value,
+    Analysis, Capabilities, ControlKind, ControlMap, Diffusion, Face, Landmarks, Method,
+    MethodKind, Options, ParamSpec, Plan, Point, Rect, Style, Transfer, TransferCapabilities,
+    Value,
 };
 
 /// An analysis of a `width` x `height` photo with one clear, dominant face in the middle
@@ -64,7 +65,14 @@ pub fn plan(method: MethodKind) -> Plan {
         MethodKind::InstantId => Method::InstantId(settings),
         MethodKind::Pulid => Method::Pulid(settings),
         MethodKind::Controlnet => Method::Controlnet(settings),
-        MethodKind::StyleTransfer | MethodKind::None => Method::None,
+        MethodKind::StyleTransfer => Method::StyleTransfer(Transfer {
+            learned_styles: vec![("style-00".into(), 1.0)],
+            style_picture: None,
+            strength: 0.8,
+            working_side: Some(768),
+            face_preservation: 0.5,
+        }),
+        MethodKind::None => Method::None,
     };
     Plan {
         method,
@@ -72,6 +80,26 @@ pub fn plan(method: MethodKind) -> Plan {
         reference_faces: Vec::new(),
         identity_gate: None,
         reason: "A test plan.".into(),
+    }
+}
+
+/// The capabilities of a host without a diffusion pack: method `none`, and with `transfer`
+/// also `style-transfer` with 26 learned styles (`style-00` to `style-25`), style pictures
+/// and a largest working side of 1024.
+pub fn capabilities(transfer: bool) -> Capabilities {
+    let mut methods = vec![MethodKind::None];
+    if transfer {
+        methods.push(MethodKind::StyleTransfer);
+    }
+    Capabilities {
+        methods,
+        control_maps: Vec::new(),
+        diffusion_sizes: None,
+        transfer: transfer.then(|| TransferCapabilities {
+            learned_styles: (0..26).map(|i| format!("style-{i:02}")).collect(),
+            style_pictures: true,
+            max_side: 1024,
+        }),
     }
 }
 
@@ -144,6 +172,38 @@ pub fn assert_describe_matches_manifest<S: Style>(manifest: &str, names: &[&str]
         };
         assert!(ok, "the default of {} is not a {:?} value", p.name, p.kind);
     }
+}
+
+/// Checks `S`'s plan on a host without a diffusion pack (the default plan there is `none`):
+/// with style transfer offered it is `style-transfer` of a look the host can draw (settings
+/// in range, an identity gate, falling back to `none`), without it the default plan stays.
+/// Returns the transfer settings for the style's own checks.
+pub fn assert_plans_transfer<S: Style>() -> Transfer {
+    let look = S::TRANSFER.expect("the style declares a transfer look");
+    let default = plan(MethodKind::None);
+    assert_eq!(
+        crate::transfer::with_transfer(default.clone(), &capabilities(false), S::SPEC.id, &look),
+        default,
+        "without the transfer networks the default plan stays"
+    );
+    let planned = crate::transfer::with_transfer(default, &capabilities(true), S::SPEC.id, &look);
+    let Method::StyleTransfer(settings) = planned.method else {
+        panic!("no style transfer planned: {planned:?}");
+    };
+    assert_eq!(planned.fallbacks, vec![Method::None]);
+    let gate = planned.identity_gate.expect("a transfer plan has a gate");
+    assert!(gate.threshold > 0.0 && gate.threshold < 1.0, "{gate:?}");
+    assert!(planned.reason.contains(S::SPEC.id), "{}", planned.reason);
+    let unit = 0.0..=1.0;
+    assert!(unit.contains(&settings.strength) && unit.contains(&settings.face_preservation));
+    assert!(settings.style_picture.is_some() || !settings.learned_styles.is_empty());
+    for (name, weight) in &settings.learned_styles {
+        assert!(
+            name.starts_with("style-") && unit.contains(weight),
+            "{name} {weight}"
+        );
+    }
+    settings
 }
 
 /// A synthetic photo: a warm gradient background, a skin-toned disc and some stripes.

@@ -2,8 +2,11 @@
 //!
 //! With diffusion it prefers InstantID and falls back to ControlNet canny + depth; the
 //! post-process then lays the picture onto the paper texture shipped in the style's assets
-//! (`/assets/paper.pgm`, granted read-only by the host). Without diffusion (method `none`) the
-//! post-process paints the look from the photo itself: edge-preserving smoothing into washes,
+//! (`/assets/paper.pgm`, granted read-only by the host). Without diffusion, when the host has
+//! its style-transfer networks, a blend of learned pastel wash styles paints the photo, faces a
+//! little lighter, and the post-process lays that rendition onto the paper with ragged bare
+//! margins. Without those networks either (method `none`) the post-process paints the look
+//! from the photo itself: edge-preserving smoothing into washes,
 //! colours that bleed and wobble, pigment granulation in the paper's grain, darker pooled
 //! edges, a faint pencil sketch, and washes that fade into bare paper at the margins.
 
@@ -11,7 +14,8 @@ use likeness_sdk::image::{Plane, Rgba, face_mask, to_byte};
 use likeness_sdk::noise;
 use likeness_sdk::options;
 use likeness_sdk::{
-    Analysis, Image, Method, MethodKind, ParamSpec, Plan, Style, StyleError, StyleSpec, Values,
+    Analysis, Image, Method, MethodKind, ParamSpec, Plan, Style, StyleError, StyleSpec,
+    TransferLook, Values,
 };
 
 /// The style's id, as in `style.toml`.
@@ -32,6 +36,16 @@ const SPEC: StyleSpec = StyleSpec {
     prompt: PROMPT,
     negative_prompt: NEGATIVE,
     preferred: MethodKind::InstantId,
+};
+/// The look by style transfer: learned styles 14 (pale washes and pencil) and 12 (soft
+/// pastel strokes) at 768 pixels, the faces keeping half of the photo's detail.
+pub const TRANSFER: TransferLook = TransferLook {
+    learned: &[(14, 0.7), (12, 0.3)],
+    picture: None,
+    strength: 0.85,
+    working_side: Some(768),
+    face_preservation: 0.5,
+    threshold: 0.45,
 };
 /// Where the host mounts the style's assets.
 pub const PAPER_PATH: &str = "/assets/paper.pgm";
@@ -199,20 +213,13 @@ pub fn paint(photo: &Rgba, analysis: &Analysis, texture: &Plane, strength: f32, 
     drop(faces);
 
     // Margins: the painting fades into bare paper with a ragged edge.
-    let ragged = noise::fractal_noise(w, h, 60.0 * scale, 3, seed ^ 0xed6e, false);
-    let (fw, fh) = (w as f32, h as f32);
-    let margin = 0.07 * fw.min(fh);
-
+    let fades = margins(w, h, seed);
     for (y, row) in paint.data.chunks_exact_mut(w as usize * 4).enumerate() {
-        let fy = y as f32;
-        let to_edge_y = fy.min(fh - 1.0 - fy);
         for (x, p) in row.chunks_exact_mut(4).enumerate() {
             let i = y * w as usize + x;
             let d = density.data[i];
             let ink = 1.0 - 0.38 * sketch.data[i];
-            let fx = x as f32;
-            let to_edge = fx.min(fw - 1.0 - fx).min(to_edge_y);
-            let fade = smoothstep(0.0, 1.0, to_edge / margin - 0.9 * (ragged.data[i] - 0.3));
+            let fade = fades.data[i];
             for c in &mut p[..3] {
                 // Lighter: paint over white paper.
                 let v = 0.12 + 0.88 * (*c as f32 * (1.0 / 255.0));
@@ -225,6 +232,40 @@ pub fn paint(photo: &Rgba, analysis: &Analysis, texture: &Plane, strength: f32, 
     paint
 }
 
+/// How much paint each pixel of a `width` x `height` painting keeps: 1 inside, fading to bare
+/// paper (0) over a ragged margin of about 7% of the short side.
+fn margins(width: u32, height: u32, seed: u64) -> Plane {
+    let scale = (width.min(height) as f32 / 1024.0).max(0.125);
+    let mut fade = noise::fractal_noise(width, height, 60.0 * scale, 3, seed ^ 0xed6e, false);
+    let (fw, fh) = (width as f32, height as f32);
+    let margin = 0.07 * fw.min(fh);
+    for (y, row) in fade.data.chunks_exact_mut(width as usize).enumerate() {
+        let fy = y as f32;
+        let to_edge_y = fy.min(fh - 1.0 - fy);
+        for (x, v) in row.iter_mut().enumerate() {
+            let fx = x as f32;
+            let to_edge = fx.min(fw - 1.0 - fx).min(to_edge_y);
+            *v = smoothstep(0.0, 1.0, to_edge / margin - 0.9 * (*v - 0.3));
+        }
+    }
+    fade
+}
+
+/// The finish of a style-transfer rendition: lighter, as paint over white paper, fading into
+/// bare paper at ragged margins, laid onto the paper.
+pub fn finish_transfer(rendition: &Rgba, texture: &Plane, strength: f32, seed: u64) -> Rgba {
+    let mut out = rendition.clone();
+    let fades = margins(out.width, out.height, seed);
+    for (p, &fade) in out.data.chunks_exact_mut(4).zip(&fades.data) {
+        for c in &mut p[..3] {
+            let v = 0.08 + 0.92 * (*c as f32 * (1.0 / 255.0));
+            *c = to_byte(1.0 + (v - 1.0) * fade);
+        }
+    }
+    apply_paper(&mut out, texture, strength);
+    out
+}
+
 fn strength(values: &Values) -> f32 {
     values.float(PAPER).unwrap_or(0.6) as f32
 }
@@ -234,6 +275,7 @@ pub struct Watercolor;
 
 impl Style for Watercolor {
     const SPEC: StyleSpec = SPEC;
+    const TRANSFER: Option<TransferLook> = Some(TRANSFER);
 
     fn params() -> Vec<ParamSpec> {
         params()
@@ -251,6 +293,12 @@ impl Style for Watercolor {
             Method::None => paint(
                 &image,
                 analysis,
+                &texture,
+                strength(values),
+                values.seed().unwrap_or(0),
+            ),
+            Method::StyleTransfer(_) => finish_transfer(
+                &image,
                 &texture,
                 strength(values),
                 values.seed().unwrap_or(0),

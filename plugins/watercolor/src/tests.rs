@@ -1,5 +1,7 @@
 use super::*;
-use likeness_sdk::testing::{assert_describe_matches_manifest, photo, plan, portrait};
+use likeness_sdk::testing::{
+    assert_describe_matches_manifest, assert_plans_transfer, photo, plan, portrait,
+};
 use likeness_sdk::{MethodKind, Options};
 
 /// `post-process` as the component runs it, on the style's own pixels.
@@ -166,4 +168,38 @@ fn preview() {
     let paths =
         likeness_sdk::preview::render_previews(ID, |p, a| paint(p, a, &texture, 0.6, 0)).unwrap();
     println!("{paths:#?}");
+}
+
+/// Renders the previews of the finish over style-transfer renditions given as the inputs
+/// (`LIKENESS_PREVIEW_INPUTS`; `cargo test --release -p style-watercolor -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn preview_transfer() {
+    let texture = paper();
+    let paths = likeness_sdk::preview::render_previews("watercolor-transfer", |p, _| {
+        finish_transfer(p, &texture, 0.6, 0)
+    })
+    .unwrap();
+    println!("{paths:#?}");
+}
+
+#[test]
+fn without_diffusion_the_transfer_networks_draw_the_look() {
+    let t = assert_plans_transfer::<Watercolor>();
+    assert_eq!(t.working_side, Some(768));
+}
+
+#[test]
+fn a_transfer_is_laid_on_paper_with_bare_margins() {
+    let input = photo(200, 160);
+    let out = finish_transfer(&input, &paper(), 0.6, 3);
+    assert_eq!((out.width, out.height), (200, 160));
+    let light = |p: [u8; 4]| p[0] as u32 + p[1] as u32 + p[2] as u32;
+    // The corner is bare paper (near white), the middle keeps the rendition's colour.
+    assert!(light(out.pixel(0, 0)) > 3 * 200, "{:?}", out.pixel(0, 0));
+    let (a, b) = (out.pixel(100, 80), input.pixel(100, 80));
+    assert!(
+        a.iter().zip(b).take(3).all(|(x, y)| x.abs_diff(y) < 40),
+        "{a:?} {b:?}"
+    );
 }
