@@ -222,7 +222,7 @@ fn main() {
 
     let mut mtcnn_best: Option<MtcnnTimings> = None;
     let stage = |name: &str, f: &mut dyn FnMut()| -> (f64, f64) {
-        let n = if name == "detect" {
+        let n = if name.starts_with("detect") {
             repeat.div_ceil(2).max(3)
         } else {
             repeat
@@ -231,11 +231,12 @@ fn main() {
     };
     type Row = (&'static str, (f64, f64), Option<(f64, f64)>);
     let mut rows: Vec<Row> = Vec::new();
-    let names: [&'static str; 10] = [
+    let names: [&'static str; 11] = [
         "decode",
         "orient",
         "resize",
         "detect",
+        "detect-plan",
         "align",
         "embed",
         "pnet-615",
@@ -266,6 +267,12 @@ fn main() {
                             mtcnn_best = Some(t);
                         }
                     }
+                }),
+                // What the host runs to plan: only the pyramid levels for faces of at least
+                // half the side of SKIPPABLE_FACE_SHARE (1%) of the photo (no Python twin).
+                "detect-plan" => stage(name, &mut || {
+                    let side = (0.01 * img.width() as f64 * img.height() as f64).sqrt();
+                    std::hint::black_box(mtcnn.detect_timed_from(&img, side / 2.0).ok());
                 }),
                 "align" => stage(name, &mut || {
                     std::hint::black_box(align::align_face(&img, &lms, 112));
@@ -302,7 +309,7 @@ fn main() {
                     std::hint::black_box(control::keypoint_image(1024, 1024, &lms));
                 }),
             };
-            let n = if name == "detect" {
+            let n = if name.starts_with("detect") {
                 repeat.div_ceil(2).max(3)
             } else {
                 repeat
