@@ -12,6 +12,7 @@ use likeness_vision::{AnalyzeOptions, IngestError, Vision, VisionError, ingest};
 use tokio_util::sync::CancellationToken;
 
 use likeness_contract::options::{OptionError, RawOptions};
+use likeness_contract::policy;
 use likeness_contract::{
     Analysis, Capabilities, Face, Landmarks, Method, MethodKind, Plan, Rect, StyleError,
 };
@@ -282,13 +283,7 @@ impl Pipeline {
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
             let decoded = ingest::decode(&photo, &limits)?;
-            let analysis =
-                vision
-                    .analyze(&decoded.image, &options)
-                    .map_err(|error| match error {
-                        VisionError::Ingest(error) => GenerateError::Image(error),
-                        other => GenerateError::Vision(other),
-                    })?;
+            let analysis = analyze_image(&vision, &decoded.image, &options)?;
             Ok((decoded.image, analysis))
         })
         .await
@@ -353,7 +348,11 @@ impl Pipeline {
 
         checkpoint(Stage::Analysing)?;
         let started = Instant::now();
-        let (photo, analysis) = self.analyze(photo, AnalyzeOptions::default()).await?;
+        let for_plan = AnalyzeOptions {
+            min_face_share: Some(policy::SKIPPABLE_FACE_SHARE),
+            ..AnalyzeOptions::default()
+        };
+        let (photo, analysis) = self.analyze(photo, for_plan).await?;
         timings.push(("analysing", ms(started)));
 
         checkpoint(Stage::Planning)?;
@@ -676,6 +675,34 @@ fn fallback_input(photo: &RgbImage) -> Image {
         width,
         height,
         rgba,
+    }
+}
+
+/// Analyses `image`; with [`AnalyzeOptions::min_face_share`] set, looks again at every face
+/// size when the faces found leave the default plan open
+/// ([`policy::settled_without_faces_under`]), so the plan is the one a full detection gives.
+pub fn analyze_image(
+    vision: &Vision,
+    image: &RgbImage,
+    options: &AnalyzeOptions,
+) -> Result<likeness_vision::Analysis, GenerateError> {
+    let run = |options: &AnalyzeOptions| {
+        vision.analyze(image, options).map_err(|error| match error {
+            VisionError::Ingest(error) => GenerateError::Image(error),
+            other => GenerateError::Vision(other),
+        })
+    };
+    let analysis = run(options)?;
+    match options.min_face_share {
+        Some(share)
+            if !policy::settled_without_faces_under(&to_style_analysis(&analysis), share) =>
+        {
+            run(&AnalyzeOptions {
+                min_face_share: None,
+                ..*options
+            })
+        }
+        _ => Ok(analysis),
     }
 }
 

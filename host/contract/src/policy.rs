@@ -27,6 +27,32 @@ pub const MIN_FACE_SIDE: f32 = 48.0;
 /// largest box's area.
 pub const CROWD_RATIO: f32 = 0.5;
 
+/// Faces covering less than this share of the image cannot change the decision for a photo
+/// whose largest face covers [`MIN_FACE_SHARE`] or more: such a face is neither the dominant one
+/// nor [`CROWD_RATIO`] of its size. The host detects down to this share first (a cheaper
+/// detection) and looks again at every size only when [`settled_without_faces_under`] says no.
+pub const SKIPPABLE_FACE_SHARE: f32 = CROWD_RATIO * MIN_FACE_SHARE;
+
+/// Whether [`default_plan`] decides the same for `analysis` as for the same photo with every
+/// face, when faces covering less than `skipped` of the image may be missing from it: its
+/// largest face is too large for a missing one to be [`CROWD_RATIO`] of it, and its faces are
+/// no group (the group's reason counts every face). No face at all is never settled (a missing
+/// face may be one too small to keep, which the reason says).
+pub fn settled_without_faces_under(analysis: &Analysis, skipped: f32) -> bool {
+    let image = analysis.width as f32 * analysis.height as f32;
+    let mut areas: Vec<f32> = analysis.faces.iter().map(|f| f.bbox.area()).collect();
+    areas.sort_by(|a, b| b.total_cmp(a));
+    match areas.as_slice() {
+        [] => false,
+        [largest, rest @ ..] => {
+            CROWD_RATIO * largest >= skipped * image
+                && rest
+                    .first()
+                    .is_none_or(|second| *second < CROWD_RATIO * largest)
+        }
+    }
+}
+
 /// What a style wants from the default decision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Preferences {
@@ -274,5 +300,49 @@ pub fn default_plan(analysis: &Analysis, capabilities: &Capabilities, prefs: &Pr
         Plan::none(format!(
             "{structure_cause} and this server cannot generate from the photo's structure either, so the {look} look was rendered directly from the photo (no neural network)."
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Rect;
+
+    fn analysis(sides: &[f32]) -> Analysis {
+        let faces = sides
+            .iter()
+            .map(|&side| Face {
+                bbox: Rect {
+                    x1: 0.0,
+                    y1: 0.0,
+                    x2: side,
+                    y2: side,
+                },
+                share: side * side / 1_000_000.0,
+                ..Face::default()
+            })
+            .collect();
+        Analysis {
+            width: 1000,
+            height: 1000,
+            faces,
+        }
+    }
+
+    #[test]
+    fn only_a_large_single_face_settles_the_decision() {
+        // 1% of a 1000x1000 photo is a 100-pixel square; 2% is about 141 pixels.
+        let skipped = SKIPPABLE_FACE_SHARE;
+        assert!(settled_without_faces_under(&analysis(&[150.0]), skipped));
+        assert!(settled_without_faces_under(
+            &analysis(&[150.0, 60.0]),
+            skipped
+        ));
+        assert!(!settled_without_faces_under(&analysis(&[]), skipped));
+        assert!(!settled_without_faces_under(&analysis(&[120.0]), skipped));
+        assert!(!settled_without_faces_under(
+            &analysis(&[150.0, 140.0]),
+            skipped
+        ));
     }
 }

@@ -227,7 +227,7 @@ fn main() {
 
     let mut mtcnn_best: Option<MtcnnTimings> = None;
     let stage = |name: &str, f: &mut dyn FnMut()| -> (f64, f64) {
-        let n = if name == "detect" {
+        let n = if name.starts_with("detect") {
             repeat.div_ceil(2).max(3)
         } else {
             repeat
@@ -243,11 +243,12 @@ fn main() {
     style19[19] = 1.0;
     let img512 = ingest::resize(&img, 512, 512);
     let vector = transfer.style_vector(&img512).expect("style vector");
-    let names: [&'static str; 14] = [
+    let names: [&'static str; 15] = [
         "decode",
         "orient",
         "resize",
         "detect",
+        "detect-plan",
         "align",
         "embed",
         "pnet-615",
@@ -282,6 +283,12 @@ fn main() {
                             mtcnn_best = Some(t);
                         }
                     }
+                }),
+                // What the host runs to plan: only the pyramid levels for faces of at least
+                // half the side of SKIPPABLE_FACE_SHARE (1%) of the photo (no Python twin).
+                "detect-plan" => stage(name, &mut || {
+                    let side = (0.01 * img.width() as f64 * img.height() as f64).sqrt();
+                    std::hint::black_box(mtcnn.detect_timed_from(&img, side / 2.0).ok());
                 }),
                 "align" => stage(name, &mut || {
                     std::hint::black_box(align::align_face(&img, &lms, 112));
@@ -330,7 +337,7 @@ fn main() {
                     std::hint::black_box(control::keypoint_image(1024, 1024, &lms));
                 }),
             };
-            let n = if name == "detect" {
+            let n = if name.starts_with("detect") {
                 repeat.div_ceil(2).max(3)
             } else {
                 repeat

@@ -51,6 +51,13 @@ pub trait FaceDetector: Send + Sync {
     /// candidates below [`min_score`](FaceDetector::min_score) (down to the detector's internal
     /// thresholds); order unspecified.
     fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>>;
+    /// [`detect`](FaceDetector::detect) where faces whose shorter side is under `min_side`
+    /// pixels may be left out, for a cheaper run (the default: the detector has one input size
+    /// and finds what it finds, as [`detect`](FaceDetector::detect)).
+    fn detect_from(&self, img: &RgbImage, min_side: f32) -> Result<Vec<Detection>> {
+        let _ = min_side;
+        self.detect(img)
+    }
 }
 
 /// Intersection over union of two `[x1,y1,x2,y2]` boxes (continuous coordinates).

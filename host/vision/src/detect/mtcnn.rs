@@ -132,6 +132,18 @@ impl Mtcnn {
 
     /// [`detect_raw`](Mtcnn::detect_raw) with a breakdown of where the time went.
     pub fn detect_timed(&self, img: &RgbImage) -> Result<(Vec<Detection>, MtcnnTimings)> {
+        self.detect_timed_from(img, self.config.min_face)
+    }
+
+    /// [`detect_timed`](Mtcnn::detect_timed) looking only for faces of about `min_face` pixels
+    /// and more: P-Net runs on the levels of the full pyramid whose 12-pixel window covers at
+    /// least `min_face` pixels of `img` (the coarse end), so the work shrinks with the square of
+    /// `min_face` while every level kept is computed exactly as in the full run.
+    pub fn detect_timed_from(
+        &self,
+        img: &RgbImage,
+        min_face: f64,
+    ) -> Result<(Vec<Detection>, MtcnnTimings)> {
         let mut tm = MtcnnTimings::default();
         let (w, h) = (img.width() as usize, img.height() as usize);
         if w == 0 || h == 0 {
@@ -140,7 +152,7 @@ impl Mtcnn {
         let t = Instant::now();
         let src: &[u8] = img.as_raw();
         let sat = Sat::new(img);
-        let boxes = self.stage1(src, w, h, &mut tm)?;
+        let boxes = self.stage1(src, w, h, min_face, &mut tm)?;
         tm.pnet_boxes = boxes.len();
         let mut dets = Vec::new();
         if !boxes.is_empty() {
@@ -157,7 +169,9 @@ impl Mtcnn {
         Ok((dets, tm))
     }
 
-    fn scales(&self, w: usize, h: usize) -> Vec<f64> {
+    /// The pyramid's scales for faces of `min_face` pixels and more: the full pyramid (from
+    /// the configured smallest face) without its levels for smaller faces.
+    fn scales(&self, w: usize, h: usize, min_face: f64) -> Vec<f64> {
         let m = 12.0 / self.config.min_face;
         let mut min_layer = w.min(h) as f64 * m;
         let mut scales = Vec::new();
@@ -167,6 +181,7 @@ impl Mtcnn {
             min_layer *= self.config.factor;
             k += 1;
         }
+        scales.retain(|s| 12.0 / s >= min_face * (1.0 - 1e-9));
         scales
     }
 
@@ -175,11 +190,12 @@ impl Mtcnn {
         src: &[u8],
         w: usize,
         h: usize,
+        min_face: f64,
         tm: &mut MtcnnTimings,
     ) -> Result<Vec<[f64; 5]>> {
         let mut total: Vec<Cand> = Vec::new();
         let t = Instant::now();
-        let levels = pyramid(src, w, h, &self.scales(w, h));
+        let levels = pyramid(src, w, h, &self.scales(w, h, min_face));
         tm.pyramid_ms += ms(t);
         for (scale, ws, hs, input) in levels {
             let t = Instant::now();
@@ -421,6 +437,11 @@ impl FaceDetector for Mtcnn {
 
     fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>> {
         self.detect_raw(img)
+    }
+
+    fn detect_from(&self, img: &RgbImage, min_side: f32) -> Result<Vec<Detection>> {
+        self.detect_timed_from(img, f64::from(min_side))
+            .map(|(d, _)| d)
     }
 }
 

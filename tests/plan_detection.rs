@@ -1,0 +1,148 @@
+//! The cheaper detection the host plans on (faces of at least
+//! [`policy::SKIPPABLE_FACE_SHARE`] of the photo first, every size only when that leaves the plan
+//! open) gives the default policy's plan of a full detection, on the test photos, a 6-face
+//! collage, a group photo, a portrait with small faces behind and a face too small to keep;
+//! the dominant face's box is the full detection's.
+
+mod common;
+
+use std::time::Instant;
+
+use image::{RgbImage, imageops};
+use likeness_contract::policy::{self, Preferences};
+use likeness_contract::{Capabilities, MethodKind};
+use likeness_host::pipeline::{analyze_image, to_style_analysis};
+use likeness_vision::detect::iou;
+use likeness_vision::{AnalyzeOptions, ingest};
+
+fn photo(name: &str) -> RgbImage {
+    ingest::decode(&common::photo_bytes(name), &ingest::Limits::default())
+        .expect("decode")
+        .image
+}
+
+/// `img` scaled to fit a `side` square.
+fn fit(img: &RgbImage, side: u32) -> RgbImage {
+    let scale = side as f32 / img.width().max(img.height()) as f32;
+    let w = (img.width() as f32 * scale).round().max(1.0) as u32;
+    let h = (img.height() as f32 * scale).round().max(1.0) as u32;
+    ingest::resize(img, w, h)
+}
+
+/// A grey canvas with `tiles` (image, side of its square, x, y) pasted on it.
+fn canvas(w: u32, h: u32, tiles: &[(&RgbImage, u32, i64, i64)]) -> RgbImage {
+    let mut out = RgbImage::from_pixel(w, h, image::Rgb([128, 128, 128]));
+    for (img, side, x, y) in tiles {
+        imageops::replace(&mut out, &fit(img, *side), *x, *y);
+    }
+    out
+}
+
+#[test]
+fn the_cheaper_detection_plans_as_the_full_one() {
+    let vision = common::vision();
+    let faces = [
+        "astronaut.png",
+        "obama.jpg",
+        "biden.jpg",
+        "camera.png",
+        "obama2.jpg",
+    ]
+    .map(photo);
+    let mut cases: Vec<(String, RgbImage)> = [
+        "astronaut.png",
+        "biden.jpg",
+        "camera.png",
+        "chelsea.png",
+        "coffee.png",
+        "obama.jpg",
+        "obama2.jpg",
+        "rocket.jpg",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), photo(n)))
+    .collect();
+    let six: Vec<(&RgbImage, u32, i64, i64)> = (0..6)
+        .map(|i| {
+            (
+                &faces[i % 5],
+                512,
+                (i as i64 % 3) * 512,
+                (i as i64 / 3) * 512,
+            )
+        })
+        .collect();
+    cases.push(("collage of 6".into(), canvas(1536, 1024, &six)));
+    let group: Vec<(&RgbImage, u32, i64, i64)> = (0..4)
+        .map(|i| (&faces[i], 420, 60 + i as i64 * 460, 330))
+        .collect();
+    cases.push(("group 1920x1080".into(), canvas(1920, 1080, &group)));
+    cases.push((
+        "portrait with small faces behind".into(),
+        canvas(
+            1920,
+            1080,
+            &[
+                (&faces[1], 900, 500, 90),
+                (&faces[2], 150, 40, 40),
+                (&faces[3], 150, 1700, 40),
+            ],
+        ),
+    ));
+    cases.push((
+        "face too small".into(),
+        canvas(1920, 1080, &[(&faces[0], 160, 900, 500)]),
+    ));
+    cases.push(("1024 portrait".into(), fit(&faces[1], 1024)));
+
+    let capabilities = Capabilities::all();
+    let prefs = Preferences {
+        look: "test".into(),
+        preferred: MethodKind::InstantId,
+        prompt: "a portrait".into(),
+        negative_prompt: String::new(),
+        seed: Some(1),
+    };
+    let cheap = AnalyzeOptions {
+        min_face_share: Some(policy::SKIPPABLE_FACE_SHARE),
+        ..AnalyzeOptions::default()
+    };
+    let mut settled = 0;
+    for (name, img) in &cases {
+        let started = Instant::now();
+        let full = vision
+            .analyze(img, &AnalyzeOptions::default())
+            .expect("full");
+        let full_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let started = Instant::now();
+        let fast = analyze_image(&vision, img, &cheap).expect("fast");
+        let fast_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let first = vision.analyze(img, &cheap).expect("first pass");
+        let was_settled = policy::settled_without_faces_under(
+            &to_style_analysis(&first),
+            cheap.min_face_share.unwrap(),
+        );
+        settled += usize::from(was_settled);
+        let plan_full = policy::default_plan(&to_style_analysis(&full), &capabilities, &prefs);
+        let plan_fast = policy::default_plan(&to_style_analysis(&fast), &capabilities, &prefs);
+        let overlap = match (full.dominant(), fast.dominant()) {
+            (Some(a), Some(b)) => iou(&a.bbox, &b.bbox),
+            (None, None) => 1.0,
+            _ => 0.0,
+        };
+        println!(
+            "{name}: {} faces full, {} fast (first pass settled: {was_settled}), dominant IoU \
+             {overlap:.4}, {full_ms:.0} ms full, {fast_ms:.0} ms fast; {}",
+            full.faces.len(),
+            fast.faces.len(),
+            plan_full.reason
+        );
+        assert_eq!(plan_fast, plan_full, "{name}: the plans differ");
+        assert!(overlap >= 0.99, "{name}: dominant face IoU {overlap}");
+    }
+    // The cheaper pass alone decides for every photo with one usable face.
+    assert!(
+        settled >= 6,
+        "only {settled} photos were settled by the first pass"
+    );
+}
