@@ -12,7 +12,7 @@ use likeness_vision::{AnalyzeOptions, IngestError, Vision, VisionError, ingest};
 use tokio_util::sync::CancellationToken;
 
 use likeness_contract::options::{OptionError, RawOptions};
-use likeness_contract::{Analysis, Capabilities, Face, Landmarks, Method, Plan, Rect, StyleError};
+use likeness_contract::{Analysis, Capabilities, Face, Landmarks, Method, Plan, Rect};
 
 use crate::execute::{Executor, Made, Try};
 use crate::identity::{self, Identity, IdentityReport, ReferenceFace};
@@ -102,29 +102,6 @@ impl GenerateError {
             GenerateError::Style(error) => error.code(),
             GenerateError::Canceled => "canceled",
             GenerateError::Internal(_) => "internal_error",
-        }
-    }
-
-    /// The HTTP status that fits.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            GenerateError::UnknownStyle(_) => 404,
-            GenerateError::StyleUnavailable(..) => 503,
-            GenerateError::InvalidOption { .. } => 400,
-            GenerateError::Image(error) => error.http_status(),
-            GenerateError::Style(CallError::Style { error, .. }) => match error {
-                StyleError::InvalidOptions(_) => 400,
-                StyleError::UnusableInput(_) => 422,
-                StyleError::Internal(_) => 503,
-            },
-            GenerateError::Style(_) => 503,
-            GenerateError::Canceled => 409,
-            GenerateError::Diffusion(likeness_diffusion::DiffusionError::Invalid(_)) => 422,
-            GenerateError::Diffusion(likeness_diffusion::DiffusionError::Unsupported(_)) => 503,
-            GenerateError::Diffusion(_) => 500,
-            // 503 when a model is missing, 500 when inference itself failed.
-            GenerateError::Vision(error) => error.http_status(),
-            GenerateError::Internal(_) => 500,
         }
     }
 
