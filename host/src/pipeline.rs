@@ -26,13 +26,18 @@ const MAX_FALLBACK_SIDE: u32 = 1280;
 /// A stage of a generation, as reported to progress listeners (and SSE clients).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// Decoding the photo and finding its faces.
     Analysing,
+    /// The style choosing its plan.
     Planning,
     /// Denoising step `k` of `n` (1-based).
     Step {
+        /// The step just finished.
         k: u32,
+        /// Steps in all.
         n: u32,
     },
+    /// The style post-processing the image.
     PostProcessing,
 }
 
@@ -120,8 +125,9 @@ impl GenerateError {
 /// A finished generation.
 #[derive(Debug, Clone)]
 pub struct Generation {
-    /// The style id and the version that ran (the version the request started with).
+    /// The style id.
     pub style_id: String,
+    /// The version that ran (the version the request started with).
     pub style_version: String,
     /// The sha256 of the component that ran (two builds of one version differ here).
     pub style_digest: String,

@@ -32,6 +32,8 @@
 //! [`likeness_vision::Runtime`], re-exported here as [`Runtime`]: the engine takes an
 //! `Arc<Runtime>`, so the host runs vision and diffusion on one environment.
 
+#![deny(missing_docs)]
+
 pub mod control;
 pub mod engine;
 pub mod error;

@@ -19,7 +19,7 @@
 //! downloads), [`detect`] (MTCNN, BlazeFace, SCRFD), [`align`], [`embed`], [`similarity`],
 //! [`identity`] (the identity score of an output), [`control`] (Canny, keypoint image, depth).
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod align;
 pub mod control;

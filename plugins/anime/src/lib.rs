@@ -5,6 +5,8 @@
 //! renders the look from the photo itself: edge-preserving smoothing, a few flat tones with
 //! boosted saturation, and dark ink lines along the edges.
 
+#![deny(missing_docs)]
+
 use likeness_sdk::image::Rgba;
 use likeness_sdk::options;
 use likeness_sdk::{

@@ -5,6 +5,8 @@
 //! classic palette; without diffusion (method `none`) that is the whole look, with a little
 //! smoothing, contrast and ordered dithering so that the photo reads well in few colours.
 
+#![deny(missing_docs)]
+
 use likeness_sdk::image::{Color, Rgba, luma_u8};
 use likeness_sdk::options;
 use likeness_sdk::{
