@@ -27,10 +27,9 @@ fn invalid(msg: impl Into<String>) -> DiffusionError {
 
 fn output_size(e: &DiffusionEngine, input: &GenerationInput) -> Result<(u32, u32), DiffusionError> {
     let lat = &e.pack.manifest.latent;
-    let (w, h) = if input.width == 0 && input.height == 0 {
-        (lat.default_size[0], lat.default_size[1])
-    } else {
-        (input.width, input.height)
+    let (w, h) = match input.settings.size {
+        None => (lat.default_size[0], lat.default_size[1]),
+        Some(size) => (size.width, size.height),
     };
     for (v, what) in [(w, "width"), (h, "height")] {
         if v == 0 || !v.is_multiple_of(lat.size_multiple) || v > lat.max_side {
@@ -44,25 +43,30 @@ fn output_size(e: &DiffusionEngine, input: &GenerationInput) -> Result<(u32, u32
 }
 
 fn check_numbers(input: &GenerationInput) -> Result<(), DiffusionError> {
-    if input.steps == 0 || input.steps > MAX_STEPS {
+    if input.settings.steps == 0 || input.settings.steps > MAX_STEPS {
         return Err(invalid(format!(
             "steps must be 1..={MAX_STEPS}, not {}",
-            input.steps
+            input.settings.steps
         )));
     }
-    if !input.guidance.is_finite() || input.guidance < 0.0 || input.guidance > 50.0 {
+    if !input.settings.guidance.is_finite()
+        || input.settings.guidance < 0.0
+        || input.settings.guidance > 50.0
+    {
         return Err(invalid(format!(
             "guidance must be 0..=50, not {}",
-            input.guidance
+            input.settings.guidance
         )));
     }
-    if !input.identity_weight.is_finite() || !(0.0..=2.0).contains(&input.identity_weight) {
+    if !input.settings.identity_weight.is_finite()
+        || !(0.0..=2.0).contains(&input.settings.identity_weight)
+    {
         return Err(invalid(format!(
             "identity weight must be 0..=2, not {}",
-            input.identity_weight
+            input.settings.identity_weight
         )));
     }
-    for m in &input.control_maps {
+    for m in &input.settings.control_maps {
         let ok = m.weight.is_finite()
             && (0.0..=2.0).contains(&m.weight)
             && (0.0..=1.0).contains(&m.start)
@@ -199,7 +203,7 @@ fn frame(e: &DiffusionEngine, input: &GenerationInput) -> Result<Frame, Diffusio
         )));
     }
     let lat = &e.pack.manifest.latent;
-    let guidance = input.guidance > 1.0;
+    let guidance = input.settings.guidance > 1.0;
     let f = lat.vae_scale_factor;
     Ok(Frame {
         width,
@@ -225,8 +229,11 @@ fn schedule(e: &DiffusionEngine, input: &GenerationInput) -> Result<Steps, Diffu
         .timestep_spacing
         .or(defaults.and_then(|d| d.timestep_spacing))
         .unwrap_or(m.scheduler.timestep_spacing);
-    let schedule =
-        Schedule::new(m.scheduler.config(kind, spacing), input.steps as usize).map_err(invalid)?;
+    let schedule = Schedule::new(
+        m.scheduler.config(kind, spacing),
+        input.settings.steps as usize,
+    )
+    .map_err(invalid)?;
     let steps = schedule.len();
     let begin = match &input.img2img {
         None => 0,
@@ -259,7 +266,11 @@ fn encode_text(
         second: (e.graph(Role::TextEncoder2)?, &e.tokenizer_2),
         zeros_for_empty_negative: e.pack.manifest.force_zeros_for_empty_prompt,
     };
-    let text = encoders.encode(&input.prompt, &input.negative_prompt, frame.guidance)?;
+    let text = encoders.encode(
+        &input.settings.prompt,
+        &input.settings.negative_prompt,
+        frame.guidance,
+    )?;
     let (h, w) = (frame.height as f32, frame.width as f32);
     let ids = [h, w, 0.0, 0.0, h, w];
     let time_ids = HostTensor {
@@ -408,7 +419,7 @@ fn unet_constants(
         let tail = identity.face.as_ref().unwrap_or(&zeros);
         context = HostTensor::concat1(&[&text.context, tail]);
         let w = if identity.face.is_some() {
-            input.identity_weight
+            input.settings.identity_weight
         } else {
             0.0
         };
@@ -421,7 +432,7 @@ fn unet_constants(
         let tokens = m.pulid.as_ref().map_or(0, |c| c.tokens);
         let zeros = HostTensor::zeros(&[b, tokens, width_ctx]);
         let w = if identity.id.is_some() {
-            input.identity_weight
+            input.settings.identity_weight
         } else {
             0.0
         };
@@ -473,13 +484,13 @@ fn control_units<'e>(
     let (width, height) = (frame.width, frame.height);
     let text = &cond.text;
     let cn_context = identity.face.as_ref().unwrap_or(&text.context);
-    let mut maps = input.control_maps.clone();
+    let mut maps = input.settings.control_maps.clone();
     if input.method == Method::InstantId
         && !maps.iter().any(|c| c.kind == ControlKind::FaceKeypoints)
     {
         maps.push(crate::engine::ControlMap {
             kind: ControlKind::FaceKeypoints,
-            weight: input.identity_weight,
+            weight: input.settings.identity_weight,
             start: 0.0,
             end: 1.0,
         });
@@ -553,7 +564,7 @@ fn initial_latents(
     steps: &Steps,
 ) -> Result<Vec<f32>, DiffusionError> {
     let len = frame.latent_len();
-    let noise = gaussian(input.seed, 0, len);
+    let noise = gaussian(input.settings.seed.unwrap_or(0), 0, len);
     Ok(match &input.img2img {
         Some(i2i) => {
             let encoded = vae::encode(
@@ -622,7 +633,7 @@ fn denoise(
         let residuals = control::residuals(&nets.controls, k, n, &sample, &timestep, names)?;
         let out = unet::predict(nets.unet, &nets.constants, &sample, &timestep, &residuals)?;
         let eps: Vec<f32> = if frame.guidance {
-            let g = f64::from(input.guidance);
+            let g = f64::from(input.settings.guidance);
             let (u, c) = out.data.split_at(len);
             u.iter()
                 .zip(c)
@@ -633,7 +644,7 @@ fn denoise(
         };
         let step_noise = sampler
             .needs_noise()
-            .then(|| gaussian(input.seed, k as u64 + 1, len));
+            .then(|| gaussian(input.settings.seed.unwrap_or(0), k as u64 + 1, len));
         latents = sampler.step(&eps, i, &latents, step_noise.as_deref());
         progress(k as u32 + 1, n as u32);
     }
