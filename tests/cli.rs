@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,11 +13,14 @@ use common::{client, photo_form, photo_path, styles_with_hostile};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+/// The binary, with compiled components cached in target/ (the default `.cache/components` is
+/// relative to the working directory, which is host/ under cargo test: the source tree).
 fn likeness() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_likeness"));
     command
         .env_remove("LIKENESS_API_KEYS")
         .env_remove("LIKENESS_CONFIG")
+        .env("LIKENESS_CACHE", common::component_cache())
         .env("RUST_LOG", "warn");
     command
 }
@@ -30,10 +33,6 @@ fn run(command: &mut Command) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
-}
-
-fn component_cache() -> PathBuf {
-    common::repo().join("target").join("test-component-cache")
 }
 
 /// A `likeness serve` process and its URL (read from its first stdout line).
@@ -126,8 +125,6 @@ async fn sigterm_drains_in_flight_work_then_exits_zero() {
         .arg(styles.path())
         .arg("--models")
         .arg(common::models_dir())
-        .arg("--cache-dir")
-        .arg(component_cache())
         .env("LIKENESS_API_KEYS", "secret-1,secret-2");
     let mut served = Served::start(command);
     let http = client();
@@ -243,9 +240,7 @@ async fn ctrl_c_stops_an_idle_server_with_exit_zero() {
         .arg("--styles")
         .arg(common::first_party_styles())
         .arg("--models")
-        .arg(common::models_dir())
-        .arg("--cache-dir")
-        .arg(component_cache());
+        .arg(common::models_dir());
     let mut served = Served::start(command);
     let health = client().get(served.at("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
@@ -268,9 +263,7 @@ fn run_styles_a_batch_reports_the_failed_file_and_sets_the_exit_code() {
             .arg("--styles")
             .arg(common::first_party_styles())
             .arg("--models")
-            .arg(common::models_dir())
-            .arg("--cache-dir")
-            .arg(component_cache());
+            .arg(common::models_dir());
         run(&mut command)
     };
     let astronaut = photo_path("astronaut.png");

@@ -17,6 +17,12 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
+/// The component cache every test shares, in target/ (never the CLI's default
+/// `.cache/components`, which is relative to the working directory: host/ under cargo test).
+pub fn component_cache() -> PathBuf {
+    repo().join("target").join("test-component-cache")
+}
+
 /// Cargo's target folder for the test components: separate from the one running the tests,
 /// so the nested build never waits on the outer cargo's lock.
 fn plugin_target() -> PathBuf {
@@ -164,7 +170,7 @@ pub fn runtime() -> Arc<StyleRuntime> {
 /// A runtime with these settings and the shared compiled-component cache.
 pub fn runtime_with(config: RuntimeConfig) -> Arc<StyleRuntime> {
     let config = RuntimeConfig {
-        cache_dir: Some(repo().join("target").join("test-component-cache")),
+        cache_dir: Some(component_cache()),
         ..config
     };
     StyleRuntime::new(config).unwrap()
@@ -298,7 +304,7 @@ pub fn serve_config(styles: &Path) -> ServeConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         styles: styles.to_path_buf(),
         models: models_dir(),
-        cache_dir: repo().join("target").join("test-component-cache"),
+        cache_dir: component_cache(),
         ..ServeConfig::default()
     };
     config.admission.uploads_per_client = config.admission.uploads;
