@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestServer, client, photo_form, serve_config};
+use common::{TestServer, client, photo_form, send, serve_config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -18,12 +18,11 @@ async fn with_a_diffusion_pack_the_plan_runs_on_the_engine() {
         ("astronaut.png", "instant-id", 1),
         ("chelsea.png", "controlnet", 0),
     ] {
-        let response = http
-            .post(server.at("/v1/styles/anime/generations"))
-            .multipart(photo_form(photo, Some(r#"{"seed": 3}"#)))
-            .send()
-            .await
-            .unwrap();
+        let response = send(
+            http.post(server.at("/v1/styles/anime/generations"))
+                .multipart(photo_form(photo, Some(r#"{"seed": 3}"#))),
+        )
+        .await;
         let status = response.status();
         let body: Value = response.json().await.unwrap();
         assert_eq!(status, StatusCode::OK, "{photo}: {body}");
@@ -58,12 +57,11 @@ async fn with_a_diffusion_pack_the_plan_runs_on_the_engine() {
     }
     // PuLID needs EVA02-CLIP face features the host cannot compute yet: it is not offered, and
     // a style preferring it (claymation) runs InstantID instead, saying why.
-    let response = http
-        .post(server.at("/v1/styles/claymation/generations"))
-        .multipart(photo_form("astronaut.png", None))
-        .send()
-        .await
-        .unwrap();
+    let response = send(
+        http.post(server.at("/v1/styles/claymation/generations"))
+            .multipart(photo_form("astronaut.png", None)),
+    )
+    .await;
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["method"], "instant-id", "{body}");
     assert!(
@@ -90,12 +88,12 @@ fn tiny_pack_copy() -> tempfile::TempDir {
 
 /// A generation of the gated test style on `photo` with `options`, as JSON.
 async fn gated(server: &TestServer, photo: &str, options: &str) -> Value {
-    let response = client()
-        .post(server.at("/v1/styles/gated/generations"))
-        .multipart(photo_form(photo, Some(options)))
-        .send()
-        .await
-        .unwrap();
+    let response = send(
+        client()
+            .post(server.at("/v1/styles/gated/generations"))
+            .multipart(photo_form(photo, Some(options))),
+    )
+    .await;
     let status = response.status();
     let body: Value = response.json().await.unwrap();
     assert_eq!(status, StatusCode::OK, "{body}");

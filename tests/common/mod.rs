@@ -436,6 +436,57 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
+/// Sends `request`; the server must answer.
+pub async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.send().await.expect("the server answers")
+}
+
+/// Sends `request` and returns its JSON body, after checking that the status is a success.
+pub async fn send_json(request: reqwest::RequestBuilder) -> serde_json::Value {
+    let response = send(request).await;
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert!(status.is_success(), "{status}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Asserts that `response` has `status` and the API's one error shape (a JSON
+/// `{error: {code, message}}` with a code and a sentence); returns the `error` object.
+pub async fn error_code(
+    response: reqwest::Response,
+    status: reqwest::StatusCode,
+) -> serde_json::Value {
+    assert_eq!(response.status(), status, "{:?}", response.headers());
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    let error = &body["error"];
+    assert!(error["code"].is_string(), "{body}");
+    assert!(
+        !error["message"].as_str().unwrap_or_default().is_empty(),
+        "{body}"
+    );
+    error.clone()
+}
+
+/// Sends `request` and asserts that it fails with `status` and `code` in the one error shape;
+/// returns the `error` object.
+pub async fn expect_error(
+    request: reqwest::RequestBuilder,
+    status: reqwest::StatusCode,
+    code: &str,
+) -> serde_json::Value {
+    let error = error_code(send(request).await, status).await;
+    assert_eq!(error["code"], code, "{error}");
+    error
+}
+
 /// A multipart form holding the photo `name` as `image`, and `options` when given.
 pub fn photo_form(name: &str, options: Option<&str>) -> reqwest::multipart::Form {
     let part = reqwest::multipart::Part::bytes(photo_bytes(name))
