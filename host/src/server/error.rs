@@ -60,8 +60,9 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with its HTTP status, machine-readable code and human sentence.
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    /// An error with its HTTP status, machine-readable code and human sentence (the
+    /// constructors below name the statuses the API answers with).
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             detail: ErrorDetail {
@@ -76,6 +77,61 @@ impl ApiError {
     /// 400 with `code`.
     pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 404 with `code`: no such route, job or resource.
+    pub fn not_found(code: &str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// 401 `unauthorized`: a valid key is required.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 408 `request_timeout`: the body arrived too slowly.
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", message)
+    }
+
+    /// 409 with `code`: the request conflicts with the state (e.g. a deploy that failed).
+    pub fn conflict(code: &str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// 413 `body_too_large`.
+    pub fn body_too_large(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message)
+    }
+
+    /// 415 `unsupported_content_type`: a body the route does not read.
+    pub fn unsupported_content_type(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_content_type",
+            message,
+        )
+    }
+
+    /// 429 `rate_limited`: the API key's rate limit is used up until `retry_after`.
+    pub fn rate_limited(message: impl Into<String>, retry_after: Duration) -> Self {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+            .with_retry_after(retry_after)
+    }
+
+    /// 503 `not_ready`.
+    pub fn not_ready(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message)
+    }
+
+    /// An axum body rejection, keeping its status: `body_too_large` for 413, else
+    /// `invalid_body`.
+    pub fn body_rejection(status: StatusCode, text: String) -> Self {
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::body_too_large(text)
+        } else {
+            ApiError::new(status, "invalid_body", text)
+        }
     }
 
     /// Names the style the error concerns.
@@ -316,8 +372,7 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
 
 /// The fallback for unknown routes.
 pub async fn not_found(request: Request) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
+    ApiError::not_found(
         "not_found",
         format!("no route for {} {}", request.method(), request.uri().path()),
     )
