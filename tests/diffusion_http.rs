@@ -1,6 +1,7 @@
 //! End to end through HTTP with a diffusion model pack installed (the tiny pack: the real pack
 //! contract on tiny random graphs): the styles are offered the identity methods, and a
-//! generation runs InstantID for one clear face and ControlNet-only for a photo without one.
+//! generation runs InstantID or PuLID for one clear face and ControlNet-only for a photo
+//! without one or with a group.
 
 mod common;
 
@@ -10,9 +11,7 @@ use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_a_diffusion_pack_the_plan_runs_on_the_engine() {
-    let mut config = serve_config(common::first_party_styles());
-    config.diffusion_pack = Some(common::tiny_pack());
-    let server = TestServer::start(config).await;
+    let server = serve_with_pack(common::first_party_styles(), common::tiny_pack()).await;
     let http = client();
     for (photo, method, faces) in [
         ("astronaut.png", "instant-id", 1),
@@ -55,14 +54,97 @@ async fn with_a_diffusion_pack_the_plan_runs_on_the_engine() {
             "{photo}: the aspect ratio changed"
         );
     }
-    // PuLID needs EVA02-CLIP face features the host cannot compute yet: it is not offered, and
-    // a style preferring it (claymation) runs InstantID instead, saying why.
-    let response = send(
-        http.post(server.at("/v1/styles/claymation/generations"))
-            .multipart(photo_form("astronaut.png", None)),
+    assert!(server.stop().await);
+}
+
+/// A claymation generation (claymation prefers PuLID) on the PNG `png`, as JSON.
+async fn claymation(server: &TestServer, name: &str, png: Vec<u8>) -> Value {
+    let part = reqwest::multipart::Part::bytes(png)
+        .file_name(name.to_string())
+        .mime_str("image/png")
+        .unwrap();
+    let form = reqwest::multipart::Form::new()
+        .part("image", part)
+        .text("options", r#"{"seed": 5}"#);
+    generation(server, "claymation", form).await
+}
+
+/// Six real faces in a 3 x 2 grid of 320-pixel tiles (the lower row mirrored), as PNG.
+fn six_face_collage() -> Vec<u8> {
+    let names = [
+        "astronaut.png",
+        "obama.jpg",
+        "obama2.jpg",
+        "obama2.jpg",
+        "astronaut.png",
+        "obama.jpg",
+    ];
+    let mut canvas = image::RgbImage::new(960, 640);
+    for (i, name) in names.iter().enumerate() {
+        let photo = image::load_from_memory(&common::photo_bytes(name)).unwrap();
+        let mut tile = photo.resize_to_fill(320, 320, image::imageops::FilterType::Triangle);
+        if i >= 3 {
+            tile = tile.fliph();
+        }
+        let (x, y) = ((i % 3) as i64 * 320, (i / 3) as i64 * 320);
+        image::imageops::overlay(&mut canvas, &tile.to_rgb8(), x, y);
+    }
+    let mut png = std::io::Cursor::new(Vec::new());
+    canvas.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    png.into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pulid_runs_for_one_clear_face_when_the_pack_has_every_part() {
+    let server = serve_with_pack(common::first_party_styles(), common::tiny_pack()).await;
+
+    // One clear face: claymation plans PuLID and the host runs it: the identity features come
+    // from the pack's EVA02-CLIP and face parsing on the aligned face.
+    let body = claymation(
+        &server,
+        "astronaut.png",
+        common::photo_bytes("astronaut.png"),
     )
     .await;
-    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["planned"], "pulid", "{}", body["reason"]);
+    assert_eq!(body["method"], "pulid", "{}", body["reason"]);
+    let identity = &body["identity"];
+    assert!(identity["score"].is_number(), "{body}");
+    assert_eq!(identity["reference_face"], 0, "{identity}");
+    assert!(body["timings"]["generating"].as_f64().unwrap() > 0.0);
+
+    // Pixel-art prefers PuLID too.
+    let form = photo_form("astronaut.png", Some(r#"{"seed": 5}"#));
+    let body = generation(&server, "pixel-art", form).await;
+    assert_eq!(body["method"], "pulid", "{}", body["reason"]);
+
+    // No face (the cat) and a group: ControlNet, as the style's policy says.
+    let body = claymation(&server, "chelsea.png", common::photo_bytes("chelsea.png")).await;
+    assert_eq!(body["method"], "controlnet", "{}", body["reason"]);
+    let body = claymation(&server, "collage.png", six_face_collage()).await;
+    assert_eq!(
+        body["faces"].as_array().unwrap().len(),
+        6,
+        "{}",
+        body["faces"]
+    );
+    assert_eq!(body["method"], "controlnet", "{}", body["reason"]);
+    assert!(server.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pulid_needs_the_eva_role_and_runs_without_face_parsing() {
+    // Without EVA02-CLIP the host cannot make PuLID's features: PuLID is not offered and
+    // claymation runs InstantID, saying why.
+    let pack = tiny_pack_copy();
+    drop_graph(pack.path(), "pulid_eva_clip");
+    let server = serve_with_pack(common::first_party_styles(), pack.path().to_path_buf()).await;
+    let body = claymation(
+        &server,
+        "astronaut.png",
+        common::photo_bytes("astronaut.png"),
+    )
+    .await;
     assert_eq!(body["method"], "instant-id", "{body}");
     assert!(
         body["reason"].as_str().unwrap().contains("PuLID"),
@@ -70,6 +152,51 @@ async fn with_a_diffusion_pack_the_plan_runs_on_the_engine() {
         body["reason"]
     );
     assert!(server.stop().await);
+
+    // Without face parsing PuLID still runs, whitening outside the landmark ellipse.
+    let pack = tiny_pack_copy();
+    drop_graph(pack.path(), "face_parsing");
+    let server = serve_with_pack(common::first_party_styles(), pack.path().to_path_buf()).await;
+    let body = claymation(
+        &server,
+        "astronaut.png",
+        common::photo_bytes("astronaut.png"),
+    )
+    .await;
+    assert_eq!(body["method"], "pulid", "{}", body["reason"]);
+    assert!(server.stop().await);
+}
+
+/// Removes the `[graphs.ROLE]` table (up to the next blank line) from the pack's manifest.
+fn drop_graph(pack: &std::path::Path, role: &str) {
+    let path = pack.join("pack.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find(&format!("[graphs.{role}]\n")).unwrap();
+    let end = text[start..]
+        .find("\n\n")
+        .map_or(text.len(), |e| start + e + 2);
+    std::fs::write(&path, format!("{}{}", &text[..start], &text[end..])).unwrap();
+}
+
+/// A server with the styles in `styles` and the diffusion pack in `pack`.
+async fn serve_with_pack(styles: &std::path::Path, pack: std::path::PathBuf) -> TestServer {
+    let mut config = serve_config(styles);
+    config.diffusion_pack = Some(pack);
+    TestServer::start(config).await
+}
+
+/// A generation of `style` with `form`, as JSON (which must be 200 OK).
+async fn generation(server: &TestServer, style: &str, form: reqwest::multipart::Form) -> Value {
+    let response = client()
+        .post(server.at(&format!("/v1/styles/{style}/generations")))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{style}: {body}");
+    body
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {
@@ -88,24 +215,13 @@ fn tiny_pack_copy() -> tempfile::TempDir {
 
 /// A generation of the gated test style on `photo` with `options`, as JSON.
 async fn gated(server: &TestServer, photo: &str, options: &str) -> Value {
-    let response = send(
-        client()
-            .post(server.at("/v1/styles/gated/generations"))
-            .multipart(photo_form(photo, Some(options))),
-    )
-    .await;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body
+    generation(server, "gated", photo_form(photo, Some(options))).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pack_part_failing_at_run_time_makes_the_plan_run_its_fallback() {
     let pack = tiny_pack_copy();
-    let mut config = serve_config(common::gated_styles());
-    config.diffusion_pack = Some(pack.path().to_path_buf());
-    let server = TestServer::start(config).await;
+    let server = serve_with_pack(common::gated_styles(), pack.path().to_path_buf()).await;
     // The pack was verified at start-up; IdentityNet's file breaks afterwards, so InstantID is
     // offered and planned, and fails only when its session is built.
     std::fs::write(pack.path().join("identitynet.onnx"), b"not an onnx model").unwrap();
@@ -126,9 +242,7 @@ async fn a_pack_part_failing_at_run_time_makes_the_plan_run_its_fallback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_identity_gate_retries_with_new_seeds_then_falls_back() {
-    let mut config = serve_config(common::gated_styles());
-    config.diffusion_pack = Some(common::tiny_pack());
-    let server = TestServer::start(config).await;
+    let server = serve_with_pack(common::gated_styles(), common::tiny_pack()).await;
 
     // Threshold 0: every score passes; one image.
     let body = gated(

@@ -1,6 +1,8 @@
 //! The browser playground end to end in headless Chromium, driven over WebDriver (a minimal
-//! client on reqwest): upload the astronaut photo, see its face box drawn, pick a style,
-//! generate (an async job followed over SSE), and see the result and the method.
+//! client on reqwest): the style cards with their previews, upload the astronaut photo, see its
+//! face box drawn, pick a style, set two of its options through the controls generated from its
+//! parameters, generate (an async job followed over SSE), and see the result with the method,
+//! the reason, the identity score, the stage timings and the before/after slider.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Missing, the test
 //! fails under `CI=true` and is skipped with a note otherwise.
@@ -184,14 +186,40 @@ async fn the_playground_styles_a_photo_in_headless_chromium() {
             Some(json!({ "url": server.at("/") })),
         )
         .await;
-    // The styles come from /v1/styles.
+    // The styles come from /v1/styles, one card each, with its preview or a placeholder.
     session
         .wait_for(
-            "the style list",
-            "return document.querySelectorAll('#style option').length",
+            "the style cards",
+            "return document.querySelectorAll('#cards .card').length",
             |n| n.as_u64() == Some(6), // the six first-party styles
         )
         .await;
+    let previews: Value = http
+        .get(server.at("/v1/styles"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let with_preview = previews["styles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["preview"].is_string())
+        .count() as u64;
+    session
+        .wait_for(
+            "the preview thumbnails",
+            "return [...document.querySelectorAll('#cards img.thumb')]
+                 .filter(img => img.complete && img.naturalWidth > 0).length",
+            |n| n.as_u64() == Some(with_preview),
+        )
+        .await;
+    let placeholders = session
+        .script("return document.querySelectorAll('#cards .placeholder').length")
+        .await;
+    assert_eq!(placeholders.as_u64().unwrap(), 6 - with_preview);
 
     // Upload the photo through the file input: it is shown, analysed, its face boxed.
     let input = session.find("#photo").await;
@@ -224,13 +252,38 @@ async fn the_playground_styles_a_photo_in_headless_chromium() {
         "a face box was drawn: {canvas}"
     );
 
-    // Pick a style and generate.
-    let option = session.find("#style option[value='pixel-art']").await;
+    // Pick a style: its options become form controls from describe(): the palette a select of
+    // its four choices, the pixel size a slider over its range.
+    let card = session.find("#cards .card[data-style='pixel-art']").await;
     session
         .call(
             reqwest::Method::POST,
-            &format!("/element/{option}/click"),
+            &format!("/element/{card}/click"),
             Some(json!({})),
+        )
+        .await;
+    let controls = session
+        .wait_for(
+            "the option controls",
+            "const p = document.getElementById('option-palette');
+             const s = document.getElementById('option-pixel-size');
+             return p && s ? [p.tagName, p.options.length, p.value, s.type, s.min, s.max, s.value] : null;",
+            |c| c.is_array(),
+        )
+        .await;
+    assert_eq!(
+        controls,
+        json!(["SELECT", 4, "pico8", "range", "2", "64", "8"]),
+        "{controls}"
+    );
+    // Set two options as a user would (the slider by its input event, the select by a choice).
+    session
+        .script(
+            "const s = document.getElementById('option-pixel-size');
+             s.value = 16; s.dispatchEvent(new Event('input', { bubbles: true }));
+             const p = document.getElementById('option-palette');
+             p.value = 'gameboy'; p.dispatchEvent(new Event('change', { bubbles: true }));
+             return null;",
         )
         .await;
     let button = session.find("#generate").await;
@@ -257,6 +310,42 @@ async fn the_playground_styles_a_photo_in_headless_chromium() {
         )
         .await;
     assert_eq!(size, json!([512, 512]));
+    // The options reached the style, checked and typed by the host.
+    let used = session
+        .script("return document.getElementById('used-options').textContent")
+        .await;
+    let used = used.as_str().unwrap();
+    assert!(
+        used.contains("pixel-size 16") && used.contains("palette gameboy"),
+        "{used}"
+    );
+    // The identity score and the stage timings are shown.
+    let identity = session
+        .script("return document.getElementById('identity').textContent")
+        .await;
+    assert!(
+        identity.as_str().unwrap().parse::<f32>().is_ok(),
+        "a bare score without a gate: {identity}"
+    );
+    let stages = session
+        .script(
+            "return [...document.querySelectorAll('#timings tr')].map(r => r.cells[0].textContent)",
+        )
+        .await;
+    let stages = stages.as_array().unwrap();
+    assert!(
+        stages.len() >= 3 && stages.last().unwrap() == "total",
+        "{stages:?}"
+    );
+    // The before/after slider uncovers the photo over the result.
+    let clip = session
+        .script(
+            "const s = document.getElementById('slider');
+             s.value = 30; s.dispatchEvent(new Event('input', { bubbles: true }));
+             return document.getElementById('before').style.clipPath;",
+        )
+        .await;
+    assert_eq!(clip, "inset(0px 70% 0px 0px)");
     let method = session.find("#method").await;
     let text = session
         .call(
@@ -292,6 +381,120 @@ async fn the_playground_styles_a_photo_in_headless_chromium() {
         .await;
     assert_eq!(original, 512, "the original is shown beside the result");
 
+    // LIKENESS_PLAYGROUND_SCREENSHOT=page.png keeps a picture of the page, to look at.
+    if let Some(path) = std::env::var_os("LIKENESS_PLAYGROUND_SCREENSHOT") {
+        use base64::Engine as _;
+        session
+            .call(
+                reqwest::Method::POST,
+                "/window/rect",
+                Some(json!({ "width": 1280, "height": 1500 })),
+            )
+            .await;
+        let shot = session
+            .call(reqwest::Method::GET, "/screenshot", None)
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot.as_str().unwrap())
+            .unwrap();
+        std::fs::write(&path, png).unwrap();
+    }
     session.call(reqwest::Method::DELETE, "", None).await;
     drop(driver);
+}
+
+/// A styles folder with copies of the first-party packages: anime with a PNG preview,
+/// watercolor with a "preview" that is not an image.
+fn styles_with_previews() -> (tempfile::TempDir, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_packages(common::first_party_styles(), dir.path());
+    let png = common::small_png();
+    let with_preview = |id: &str, file: &str, bytes: &[u8]| {
+        let package = dir.path().join(id);
+        std::fs::write(package.join(file), bytes).unwrap();
+        let manifest = package.join("style.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        // Top-level keys go before the first table.
+        let (head, tables) = text.split_at(text.find("\n[").map_or(text.len(), |i| i + 1));
+        std::fs::write(&manifest, format!("{head}preview = \"{file}\"\n{tables}")).unwrap();
+    };
+    with_preview("anime", "preview.png", &png);
+    with_preview("watercolor", "preview.webp", b"<svg onload=alert(1)></svg>");
+    (dir, png)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_style_serves_its_preview_with_a_tag_and_a_bad_preview_fails_the_package() {
+    let (styles, png) = styles_with_previews();
+    let server = TestServer::start(serve_config(styles.path())).await;
+    let http = common::client();
+
+    let list: Value = http
+        .get(server.at("/v1/styles"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let style = |id: &str| {
+        list["styles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {list}"))
+            .clone()
+    };
+    assert_eq!(style("anime")["preview"], "/v1/styles/anime/preview");
+    assert!(style("pixel-art").get("preview").is_none());
+    let watercolor = style("watercolor");
+    assert_eq!(watercolor["status"]["state"], "failed", "{watercolor}");
+    let error = watercolor["status"]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("the preview preview.webp is not a PNG, JPEG or WebP image"),
+        "{error}"
+    );
+
+    let response = http
+        .get(server.at("/v1/styles/anime/preview"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    assert_eq!(header(&response, "content-type").unwrap(), "image/png");
+    assert_eq!(
+        header(&response, "x-content-type-options").unwrap(),
+        "nosniff"
+    );
+    assert_eq!(header(&response, "cache-control").unwrap(), "no-cache");
+    let etag = header(&response, "etag").unwrap();
+    assert!(etag.starts_with('"') && etag.len() == 34, "{etag}");
+    assert_eq!(response.bytes().await.unwrap().as_ref(), png.as_slice());
+
+    let again = http
+        .get(server.at("/v1/styles/anime/preview"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert!(again.bytes().await.unwrap().is_empty());
+
+    for (path, code) in [
+        ("/v1/styles/pixel-art/preview", "no_preview"),
+        ("/v1/styles/nope/preview", "unknown_style"),
+    ] {
+        let response = http.get(server.at(path)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().len() > 10);
+    }
+    server.stop().await;
 }

@@ -1,34 +1,35 @@
 //! Runs a style's plan on the diffusion engine: the host derives the control images and the
-//! face embedding with its vision engine, maps the plan's fields onto the engine's input, and
-//! bridges progress and cancellation.
+//! aligned faces with its vision engine, maps the plan's fields onto the engine's input, and
+//! bridges progress and cancellation. The identity methods' face embedding comes from the
+//! pack's own `face_recognizer` (antelopev2's, the one InstantID and PuLID were trained with),
+//! raw as insightface's `embedding`, never from the host's identity-score embedder.
 
 use image::RgbImage;
 use likeness_contract::{Capabilities, ControlKind, Diffusion, MethodKind, Size, SizeLimits};
 use likeness_diffusion::{
-    CancelToken, ControlImage, DiffusionEngine, DiffusionError, GenerationInput,
+    CancelToken, ControlImage, DiffusionEngine, DiffusionError, GenerationInput, PulidFeatures,
+    pulid,
 };
-use likeness_vision::{Vision, control, ingest};
+use likeness_vision::{Vision, align, control, ingest};
 
 use crate::pipeline::GenerateError;
 use crate::wasm::Image;
 
 /// What this host can run with `engine`: method `none`, the pack's methods whose inputs the
 /// host can make, the control maps the host can draw (canny and face keypoints always; depth
-/// with a depth model; no pose estimator) and the pack's sizes. InstantID needs the vision
-/// engine's face embedding. PuLID also needs EVA02-CLIP features of the face, which no model
-/// of the host computes yet, so it is never offered: styles that prefer it fall back to
-/// InstantID or ControlNet.
+/// with a depth model; no pose estimator) and the pack's sizes. The engine offers InstantID
+/// and PuLID only when the pack has every part they need, its face recogniser included.
 pub fn capabilities(engine: &DiffusionEngine, vision: &Vision) -> Capabilities {
     let offered = engine.capabilities();
-    let embeddings = vision.embedder().is_some();
     let mut methods: Vec<MethodKind> = offered
         .methods
         .iter()
         .copied()
-        .filter(|m| match m {
-            MethodKind::InstantId => embeddings,
-            MethodKind::Controlnet => true,
-            _ => false,
+        .filter(|m| {
+            matches!(
+                m,
+                MethodKind::InstantId | MethodKind::Pulid | MethodKind::Controlnet
+            )
         })
         .collect();
     methods.push(MethodKind::None);
@@ -86,19 +87,18 @@ pub fn run(
         height as f32 / photo.height() as f32,
     );
 
-    let face_embedding = match method {
-        MethodKind::InstantId | MethodKind::Pulid => {
-            let face = reference
-                .ok_or_else(|| invalid("the plan's reference face is not in the analysis"))?;
-            let mut embeddings = vision
-                .embed_faces(photo, &[face.landmarks.to_array()])
-                .map_err(GenerateError::Vision)?;
-            Some(
-                embeddings
-                    .pop()
-                    .ok_or_else(|| invalid("the face embedding came back empty"))?,
-            )
-        }
+    let identity = match method {
+        MethodKind::InstantId | MethodKind::Pulid => Some(
+            reference.ok_or_else(|| invalid("the plan's reference face is not in the analysis"))?,
+        ),
+        _ => None,
+    };
+    let aligned_face = match (method, identity) {
+        (MethodKind::InstantId, Some(face)) => Some(recognizer_crop(photo, face)?),
+        _ => None,
+    };
+    let pulid = match (method, identity) {
+        (MethodKind::Pulid, Some(face)) => Some(pulid_features(engine, photo, face)?),
         _ => None,
     };
 
@@ -142,15 +142,13 @@ pub fn run(
     };
     let input = GenerationInput {
         control_images,
-        face_embedding,
+        aligned_face,
+        pulid,
         ..GenerationInput::with_settings(method, settings)
     };
     let generated = engine
         .generate(&input, progress, cancel)
-        .map_err(|error| match error {
-            DiffusionError::Canceled { .. } => GenerateError::Canceled,
-            other => GenerateError::Diffusion(other),
-        })?;
+        .map_err(diffusion_error)?;
     let mut rgba = Vec::with_capacity(generated.data.len() / 3 * 4);
     for pixel in generated.data.chunks_exact(3) {
         rgba.extend_from_slice(&[pixel[0], pixel[1], pixel[2], 255]);
@@ -160,6 +158,46 @@ pub fn run(
         height: generated.height,
         rgba,
     })
+}
+
+/// `face` cut from `photo` as insightface's `norm_crop` cuts it for the recogniser: its five
+/// landmarks mapped onto ArcFace's 112 x 112 template by a similarity transform.
+fn recognizer_crop(
+    photo: &RgbImage,
+    face: &likeness_contract::Face,
+) -> Result<likeness_diffusion::Image, GenerateError> {
+    let size = likeness_diffusion::instantid::RECOGNIZER_SIZE;
+    let crop = align::align_face(photo, &face.landmarks.to_array(), size);
+    likeness_diffusion::Image::rgb(size, size, crop.into_raw())
+        .ok_or_else(|| GenerateError::Internal("the aligned face has the wrong size".into()))
+}
+
+/// PuLID's features of `face` in `photo`, made as PuLID's pipeline makes them: the face's raw
+/// embedding by the pack's recogniser, the face aligned to facexlib's 512 crop, and the pack's
+/// EVA02-CLIP (with its face parsing, or the landmark ellipse) on it.
+fn pulid_features(
+    engine: &DiffusionEngine,
+    photo: &RgbImage,
+    face: &likeness_contract::Face,
+) -> Result<PulidFeatures, GenerateError> {
+    let landmarks = face.landmarks.to_array();
+    let embedding = engine
+        .embed_face(&recognizer_crop(photo, face)?)
+        .map_err(diffusion_error)?;
+    let (crop, moved) = align::align_face_ffhq(photo, &landmarks, pulid::FACE_SIZE);
+    let crop = likeness_diffusion::Image::rgb(crop.width(), crop.height(), crop.into_raw())
+        .ok_or_else(|| GenerateError::Internal("the aligned face has the wrong size".into()))?;
+    engine
+        .pulid_features(&crop, &moved, &embedding)
+        .map_err(diffusion_error)
+}
+
+/// The engine's error as the host's: a cancellation is [`GenerateError::Canceled`].
+fn diffusion_error(error: DiffusionError) -> GenerateError {
+    match error {
+        DiffusionError::Canceled { .. } => GenerateError::Canceled,
+        other => GenerateError::Diffusion(other),
+    }
 }
 
 fn invalid(message: &str) -> GenerateError {

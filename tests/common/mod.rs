@@ -507,20 +507,25 @@ pub fn in_ci() -> bool {
 }
 
 /// The tiny diffusion pack (tools/tiny-pack: the real pack contract, tiny random graphs),
-/// generated once into target/ with python3 (`pip install -r tools/tiny-pack/requirements.txt`).
+/// generated with python3 (`pip install -r tools/tiny-pack/requirements.txt`) into
+/// `target/test-tiny-pack-HASH`, HASH from the generator's SHA-256, so that a changed generator
+/// makes a new pack and a test running meanwhile keeps its own.
 pub fn tiny_pack() -> PathBuf {
     static PACK: OnceLock<PathBuf> = OnceLock::new();
     PACK.get_or_init(|| {
-        let dir = repo().join("target").join("test-tiny-pack");
+        let script = repo().join("tools/tiny-pack/make_tiny_pack.py");
+        let generator = Sha256::digest(std::fs::read(&script).expect("the tiny pack's generator"));
+        let hash: String = generator[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let dir = repo().join("target").join(format!("test-tiny-pack-{hash}"));
         if dir.join("pack.toml").is_file() {
             return dir;
         }
-        let partial = dir.with_extension("partial");
+        let partial = dir.with_extension(format!("partial-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&partial);
         let output = std::process::Command::new(
             std::env::var("LIKENESS_PYTHON").unwrap_or_else(|_| "python3".into()),
         )
-        .arg(repo().join("tools/tiny-pack/make_tiny_pack.py"))
+        .arg(&script)
         .arg(&partial)
         .output()
         .expect("running python3 tools/tiny-pack/make_tiny_pack.py");
@@ -529,7 +534,14 @@ pub fn tiny_pack() -> PathBuf {
             "making the tiny pack failed (pip install -r tools/tiny-pack/requirements.txt): {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        std::fs::rename(&partial, &dir).unwrap();
+        // Another test binary may have made it meanwhile: then its copy is used.
+        if std::fs::rename(&partial, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&partial);
+            assert!(
+                dir.join("pack.toml").is_file(),
+                "the tiny pack could not be moved into place"
+            );
+        }
         dir
     })
     .clone()

@@ -13,7 +13,8 @@
    StableDiffusionXLInstantIDPipeline, PuLID's inference: SDXL pipeline + its ID attention
    processors + DPM-Solver trailing) from the engine's own initial noise
    (likeness_diffusion::noise, ported below), and writes the goldens the Rust test compares with
-   (host/diffusion/tests/conformance.rs).
+   (host/diffusion/tests/conformance.rs); and PuLID's own get_id_embedding on a fixed aligned
+   face through the exported EVA02-CLIP (id_cond, id_vit_hidden).
 
 Usage (see README.md beside this file):
     python tools/conformance/make_goldens.py --instantid-repo /work/ref/InstantID \
@@ -299,6 +300,150 @@ def references(torch, ck: dict, args, out: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------
+# PuLID's features: its own get_id_embedding on a fixed aligned face.
+
+# facexlib's 512 template (where the aligned crop puts the five landmarks).
+FFHQ_TEMPLATE = np.array([[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935],
+                          [201.26117, 371.41043], [313.08905, 371.15118]], dtype=np.float32)
+
+
+def aligned_face() -> np.ndarray:
+    """A fixed 512 x 512 RGB face-like picture in facexlib's aligned frame: a shaded oval with
+    eyes and a mouth at the template's landmarks on a coloured background (smooth, so that it
+    compresses)."""
+    y, x = np.mgrid[0:512, 0:512].astype(np.float32)
+    r = ((x - 256) / 150) ** 2 + ((y - 290) / 205) ** 2
+    skin = np.stack([205 - 45 * r, 150 - 35 * r + 12 * np.sin(x / 9), 118 + 22 * np.cos(y / 13)], -1)
+    back = np.stack([40 + x / 8, 80 + y / 10, 190 - x / 12], -1)
+    img = np.where((r <= 1)[..., None], skin, back)
+    for cx, cy in FFHQ_TEMPLATE[:2]:
+        eye = ((x - cx) / 22) ** 2 + ((y - cy) / 11) ** 2 <= 1
+        img[eye] = (35, 30, 40)
+    mouth = ((x - 257) / 58) ** 2 + ((y - 371) / 14) ** 2 <= 1
+    img[mouth] = (150, 50, 60)
+    return np.clip(img, 0, 255).round().astype(np.uint8)
+
+
+def landmark_mask(landmarks: np.ndarray, size: int = 512, scale: float = 1.0) -> np.ndarray:
+    """likeness_diffusion::pulid::landmark_mask in float32, the engine's substitute for face
+    parsing (`scale` grows or shrinks the ellipse, to measure how much the mask matters)."""
+    f = np.float32
+    lm = landmarks.astype(f)
+    eyes, mouth = (lm[0] + lm[1]) / f(2), (lm[3] + lm[4]) / f(2)
+    eye_dist = np.hypot(lm[1, 0] - lm[0, 0], lm[1, 1] - lm[0, 1])
+    down = mouth - eyes
+    mouth_dist = np.hypot(down[0], down[1])
+    centre = eyes + f(0.4) * down
+    rx, ry = f(1.1) * eye_dist * f(scale), f(1.55) * mouth_dist * f(scale)
+    angle = np.arctan2(lm[1, 1] - lm[0, 1], lm[1, 0] - lm[0, 0])
+    sin, cos = np.sin(angle), np.cos(angle)
+    ys, xs = np.mgrid[0:size, 0:size].astype(f)
+    dx, dy = xs + f(0.5) - centre[0], ys + f(0.5) - centre[1]
+    u, v = dx * cos + dy * sin, -dx * sin + dy * cos
+    return (u / rx) * (u / rx) + (v / ry) * (v / ry) <= f(1)
+
+
+def pulid_pipeline_class(pulid_repo: str):
+    """PuLID's PuLIDPipeline class. pulid/pipeline.py imports the detectors, hubs and samplers its
+    constructor uses (insightface, facexlib, torchsde); get_id_embedding uses none of them, so
+    those that are not installed are stood in for by empty modules."""
+    import importlib
+    import importlib.machinery
+    import types
+
+    import diffusers  # noqa: F401  (first, so that its optional-package scan sees only what is installed)
+
+    stubs = {"insightface": {}, "insightface.app": {"FaceAnalysis": None}, "facexlib": {},
+             "facexlib.parsing": {"init_parsing_model": None}, "facexlib.utils": {},
+             "facexlib.utils.face_restoration_helper": {"FaceRestoreHelper": None}, "torchsde": {}}
+    missing = set()
+    for top in {name.split(".")[0] for name in stubs}:
+        try:
+            importlib.import_module(top)
+        except ImportError:
+            missing.add(top)
+    for name, attrs in stubs.items():
+        if name.split(".")[0] in missing:
+            module = types.ModuleType(name)
+            module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+            module.__dict__.update(attrs)
+            sys.modules[name] = module
+    sys.path.insert(0, pulid_repo)
+    from pulid.pipeline import PuLIDPipeline
+
+    return PuLIDPipeline
+
+
+def pulid_reference_features(torch, Pipeline, visual, face_rgb: np.ndarray, keep: np.ndarray, embedding: np.ndarray):
+    """Runs PuLIDPipeline.get_id_embedding itself on an object holding what it uses: the face
+    detector and aligner answer with the fixed aligned face and embedding, face parsing answers
+    with `keep` (skin inside, background outside), EVA is the exported tower; the ID encoder
+    records the id_cond and id_vit_hidden it is given."""
+    import types
+
+    from eva_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    bgr = np.ascontiguousarray(face_rgb[:, :, ::-1])
+    logits = torch.zeros(1, 19, *keep.shape)
+    logits[0, 1] = torch.from_numpy(keep.astype(np.float32))
+    logits[0, 0] = 1.0 - logits[0, 1]
+    seen = []
+
+    def id_adapter(id_cond, id_vit_hidden):
+        seen.append((id_cond.clone(), torch.stack(id_vit_hidden, 1).clone()))
+        return torch.zeros(1, 10, 8)
+
+    helper = types.SimpleNamespace(cropped_faces=[], clean_all=lambda: None, read_image=lambda img: None,
+                                   get_face_landmarks_5=lambda **_: None, face_parse=lambda x: (logits,))
+    helper.align_warp_face = lambda: helper.cropped_faces.append(bgr)
+    mean = getattr(visual, "image_mean", OPENAI_DATASET_MEAN)
+    std = getattr(visual, "image_std", OPENAI_DATASET_STD)
+    fake = types.SimpleNamespace(
+        device="cpu", debug_img_list=[], face_helper=helper, clip_vision_model=visual, id_adapter=id_adapter,
+        app=types.SimpleNamespace(get=lambda img: [{"bbox": np.array([0, 0, 512, 512], np.float32), "embedding": embedding}]),
+        eva_transform_mean=mean if isinstance(mean, (list, tuple)) else (mean,) * 3,
+        eva_transform_std=std if isinstance(std, (list, tuple)) else (std,) * 3)
+    fake.to_gray = lambda img: Pipeline.to_gray(fake, img)
+    with torch.no_grad():
+        Pipeline.get_id_embedding(fake, face_rgb)
+    return seen[0]
+
+
+def pulid_features_golden(torch, ck: dict, args, root: str) -> None:
+    """The golden of PuLID's features (the engine's pulid_features with the landmark ellipse,
+    since the conformance packs have no face_parsing), and how much the mask moves them."""
+    sys.path.insert(0, os.path.join(ROOT, "tools", "export"))
+    from export_pack import eva_visual
+
+    Pipeline = pulid_pipeline_class(args.pulid_repo)
+    visual = eva_visual(ck["eva_clip_model"], ck["eva_clip"]).eval()
+    face = aligned_face()
+    keep = landmark_mask(FFHQ_TEMPLATE)
+    embedding = gaussian(79, 1, 512) * 20.0  # antelopev2's raw embedding has a norm of about 20-30
+    id_cond, id_vit = pulid_reference_features(torch, Pipeline, visual, face, keep, embedding)
+    g = Goldens(root, "pulid-features")
+    for name, data in (("face", face), ("mask", keep.astype(np.uint8))):
+        with open(os.path.join(g.dir, f"{name}.u8.gz"), "wb") as f:
+            f.write(gzip.compress(np.ascontiguousarray(data).tobytes(), 9, mtime=0))
+    g.put("landmarks", FFHQ_TEMPLATE)
+    g.put("embedding", embedding)
+    g.put("id_cond", id_cond)
+    g.put("id_vit_hidden", id_vit)
+    # The mask's effect on this random tower: the ellipse against no whitening and against an
+    # ellipse 10% smaller or larger (BiSeNet's outline differs from the ellipse by about that).
+    effect = {}
+    for label, mask in (("no whitening", np.ones_like(keep)), ("ellipse x0.9", landmark_mask(FFHQ_TEMPLATE, scale=0.9)),
+                        ("ellipse x1.1", landmark_mask(FFHQ_TEMPLATE, scale=1.1))):
+        cond, vit = pulid_reference_features(torch, Pipeline, visual, face, mask, embedding)
+        a, b = id_cond[0, 512:], cond[0, 512:]
+        effect[label] = {"pixels_changed": int((mask != keep).sum()),
+                         "class_token_1_minus_cos": float(1 - torch.dot(a, b) / (a.norm() * b.norm())),
+                         "hidden_rel_l2": float((vit - id_vit).norm() / id_vit.norm())}
+        print(f"mask {label}: {effect[label]}")
+    g.write({"method": "pulid-features", "pack": "fidelity", "face_size": 512, "mask_effect": effect})
+
+
+# ------------------------------------------------------------------------------------------
 
 
 def commit_pack(src: str, dst: str, base: str | None) -> None:
@@ -319,7 +464,7 @@ def commit_pack(src: str, dst: str, base: str | None) -> None:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             data = open(path, "rb").read()
             packed = gzip.compress(data, 9, mtime=0)
-            if len(data) > 1 << 20 and len(packed) < len(data) // 4:
+            if len(data) > 1 << 20 and len(packed) < len(data) // 2:
                 with open(target + ".gz", "wb") as f:
                     f.write(packed)
             else:
@@ -346,6 +491,7 @@ def main() -> int:
     if os.path.exists(goldens):
         shutil.rmtree(goldens)
     references(torch, ck, args, args.out)
+    pulid_features_golden(torch, ck, args, goldens)
     commit_pack(packs["fidelity"], os.path.join(args.out, "fidelity"), None)
     commit_pack(packs["extremely-style"], os.path.join(args.out, "extremely-style"), packs["fidelity"])
     print(f"wrote {args.out}")

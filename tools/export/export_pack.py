@@ -326,6 +326,9 @@ def export_all(args) -> dict:
                ["id_cond", "id_vit_hidden"], ["id_embedding"],
                {"id_cond": {0: "batch"}, "id_vit_hidden": {0: "batch"}, "id_embedding": {0: "batch"}})
 
+    if args.pulid_eva:
+        export_pulid_features(args, export, t, dev, dtype)
+
     if args.antelopev2:
         rename_io(os.path.join(args.antelopev2, "glintr100.onnx"), os.path.join(out, "face_recognizer.onnx"),
                   {"input.1": "face"}, {"683": "embedding"})
@@ -355,6 +358,139 @@ def export_all(args) -> dict:
         "embedding_dim": processors.get("embedding_dim", 512),
         "id_cond_dim": processors.get("id_cond_dim", 0),
     }
+
+
+# PuLID's face crop (facexlib's FaceRestoreHelper face_size), the input of both feature graphs.
+FACE_SIZE = 512
+
+
+def export_pulid_features(args, export, t, dev, dtype) -> None:
+    """`pulid_eva_clip` and, with --face-parsing, `face_parsing`: what PuLID's get_id_embedding
+    runs on the aligned 512 face (pulid/pipeline.py).
+
+    pulid_eva_clip: the background-whitened grey face [B,3,512,512] in 0..1 -> torchvision's
+    bicubic resize to the tower's image_size (PuLID's call, baked in as the two constant matrices
+    it equals, since it is linear), normalised with the tower's image_mean/std, through eva_clip's
+    visual tower (return_hidden=True) -> `id_cond_vit` (the class token, L2-normalised) and
+    `id_vit_hidden` (the 5 hidden states stacked, [B,5,tokens,width]).
+
+    face_parsing: the aligned face [B,3,512,512] RGB in 0..1 -> ImageNet normalisation (PuLID's
+    call) -> facexlib's BiSeNet -> its first output, `parsing` logits [B,19,512,512]."""
+    import torch
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.functional import resize
+
+    sys.path.insert(0, args.pulid_repo)
+    from eva_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD  # PuLID repo
+
+    visual = eva_visual(args.pulid_eva_model, args.pulid_eva).to(dev, dtype).eval()
+
+    def per_channel(value):
+        value = value if isinstance(value, (list, tuple)) else (value,) * 3
+        return torch.tensor(value, dtype=dtype, device=dev).view(1, 3, 1, 1)
+
+    size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
+    # resize() is linear and separable: it maps the rows of the identity onto its matrix.
+    basis = torch.eye(FACE_SIZE, dtype=torch.float64).view(FACE_SIZE, 1, 1, FACE_SIZE)
+    matrix = resize(basis, [1, size], InterpolationMode.BICUBIC).view(FACE_SIZE, size).T.contiguous()
+
+    class EvaClip(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.visual = visual
+            self.register_buffer("resize", matrix.to(dev, dtype))
+            self.register_buffer("mean", per_channel(getattr(visual, "image_mean", OPENAI_DATASET_MEAN)))
+            self.register_buffer("std", per_channel(getattr(visual, "image_std", OPENAI_DATASET_STD)))
+
+        def forward(self, face):
+            # R X R^T, written (R (R X)^T)^T so that the graph holds R once.
+            x = torch.matmul(self.resize, torch.matmul(self.resize, face).transpose(-1, -2)).transpose(-1, -2)
+            x = (x - self.mean) / self.std
+            cls, hidden = self.visual(x, return_all_features=False, return_hidden=True, shuffle=False)
+            return cls / torch.norm(cls, 2, 1, True), torch.stack(hidden, dim=1)
+
+    export(EvaClip().eval(), "pulid_eva_clip", (t(1, 3, FACE_SIZE, FACE_SIZE),), ["face"], ["id_cond_vit", "id_vit_hidden"],
+           {"face": {0: "batch"}, "id_cond_vit": {0: "batch"}, "id_vit_hidden": {0: "batch"}})
+
+    if args.face_parsing:
+        bisenet = load_bisenet(args.facexlib_dir)(num_class=19)
+        bisenet.load_state_dict(torch.load(args.face_parsing, map_location="cpu"))
+        bisenet = bisenet.to(dev, dtype).eval()
+
+        class FaceParsing(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = bisenet
+                self.register_buffer("mean", per_channel([0.485, 0.456, 0.406]))
+                self.register_buffer("std", per_channel([0.229, 0.224, 0.225]))
+
+            def forward(self, face):
+                return self.net((face - self.mean) / self.std)[0]
+
+        export(FaceParsing().eval(), "face_parsing", (t(1, 3, FACE_SIZE, FACE_SIZE),), ["face"], ["parsing"],
+               {"face": {0: "batch"}, "parsing": {0: "batch"}})
+
+
+def eva_visual(model: str, checkpoint: str):
+    """eva_clip's visual tower of `model` (a model name, or a model-config .json) with the
+    `visual.*` weights of an EVA-CLIP checkpoint, as PuLID builds it (`create_model_and_transforms(
+    'EVA02-CLIP-L-14-336', 'eva_clip', force_custom_clip=True)`, then `.visual`). Needs the PuLID
+    repo on sys.path."""
+    import torch
+    from eva_clip import add_model_config, create_model  # PuLID repo
+
+    if model.endswith(".json"):
+        add_model_config(model)
+        model = os.path.splitext(os.path.basename(model))[0]
+    visual = create_model(model, force_custom_clip=True).visual
+    ckpt = torch.load(checkpoint, map_location="cpu")
+    for key in ("model", "module", "state_dict"):
+        if isinstance(ckpt, dict) and key in ckpt:
+            ckpt = ckpt[key]
+    visual.load_state_dict({k[len("visual."):]: v for k, v in ckpt.items() if k.startswith("visual.")})
+    return visual
+
+
+def load_bisenet(root: str | None):
+    """facexlib's BiSeNet class from its package folder (default: the installed facexlib), loaded
+    without facexlib's __init__, which imports its detectors and their dependencies."""
+    import importlib.util
+    import types
+
+    if root is None:
+        spec = importlib.util.find_spec("facexlib")
+        if spec is None or not spec.submodule_search_locations:
+            raise SystemExit("--face-parsing needs facexlib (pip install facexlib --no-deps) or --facexlib-dir")
+        root = list(spec.submodule_search_locations)[0]
+    package = types.ModuleType("likeness_facexlib_parsing")
+    package.__path__ = [os.path.join(root, "parsing")]
+    sys.modules[package.__name__] = package
+    for name in ("resnet", "bisenet"):
+        spec = importlib.util.spec_from_file_location(f"{package.__name__}.{name}", os.path.join(root, "parsing", f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    bisenet = sys.modules[f"{package.__name__}.bisenet"]
+    bisenet.F = _GlobalPoolFunctional()
+    return bisenet.BiSeNet
+
+
+class _GlobalPoolFunctional:
+    """torch.nn.functional for BiSeNet's module, with its `avg_pool2d(x, x.size()[2:])` (a global
+    average whose traced kernel size ONNX cannot take) as `adaptive_avg_pool2d(x, 1)`, the same."""
+
+    def __getattr__(self, name):
+        import torch.nn.functional as F
+
+        return getattr(F, name)
+
+    @staticmethod
+    def avg_pool2d(x, kernel_size, *rest, **kwargs):
+        import torch.nn.functional as F
+
+        if rest or kwargs or tuple(int(k) for k in kernel_size) != tuple(x.shape[2:]):
+            return F.avg_pool2d(x, kernel_size, *rest, **kwargs)
+        return F.adaptive_avg_pool2d(x, 1)
 
 
 def residual_layout(unet):
@@ -599,6 +735,12 @@ def main() -> int:
     ap.add_argument("--pulid-repo", help="checkout of ToTheBeginning/PuLID (for pulid.encoders)")
     ap.add_argument("--pulid-mode", choices=list(PULID_MODES), default="fidelity",
                     help="PuLID's app modes: fidelity (8 zero tokens + ORTHO_v2, default) or extremely-style (16 zero tokens + ORTHO)")
+    ap.add_argument("--pulid-eva", help="EVA02-CLIP checkpoint PuLID uses (EVA02_CLIP_L_336_psz14_s6B.pt; its visual.* weights) "
+                    "-> pulid_eva_clip (needs --pulid-repo for eva_clip, and torchvision)")
+    ap.add_argument("--pulid-eva-model", default="EVA02-CLIP-L-14-336",
+                    help="eva_clip model name, or a model config .json (as eva_clip's model_configs) for other sizes")
+    ap.add_argument("--face-parsing", help="facexlib's BiSeNet weights (parsing_bisenet.pth) -> face_parsing (optional role)")
+    ap.add_argument("--facexlib-dir", help="facexlib's package folder (default: the installed facexlib)")
     ap.add_argument("--instantid-heads", type=int, default=20, help="attention heads of InstantID's Resampler (20 in InstantID)")
     ap.add_argument("--antelopev2", help="insightface antelopev2 folder (glintr100.onnx becomes face_recognizer)")
     ap.add_argument("--fp16", action="store_true", help="fp16 graphs (the VAE stays fp32 unless --vae-fp16)")
@@ -611,6 +753,10 @@ def main() -> int:
     ap.add_argument("--licence", default="see the licences of the exported checkpoints")
     ap.add_argument("--out", required=True, help="output pack folder")
     args = ap.parse_args()
+    if args.pulid_eva and not args.pulid_repo:
+        ap.error("--pulid-eva needs --pulid-repo (for eva_clip)")
+    if args.face_parsing and not args.pulid_eva:
+        ap.error("--face-parsing is used only with --pulid-eva")
     if not (args.controlnet_canny or args.controlnet_depth or args.controlnet_pose or args.instantid):
         print("warning: no ControlNet given; the pack will offer no control maps", file=sys.stderr)
     info = export_all(args)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Random-weight checkpoints of the REAL classes, saved as a user's checkpoints, for
 export_pack.py: a diffusers SDXL folder, a canny ControlNet folder, InstantID's ip-adapter.bin +
-ControlNetModel/, PuLID's pulid_v1.bin and an antelopev2/glintr100.onnx stand-in.
+ControlNetModel/, PuLID's pulid_v1.bin and EVA02-CLIP checkpoint, and an antelopev2/glintr100.onnx
+stand-in.
 
 Two sizes:
 - `sdxl`: SDXL base's architecture at full size (UNet 2.6B, CLIP-L + OpenCLIP bigG, the SDXL
@@ -53,6 +54,7 @@ class Sizes:
     vocab_size: int | None  # None: the tokenizer's
     sample_size: int  # latent side the UNet config names
     sparse_eva: bool  # keep a 64 x 64 block of PuLID's 1024-wide mappings (compressible)
+    eva_clip: tuple | None  # PuLID's EVA tower: width, head width, class-token width (None: EVA02-CLIP-L-14-336)
 
     @property
     def context(self) -> int:
@@ -66,6 +68,7 @@ TINY = Sizes(
     text_1=(12, 3, 2, 37), text_2=(20, 4, 4, 61), pooled=28, time_dim=4,
     vae_blocks=(8, 12, 16, 20), vae_layers=1, vae_groups=4, scaling_factor=0.2, beta_end=0.013,
     resampler=(40, 2), cn_embedding=(6, 10, 14, 18), vocab_size=None, sample_size=8, sparse_eva=True,
+    eva_clip=(32, 16, 48),
 )
 # stabilityai/stable-diffusion-xl-base-1.0's configs.
 SDXL = Sizes(
@@ -73,6 +76,7 @@ SDXL = Sizes(
     text_1=(768, 12, 12, 3072), text_2=(1280, 32, 20, 5120), pooled=1280, time_dim=256,
     vae_blocks=(128, 256, 512, 512), vae_layers=2, vae_groups=32, scaling_factor=0.13025, beta_end=0.012,
     resampler=(1280, 64), cn_embedding=(16, 32, 96, 256), vocab_size=49408, sample_size=128, sparse_eva=False,
+    eva_clip=None,
 )
 SIZES = {"tiny": TINY, "sdxl": SDXL}
 
@@ -85,6 +89,49 @@ def hidden_size(unet, name: str) -> int:
     if name.startswith("up_blocks"):
         return list(reversed(widths))[int(name[len("up_blocks.")])]
     return widths[int(name[len("down_blocks.")])]
+
+
+def eva_clip_checkpoint(torch, sz: Sizes, work: str, pulid_repo: str) -> tuple[str, str]:
+    """PuLID's EVA02-CLIP (eva_clip's CustomCLIP; PuLID keeps its visual tower) with random
+    weights, saved as EVA-CLIP's checkpoint ({"state_dict": ...}). EVA02-CLIP-L-14-336's layout
+    (336 px, 14 px patches, 577 tokens, RoPE, SwiGLU, sub-LN) with the widths of `sz.eva_clip` and
+    the 21 blocks that give PuLID's 5 hidden states (before blocks 4, 8, 12, 16, 20). Every weight
+    is re-drawn (the class zero-initialises some and scales the head by 0.001). Returns the
+    checkpoint and the model (a config .json, or the real name)."""
+    import json
+
+    sys.path.insert(0, pulid_repo)
+    from eva_clip import add_model_config, create_model  # PuLID repo
+
+    model = "EVA02-CLIP-L-14-336"
+    if sz.eva_clip:
+        width, head_width, embed_dim = sz.eva_clip
+        config = {
+            "embed_dim": embed_dim,
+            "vision_cfg": {"image_size": 336, "layers": 21, "width": width, "drop_path_rate": 0, "head_width": head_width,
+                           "mlp_ratio": 2.6667, "patch_size": 14, "eva_model_name": "eva-clip-l-14-336", "xattn": True,
+                           "fusedLN": True, "rope": True, "pt_hw_seq_len": 16, "intp_freq": True, "naiveswiglu": True,
+                           "subln": True},
+            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1,
+                         "xattn": False, "fusedLN": True},
+        }
+        model = os.path.join(work, "eva-clip-random.json")
+        with open(model, "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=1)
+        add_model_config(model)
+    torch.manual_seed(6)
+    clip = create_model(os.path.splitext(os.path.basename(model))[0] if sz.eva_clip else model, force_custom_clip=True)
+    with torch.no_grad():
+        for name, p in clip.visual.named_parameters():
+            if p.ndim >= 2:
+                p.copy_(torch.randn_like(p) / np.sqrt(p[0].numel()))
+            elif "norm" in name or "ln" in name:
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            else:
+                p.copy_(0.1 * torch.randn_like(p))
+    path = os.path.join(work, "eva-clip.pt")
+    torch.save({"state_dict": clip.state_dict()}, path)
+    return path, model
 
 
 def write_face_recognizer(path: str) -> None:
@@ -104,7 +151,7 @@ def write_face_recognizer(path: str) -> None:
 
 def build(torch, sz: Sizes, work: str, instantid_repo: str, pulid_repo: str) -> dict:
     """Writes the checkpoints under `work`; returns their paths (base, canny, instantid, pulid,
-    antelopev2)."""
+    antelopev2, eva_clip) and eva_clip's model (eva_clip_model)."""
     from diffusers import AutoencoderKL, ControlNetModel, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
@@ -224,7 +271,9 @@ def build(torch, sz: Sizes, work: str, instantid_repo: str, pulid_repo: str) -> 
     ante = os.path.join(work, "antelopev2")
     os.makedirs(ante, exist_ok=True)
     write_face_recognizer(os.path.join(ante, "glintr100.onnx"))
-    return {"base": base, "canny": canny, "instantid": instantid, "pulid": pulid, "antelopev2": ante}
+    eva, eva_model = eva_clip_checkpoint(torch, sz, work, pulid_repo)
+    return {"base": base, "canny": canny, "instantid": instantid, "pulid": pulid, "antelopev2": ante,
+            "eva_clip": eva, "eva_clip_model": eva_model}
 
 
 def export_command(ck: dict, instantid_repo: str, pulid_repo: str, out: str, extra: list[str]) -> list[str]:
@@ -233,6 +282,7 @@ def export_command(ck: dict, instantid_repo: str, pulid_repo: str, out: str, ext
             "--base", ck["base"], "--controlnet-canny", ck["canny"],
             "--instantid", ck["instantid"], "--instantid-repo", instantid_repo,
             "--pulid", ck["pulid"], "--pulid-repo", pulid_repo,
+            "--pulid-eva", ck["eva_clip"], "--pulid-eva-model", ck["eva_clip_model"],
             "--antelopev2", ck["antelopev2"], "--out", out, *extra]
 
 

@@ -44,6 +44,8 @@ FACE_DIM = 512  # antelopev2 embedding (512)
 EVA_DIM = 32  # EVA02-CLIP class token (768); id_cond = FACE_DIM + EVA_DIM (1280)
 VIT_LAYERS, VIT_TOKENS, VIT_DIM = 5, 16, 24  # EVA hidden states (5, 577, 1024)
 REC_SIZE = 112  # face recogniser input (112)
+FACE_SIZE = 512  # PuLID's aligned face, the EVA and face-parsing input (512; EVA resizes to 336)
+PARSE_CLASSES = 19  # BiSeNet's CelebAMask-HQ labels (19)
 
 FLOAT = TensorProto.FLOAT
 F16 = TensorProto.FLOAT16
@@ -314,6 +316,45 @@ def face_recognizer(rng, dtype) -> Graph:
     return g
 
 
+def eva_clip(rng, dtype) -> Graph:
+    """PuLID's EVA02-CLIP stand-in: the whitened aligned face -> L2-normalised class token and 5
+    stacked hidden states (VIT_TOKENS tokens pooled from 128-pixel patches, residual tanh layers)."""
+    g = Graph("pulid_eva_clip", rng, dtype)
+    x = g.input("face", FLOAT, ["batch", 3, FACE_SIZE, FACE_SIZE])
+    side = int(np.sqrt(VIT_TOKENS))
+    patch = FACE_SIZE // side
+    p = g.op("AveragePool", [x], kernel_shape=[patch, patch], strides=[patch, patch])  # [B,3,s,s]
+    tokens = g.op("Transpose", [g.reshape(p, [0, 3, VIT_TOKENS])], perm=[0, 2, 1])  # [B,T,3]
+    h = g.op("Tanh", [g.linear(tokens, 3, VIT_DIM, gain=4.0)])
+    hidden = []
+    for _ in range(VIT_LAYERS):
+        h = g.op("Add", [h, g.op("Tanh", [g.linear(h, VIT_DIM, VIT_DIM)])])
+        hidden.append(g.unsq(h, [1]))
+    g.output("id_vit_hidden", g.op("Concat", hidden, axis=1), ["batch", VIT_LAYERS, VIT_TOKENS, VIT_DIM])
+    pooled = g.op("ReduceMean", [h, g.const(np.array([1], dtype=np.int64))], keepdims=0)  # [B,D]
+    c = g.linear(pooled, VIT_DIM, EVA_DIM)
+    norm = g.op("Sqrt", [g.op("ReduceSumSquare", [c, g.const(np.array([1], dtype=np.int64))], keepdims=1)])
+    g.output("id_cond_vit", g.op("Div", [c, norm]), ["batch", EVA_DIM])
+    return g
+
+
+def face_parsing(rng, dtype) -> Graph:
+    """BiSeNet stand-in: the aligned face (RGB 0..1) -> per-pixel logits of the 19 labels: a fixed
+    prior (skin inside the template's face oval, background outside) plus a random 1x1 conv."""
+    g = Graph("face_parsing", rng, dtype)
+    x = g.input("face", FLOAT, ["batch", 3, FACE_SIZE, FACE_SIZE])
+    low = 16
+    yy, xx = np.mgrid[0:low, 0:low].astype(np.float32) + 0.5
+    inside = ((xx / low - 0.5) / 0.27) ** 2 + ((yy / low - 0.57) / 0.4) ** 2 <= 1.0
+    prior = np.zeros((1, PARSE_CLASSES, low, low), np.float32)
+    prior[0, 0] = np.where(inside, 0.0, 3.0)
+    prior[0, 1] = np.where(inside, 3.0, 0.0)
+    scales = g.const(np.array([1, 1, FACE_SIZE // low, FACE_SIZE // low], np.float32), "scales")
+    up = g.op("Resize", [g.const(prior, "prior"), "", scales], mode="nearest")
+    g.output("parsing", g.op("Add", [up, g.conv(x, 3, PARSE_CLASSES, k=1)]), ["batch", PARSE_CLASSES, FACE_SIZE, FACE_SIZE])
+    return g
+
+
 def vae_decoder(rng, dtype) -> Graph:
     g = Graph("vae_decoder", rng, dtype)
     z = g.input("latent_sample", FLOAT, ["batch", LATENT, "height", "width"])
@@ -455,6 +496,10 @@ def main() -> int:
         "pulid_id_encoder": pulid_encoder(rng, dt),
         "face_recognizer": face_recognizer(rng, dt),
     }
+    # PuLID's feature graphs draw from their own generator, so the graphs above keep their weights.
+    pulid_rng = np.random.default_rng(20261201)
+    graphs["pulid_eva_clip"] = eva_clip(pulid_rng, dt)
+    graphs["face_parsing"] = face_parsing(pulid_rng, dt)
     lines = [
         "# A tiny test pack made by tools/tiny-pack/make_tiny_pack.py: random weights, real contract.",
         "# See docs/model-packs.md.",

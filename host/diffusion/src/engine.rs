@@ -69,9 +69,11 @@ pub struct GenerationInput {
     pub settings: Diffusion,
     /// Condition images for the control maps, one per kind used.
     pub control_images: Vec<ControlImage>,
-    /// InstantID/PuLID face embedding from the same recogniser as the pack's `face_recognizer`.
+    /// InstantID's face embedding, raw (insightface's `embedding`), from the same recogniser as
+    /// the pack's `face_recognizer`.
     pub face_embedding: Option<Vec<f32>>,
-    /// Or the aligned 112x112 face, embedded here with the pack's `face_recognizer`.
+    /// Or the aligned 112x112 face, embedded here with the pack's `face_recognizer` (what the
+    /// host does).
     pub aligned_face: Option<Image>,
     /// PuLID's identity features.
     pub pulid: Option<PulidFeatures>,
@@ -300,8 +302,9 @@ impl DiffusionEngine {
     }
 
     /// What the pack can run. instant-id needs IdentityNet, the image projection, a UNet with
-    /// `ip_scale` and the face recogniser; pulid needs the ID encoder, a UNet with
-    /// `id_embedding` and the face recogniser; controlnet needs at least one structural
+    /// `ip_scale` and the face recogniser; pulid needs the ID encoder, the EVA02-CLIP tower
+    /// (`pulid_eva_clip`; `face_parsing` is optional), a UNet with `id_embedding` and the face
+    /// recogniser; controlnet needs at least one structural
     /// ControlNet (canny, depth or pose).
     pub fn capabilities(&self) -> Capabilities {
         let has = |r: Role| self.graphs.contains_key(&r);
@@ -313,7 +316,11 @@ impl DiffusionEngine {
         {
             methods.push(Method::InstantId);
         }
-        if has(Role::PulidIdEncoder) && has(Role::FaceRecognizer) && self.pack.unet_has_id() {
+        if has(Role::PulidIdEncoder)
+            && has(Role::PulidEvaClip)
+            && has(Role::FaceRecognizer)
+            && self.pack.unet_has_id()
+        {
             methods.push(Method::Pulid);
         }
         let structural = [
@@ -350,6 +357,34 @@ impl DiffusionEngine {
             }),
             transfer: None,
         }
+    }
+
+    /// The raw embedding (insightface's `embedding`, not normalised) of an aligned
+    /// [`crate::instantid::RECOGNIZER_SIZE`]² face by the pack's `face_recognizer`.
+    pub fn embed_face(&self, aligned: &Image) -> Result<Vec<f32>, DiffusionError> {
+        aligned
+            .validate("the aligned face")
+            .map_err(DiffusionError::Invalid)?;
+        crate::instantid::embed_face(self.graph(Role::FaceRecognizer)?, aligned)
+    }
+
+    /// PuLID's identity features of `face`, the aligned [`crate::pulid::FACE_SIZE`]² crop (see
+    /// `likeness_vision::align::align_face_ffhq`) with its five `landmarks` in the crop's pixels
+    /// and the face's raw `embedding`: see [`crate::pulid::features`]. Whitens with the pack's
+    /// `face_parsing` graph when it has one, else with [`crate::pulid::landmark_mask`].
+    pub fn pulid_features(
+        &self,
+        face: &Image,
+        landmarks: &[[f32; 2]; 5],
+        embedding: &[f32],
+    ) -> Result<PulidFeatures, DiffusionError> {
+        crate::pulid::features(
+            self.graph(Role::PulidEvaClip)?,
+            self.graphs.get(&Role::FaceParsing),
+            face,
+            landmarks,
+            embedding,
+        )
     }
 
     /// Generates the picture. `progress(k, n)` is called after each step; `cancel` is checked

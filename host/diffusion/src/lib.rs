@@ -20,8 +20,10 @@
 //! business), the method's settings -> `settings`, the contract's [`Diffusion`] as it is (the
 //! host fills in the size and the seed when the plan leaves them to it), `reference-faces` -> the
 //! host picks that face's embedding / aligned crop / PuLID features and its keypoint image.
-//! Control images, the face embedding (or aligned face), the PuLID features and the optional
-//! img2img photo come from the host's vision layer.
+//! Control images, the face embedding (or aligned face) and the optional img2img photo come
+//! from the host's vision layer; the PuLID features from [`DiffusionEngine::pulid_features`] on
+//! the face the vision layer aligns (`likeness_vision::align::align_face_ffhq`), with the pack's
+//! EVA02-CLIP and face parsing.
 //!
 //! Modules, one per part: [`tokenizer`], [`text`] (both text encoders), [`scheduler`],
 //! [`unet`] (one UNet step), [`control`], [`instantid`], [`pulid`], [`vae`], `pipeline` (the

@@ -122,7 +122,7 @@ pub struct InstantIdConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PulidConfig {
-    /// ID tokens (32 in PuLID SDXL v1).
+    /// ID tokens (10 from PuLID SDXL v1's IDEncoder).
     pub tokens: usize,
     /// Width of `id_cond` (512 face embedding + 768 EVA class token = 1280).
     pub id_cond_dim: usize,

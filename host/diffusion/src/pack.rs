@@ -36,13 +36,19 @@ pub enum Role {
     InstantidImageProj,
     /// PuLID's ID encoder.
     PulidIdEncoder,
+    /// PuLID's EVA02-CLIP-L-14-336 visual tower: the aligned, background-whitened face in, the
+    /// L2-normalised class token and the 5 hidden states PuLID takes out.
+    PulidEvaClip,
+    /// Face parsing (facexlib's BiSeNet) of the aligned face, which PuLID whitens the
+    /// background with; optional (without it the host whitens outside a landmark ellipse).
+    FaceParsing,
     /// Face recogniser (antelopev2-style 512-d embedding of an aligned 112x112 face).
     FaceRecognizer,
 }
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 12] = [
+    pub const ALL: [Role; 14] = [
         Role::TextEncoder,
         Role::TextEncoder2,
         Role::Unet,
@@ -54,6 +60,8 @@ impl Role {
         Role::Identitynet,
         Role::InstantidImageProj,
         Role::PulidIdEncoder,
+        Role::PulidEvaClip,
+        Role::FaceParsing,
         Role::FaceRecognizer,
     ];
 
@@ -79,6 +87,8 @@ impl Role {
             Role::Identitynet => "identitynet",
             Role::InstantidImageProj => "instantid_image_proj",
             Role::PulidIdEncoder => "pulid_id_encoder",
+            Role::PulidEvaClip => "pulid_eva_clip",
+            Role::FaceParsing => "face_parsing",
             Role::FaceRecognizer => "face_recognizer",
         }
     }
@@ -528,6 +538,19 @@ impl Pack {
                     want("id_vit_hidden", Float, &[4]),
                 ],
                 vec![want("id_embedding", Float, &[3])],
+                vec![],
+            ),
+            Role::PulidEvaClip => (
+                vec![want("face", Float, &[4])],
+                vec![
+                    want("id_cond_vit", Float, &[2]),
+                    want("id_vit_hidden", Float, &[4]),
+                ],
+                vec![],
+            ),
+            Role::FaceParsing => (
+                vec![want("face", Float, &[4])],
+                vec![want("parsing", Float, &[4])],
                 vec![],
             ),
             Role::FaceRecognizer => (

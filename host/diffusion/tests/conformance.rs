@@ -551,6 +551,59 @@ fn engine_matches_the_reference_pipelines() {
 }
 
 #[test]
+fn pulid_features_match_pulids_own_get_id_embedding() {
+    // PuLIDPipeline.get_id_embedding itself ran on a fixed aligned face, whitened with the
+    // engine's landmark ellipse (the conformance packs have no face_parsing), through the exported
+    // EVA02-CLIP (reduced width, the real layout: 336 px, 577 tokens, 21 blocks).
+    let g = Golden::load("pulid-features");
+    let gunzip = |name: &str| {
+        let mut out = Vec::new();
+        let file = std::fs::File::open(g.dir.join(name)).unwrap();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(file), &mut out).unwrap();
+        out
+    };
+    let side = pulid::FACE_SIZE;
+    let face = Image::rgb(side, side, gunzip("face.u8.gz")).unwrap();
+    let points = g.tensor("landmarks").data;
+    let landmarks: [[f32; 2]; 5] = std::array::from_fn(|i| [points[2 * i], points[2 * i + 1]]);
+    let mask = pulid::landmark_mask(side, &landmarks);
+    let differing = mask
+        .iter()
+        .zip(gunzip("mask.u8.gz"))
+        .filter(|(a, b)| **a != (*b != 0))
+        .count();
+    assert_eq!(
+        differing, 0,
+        "the engine's ellipse differs from the golden's"
+    );
+
+    let engine = DiffusionEngine::load(
+        &pack("fidelity"),
+        common::runtime(),
+        EngineOptions::default(),
+    )
+    .expect("the conformance pack loads");
+    let features = engine
+        .pulid_features(&face, &landmarks, &g.tensor("embedding").data)
+        .unwrap();
+    let mut table = Table::default();
+    table.compare(
+        "pulid features: id_cond".into(),
+        &features.id_cond,
+        &g.tensor("id_cond").data,
+        TENSOR,
+    );
+    table.compare(
+        "pulid features: id_vit_hidden".into(),
+        &features.id_vit_hidden,
+        &g.tensor("id_vit_hidden").data,
+        TENSOR,
+    );
+    table.print();
+    assert!(table.0.iter().all(Row::ok), "outside tolerance");
+}
+
+#[test]
 fn the_goldens_tell_the_pulid_modes_apart() {
     // The fidelity goldens on the extremely-style pack: PuLID's other zero tokens and projection
     // must show in the UNet step and the final latents, or the comparison could not catch a

@@ -3,28 +3,14 @@
 
 mod common;
 
+use common::{drop_table, edit_manifest};
+
 use std::path::Path;
 
 use likeness_diffusion::{ControlKind, DiffusionEngine, EngineOptions, Method, PackError, Role};
 
 fn load(dir: &Path) -> Result<std::sync::Arc<DiffusionEngine>, PackError> {
     DiffusionEngine::load(dir, common::runtime(), EngineOptions::default())
-}
-
-fn edit_manifest(dir: &Path, f: impl FnOnce(String) -> String) {
-    let path = dir.join("pack.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, f(text)).unwrap();
-}
-
-/// Removes the `[graphs.ROLE]` table (up to the next blank line).
-fn drop_table(text: &str, role: &str) -> String {
-    let header = format!("[graphs.{role}]\n");
-    let start = text.find(&header).unwrap_or_else(|| panic!("no {header}"));
-    let end = text[start..]
-        .find("\n\n")
-        .map_or(text.len(), |e| start + e + 2);
-    format!("{}{}", &text[..start], &text[end..])
 }
 
 #[test]
@@ -60,6 +46,21 @@ fn capabilities_follow_the_roles_present() {
         caps.control_maps,
         vec![ControlKind::Canny, ControlKind::Depth]
     );
+}
+
+#[test]
+fn pulid_needs_the_eva_clip_graph_but_not_face_parsing() {
+    let dir = common::copy_pack("no-eva");
+    edit_manifest(&dir, |t| drop_table(&t, "pulid_eva_clip"));
+    let engine = load(&dir).expect("a pack without EVA02-CLIP still loads");
+    assert_eq!(
+        engine.capabilities().methods,
+        vec![Method::InstantId, Method::Controlnet]
+    );
+    let dir = common::copy_pack("no-parsing");
+    edit_manifest(&dir, |t| drop_table(&t, "face_parsing"));
+    let engine = load(&dir).expect("a pack without face parsing loads");
+    assert!(engine.capabilities().methods.contains(&Method::Pulid));
 }
 
 #[test]

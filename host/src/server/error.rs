@@ -146,6 +146,16 @@ impl ApiError {
         self
     }
 
+    /// 404 for a style whose package has no preview picture.
+    pub fn no_preview(id: &str) -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_preview",
+            format!("the style '{id}' has no preview picture"),
+        )
+        .with_style(id)
+    }
+
     /// 404 for a style id nobody knows.
     pub fn unknown_style(id: &str) -> Self {
         ApiError::new(

@@ -90,6 +90,7 @@ pub fn router(state: AppState) -> Router {
     let v1 = OpenApiRouter::new()
         .routes(routes!(styles::list_styles))
         .routes(routes!(styles::get_style))
+        .routes(routes!(styles::get_style_preview))
         .routes(routes!(analyze::analyze))
         .routes(routes!(generations::create_generation))
         .routes(routes!(jobs::get_job, jobs::cancel_job))

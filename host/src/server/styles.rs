@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -58,6 +58,9 @@ pub struct StyleView {
     contract: Option<&'static str>,
     /// The options it takes.
     params: Vec<ParamView>,
+    /// Where its preview picture is (`/v1/styles/{id}/preview`), when the package has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preview: Option<String>,
     /// Its life: serving or failed, and the last reload error.
     status: StatusView,
     /// Its canary, when one serves or has ended since start: both versions with digests,
@@ -181,6 +184,9 @@ fn view(mut status: StyleStatus, style: Option<&LoadedStyle>) -> StyleView {
         params: info
             .map(|i| i.params.iter().map(ParamView::from).collect())
             .unwrap_or_default(),
+        preview: style
+            .filter(|s| s.preview.is_some())
+            .map(|_| format!("/v1/styles/{}/preview", status.id)),
         status: StatusView::from(status),
         canary,
     }
@@ -227,4 +233,58 @@ pub async fn get_style(
         .ok_or_else(|| ApiError::unknown_style(&id))?;
     let style = registry.get(&id);
     Ok(Json(view(status, style.as_deref())))
+}
+
+/// The style's preview picture (a PNG, JPEG or WebP from its package), for clients that show
+/// styles as cards. Revalidate with `If-None-Match`: the tag changes with the picture.
+#[utoipa::path(get, path = "/v1/styles/{id}/preview", operation_id = "getStylePreview", tag = "styles",
+    params(("id" = String, Path, description = "The style's id.")),
+    responses(
+        (status = 200, description = "The picture.", content(
+            (Vec<u8> = "image/png"),
+            (Vec<u8> = "image/jpeg"),
+            (Vec<u8> = "image/webp"),
+        )),
+        (status = 304, description = "The picture has not changed since the tag sent in `If-None-Match`."),
+        (status = 401, description = "A valid API key is required.", body = ErrorBody),
+        (status = 404, description = "No style has this id, or it has no preview (`no_preview`).", body = ErrorBody),
+        (status = 429, description = "The API key's rate limit is exceeded.", body = ErrorBody),
+    ),
+    security((), ("api_key" = [])))]
+pub async fn get_style_preview(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let registry = state.service.pipeline().registry();
+    let style = registry
+        .get(&id)
+        .ok_or_else(|| ApiError::unknown_style(&id))?;
+    let preview = style
+        .preview
+        .as_ref()
+        .ok_or_else(|| ApiError::no_preview(&id))?;
+    let cache = [
+        (header::ETAG, preview.etag.clone()),
+        (header::CACHE_CONTROL, "no-cache".to_string()),
+    ];
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| {
+            tags.split(',')
+                .any(|tag| tag.trim() == preview.etag || tag.trim() == "*")
+        });
+    if unchanged {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    Ok((
+        cache,
+        [
+            (header::CONTENT_TYPE, preview.mime.to_string()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+        ],
+        preview.bytes.clone(),
+    )
+        .into_response())
 }

@@ -225,6 +225,10 @@ fn assemble(crate_dir: &Path, wasm: &Path, out: &Path) -> anyhow::Result<PathBuf
     if assets.is_dir() {
         copy_dir(&assets, &staging.join("assets"))?;
     }
+    if let Some(preview) = &manifest.preview {
+        std::fs::copy(crate_dir.join(preview), staging.join(preview))
+            .with_context(|| format!("copying the preview {preview}"))?;
+    }
     std::fs::write(staging.join(MANIFEST_FILE), manifest_text)?;
 
     let target = out.join(&manifest.id);

@@ -36,6 +36,10 @@ pub struct Manifest {
     /// Capabilities the style asks for beyond logging.
     #[serde(default)]
     pub grants: Grants,
+    /// A picture of the look (a PNG, JPEG or WebP file name inside the package folder) that
+    /// clients show beside the style; see [`super::preview`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
 }
 
 /// Per-style overrides of the host's call limits, each capped by the host's ceilings.
@@ -99,6 +103,19 @@ impl Manifest {
             "component '{}' must be a .wasm file name inside the package folder",
             self.component
         );
+        if let Some(preview) = &self.preview {
+            let plain_file = Path::new(preview)
+                .file_name()
+                .is_some_and(|name| name == preview.as_str());
+            let lower = preview.to_ascii_lowercase();
+            ensure!(
+                plain_file
+                    && [".png", ".jpg", ".jpeg", ".webp"]
+                        .iter()
+                        .any(|ext| lower.ends_with(ext)),
+                "preview '{preview}' must be a .png, .jpg or .webp file name inside the package folder"
+            );
+        }
         ensure!(
             self.sha256.len() == 64
                 && self

@@ -8,6 +8,7 @@ pub mod deploy;
 pub mod guest;
 pub mod manifest;
 pub mod package;
+pub mod preview;
 pub mod registry;
 pub mod toolchain;
 pub mod watch;

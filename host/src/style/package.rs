@@ -9,6 +9,7 @@ use anyhow::{Context as _, ensure};
 use sha2::{Digest, Sha256};
 
 use super::manifest::Manifest;
+use super::preview::Preview;
 use likeness_contract::{Analysis, Capabilities, Face, Landmarks, Point, Rect};
 
 use crate::wasm::{Image, StyleComponent, StyleInfo, StyleRuntime};
@@ -30,6 +31,8 @@ pub struct LoadedStyle {
     pub loaded_at: SystemTime,
     /// The compiled component.
     pub component: StyleComponent,
+    /// The package's preview picture, if it has one.
+    pub preview: Option<Preview>,
 }
 
 impl std::fmt::Debug for LoadedStyle {
@@ -43,7 +46,7 @@ impl std::fmt::Debug for LoadedStyle {
 }
 
 /// A package's files as read from disk, checked as far as no runtime is needed: manifest
-/// schema, folder name, component size and hash.
+/// schema, folder name, component size and hash, the preview picture.
 pub struct PackageFiles {
     /// The package's manifest.
     pub manifest: Manifest,
@@ -51,6 +54,8 @@ pub struct PackageFiles {
     pub digest: String,
     /// The package folder.
     pub dir: PathBuf,
+    /// The package's preview picture, checked.
+    pub preview: Option<Preview>,
     wasm: Vec<u8>,
 }
 
@@ -81,10 +86,16 @@ pub fn read(dir: &Path) -> anyhow::Result<PackageFiles> {
         manifest.component,
         manifest.sha256
     );
+    let preview = manifest
+        .preview
+        .as_deref()
+        .map(|name| Preview::read(dir, name))
+        .transpose()?;
     Ok(PackageFiles {
         manifest,
         digest,
         dir: dir.to_path_buf(),
+        preview,
         wasm,
     })
 }
@@ -105,6 +116,7 @@ pub async fn load_files(
         manifest,
         digest,
         dir,
+        preview,
         wasm,
     } = files;
     let config = runtime.config();
@@ -151,6 +163,7 @@ pub async fn load_files(
         dir,
         loaded_at: SystemTime::now(),
         component,
+        preview,
     }))
 }
 

@@ -1,5 +1,6 @@
-//! Similarity (Umeyama) alignment of five face landmarks to the ArcFace 112x112 template, and the
-//! bilinear affine warp that cuts the aligned crop.
+//! Similarity (Umeyama) alignment of five face landmarks to the ArcFace 112x112 template (face
+//! recognition) or to facexlib's FFHQ 512x512 template (PuLID's EVA-CLIP input), and the bilinear
+//! affine warp that cuts the aligned crop.
 
 use image::RgbImage;
 use serde::Serialize;
@@ -13,6 +14,20 @@ pub const ARCFACE_TEMPLATE: [[f32; 2]; 5] = [
     [41.5493, 92.3655],
     [70.7299, 92.2041],
 ];
+
+/// facexlib's five-point template for its 512x512 FFHQ-style crop (`FaceRestoreHelper`'s
+/// `face_template`, the crop PuLID's pipeline feeds to face parsing and EVA02-CLIP).
+pub const FFHQ_TEMPLATE_512: [[f32; 2]; 5] = [
+    [192.98138, 239.94708],
+    [318.90277, 240.1936],
+    [256.63416, 314.01935],
+    [201.26117, 371.41043],
+    [313.08905, 371.15118],
+];
+
+/// The colour facexlib fills outside the photo when it cuts the 512 crop (`borderValue=(135, 133,
+/// 132)` in BGR).
+pub const FFHQ_BORDER: [u8; 3] = [132, 133, 135];
 
 /// A 2-D similarity transform `x' = a*x - b*y + tx`, `y' = b*x + a*y + ty`
 /// (scale `sqrt(a^2+b^2)`, rotation `atan2(b, a)`).
@@ -105,10 +120,25 @@ pub fn umeyama(src: &[[f32; 2]], dst: &[[f32; 2]]) -> Similarity {
 /// Warps `img` by `m` (source -> destination) into a `w x h` image, bilinear, black outside
 /// (like `cv2.warpAffine(img, M, (w, h), borderValue=0)`).
 pub fn warp_affine(img: &RgbImage, m: &Similarity, w: u32, h: u32) -> RgbImage {
+    warp_affine_filled(img, m, w, h, [0, 0, 0])
+}
+
+/// [`warp_affine`] with `fill` outside the photo (`cv2.warpAffine(..., borderMode=
+/// BORDER_CONSTANT, borderValue=fill)`: the constant border takes part in the bilinear taps).
+pub fn warp_affine_filled(
+    img: &RgbImage,
+    m: &Similarity,
+    w: u32,
+    h: u32,
+    fill: [u8; 3],
+) -> RgbImage {
     let inv = m.inverse();
     let (sw, sh) = (img.width() as usize, img.height() as usize);
     let src = img.as_raw();
-    let mut out = vec![0u8; w as usize * h as usize * 3];
+    let mut out: Vec<u8> = std::iter::repeat_n(fill, w as usize * h as usize)
+        .flatten()
+        .collect();
+    let fill_f = fill.map(f32::from);
     // Source position of pixel (x, y): the row's start plus x steps along the mapped x axis.
     let step_x = [inv.a, inv.b];
     let px = |sx: usize, sy: usize| {
@@ -128,7 +158,7 @@ pub fn warp_affine(img: &RgbImage, m: &Similarity, w: u32, h: u32) -> RgbImage {
             ];
             let (fx, fy) = (p[0].floor(), p[1].floor());
             if !(fx >= -1.0 && fy >= -1.0 && fx < sw as f64 && fy < sh as f64) {
-                continue; // entirely outside: black
+                continue; // entirely outside: the fill
             }
             let (ax, ay) = ((p[0] - fx) as f32, (p[1] - fy) as f32);
             let (x0, y0) = (fx as i64, fy as i64);
@@ -151,10 +181,11 @@ pub fn warp_affine(img: &RgbImage, m: &Similarity, w: u32, h: u32) -> RgbImage {
                 for (dy, wy) in [(0i64, 1.0 - ay), (1, ay)] {
                     for (dx, wx) in [(0i64, 1.0 - ax), (1, ax)] {
                         let (sx, sy) = (x0 + dx, y0 + dy);
-                        if sx < 0 || sy < 0 || sx as usize >= sw || sy as usize >= sh {
-                            continue;
-                        }
-                        let v = px(sx as usize, sy as usize);
+                        let v = if sx < 0 || sy < 0 || sx as usize >= sw || sy as usize >= sh {
+                            fill_f
+                        } else {
+                            px(sx as usize, sy as usize)
+                        };
                         for k in 0..3 {
                             acc[k] += wx * wy * v[k];
                         }
@@ -176,6 +207,26 @@ pub fn align_face(img: &RgbImage, landmarks: &[[f32; 2]; 5], size: u32) -> RgbIm
     let dst = ARCFACE_TEMPLATE.map(|p| [p[0] * k, p[1] * k]);
     let m = umeyama(landmarks, &dst);
     warp_affine(img, &m, size, size)
+}
+
+/// Cuts PuLID's `size x size` face crop (512 in PuLID): the five landmarks mapped onto
+/// [`FFHQ_TEMPLATE_512`] scaled by `size / 512`, [`FFHQ_BORDER`] outside the photo, as facexlib's
+/// `align_warp_face` does. facexlib estimates the similarity with OpenCV's LMEDS, which on five
+/// consistent points agrees with this least-squares estimate to a fraction of a pixel. Returns the
+/// crop and the landmarks' positions in it.
+pub fn align_face_ffhq(
+    img: &RgbImage,
+    landmarks: &[[f32; 2]; 5],
+    size: u32,
+) -> (RgbImage, [[f32; 2]; 5]) {
+    let k = size as f32 / 512.0;
+    let dst = FFHQ_TEMPLATE_512.map(|p| [p[0] * k, p[1] * k]);
+    let m = umeyama(landmarks, &dst);
+    let moved = landmarks.map(|p| {
+        let q = m.apply([f64::from(p[0]), f64::from(p[1])]);
+        [q[0] as f32, q[1] as f32]
+    });
+    (warp_affine_filled(img, &m, size, size, FFHQ_BORDER), moved)
 }
 
 #[cfg(test)]
@@ -219,6 +270,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_ffhq_crop_puts_the_landmarks_on_the_template_and_fills_outside() {
+        let img = RgbImage::from_pixel(200, 200, image::Rgb([10, 200, 30]));
+        // A face of the template's shape, half size, shifted into the photo's corner.
+        let lms = FFHQ_TEMPLATE_512.map(|p| [p[0] * 0.25 - 20.0, p[1] * 0.25 - 30.0]);
+        let (crop, moved) = align_face_ffhq(&img, &lms, 512);
+        for (got, want) in moved.iter().zip(FFHQ_TEMPLATE_512) {
+            assert!((got[0] - want[0]).abs() < 1e-2 && (got[1] - want[1]).abs() < 1e-2);
+        }
+        // The photo's corner lands inside the crop; above-left of it is outside the photo.
+        assert_eq!(crop.get_pixel(0, 0).0, FFHQ_BORDER);
+        assert_eq!(crop.get_pixel(300, 300).0, [10, 200, 30]);
     }
 
     #[test]

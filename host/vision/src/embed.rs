@@ -65,6 +65,14 @@ impl Embedder {
     /// Embeds aligned crops (each `size x size`), batched where the model allows; each result is
     /// L2-normalised.
     pub fn embed(&self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
+        let mut out = self.embed_raw(crops)?;
+        out.iter_mut().for_each(|v| l2_normalize(v));
+        Ok(out)
+    }
+
+    /// [`Embedder::embed`] as the model returns it, not normalised (insightface's `embedding`,
+    /// which PuLID's `id_cond` takes).
+    pub fn embed_raw(&self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
         let s = self.size as usize;
         let plane = s * s;
         let batch = if self.net.dynamic_batch() { 32 } else { 1 };
@@ -95,9 +103,7 @@ impl Embedder {
             let o = &res[0];
             let dim = o.data.len() / chunk.len().max(1);
             for n in 0..chunk.len() {
-                let mut v = o.data[n * dim..(n + 1) * dim].to_vec();
-                l2_normalize(&mut v);
-                out.push(v);
+                out.push(o.data[n * dim..(n + 1) * dim].to_vec());
             }
         }
         Ok(out)

@@ -99,6 +99,23 @@ pub fn copy_pack(name: &str) -> PathBuf {
     dst
 }
 
+/// Rewrites the pack's manifest with `f`.
+pub fn edit_manifest(dir: &Path, f: impl FnOnce(String) -> String) {
+    let path = dir.join("pack.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, f(text)).unwrap();
+}
+
+/// Removes the `[graphs.ROLE]` table (up to the next blank line).
+pub fn drop_table(text: &str, role: &str) -> String {
+    let header = format!("[graphs.{role}]\n");
+    let start = text.find(&header).unwrap_or_else(|| panic!("no {header}"));
+    let end = text[start..]
+        .find("\n\n")
+        .map_or(text.len(), |e| start + e + 2);
+    format!("{}{}", &text[..start], &text[end..])
+}
+
 fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();
     for entry in std::fs::read_dir(src).unwrap().flatten() {
