@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::send;
 use likeness_host::style::{deploy, watch};
 
 const GEN_A: &str = "0.1.0-generation-a";
@@ -58,7 +59,7 @@ async fn generate(
     if let Some(side) = force {
         request = request.header("x-likeness-canary", side);
     }
-    let response = request.send().await.unwrap();
+    let response = send(request).await;
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or_default())
 }
@@ -216,19 +217,9 @@ async fn a_failing_canary_is_rolled_back_and_a_healthy_one_promoted() {
         assert_eq!(body["style"]["version"], version, "{side}");
     }
     let promote = server.at("/admin/styles/hostile/promote");
-    let wrong = client
-        .post(&promote)
-        .bearer_auth("not-the-key")
-        .send()
-        .await
-        .unwrap();
+    let wrong = send(client.post(&promote).bearer_auth("not-the-key")).await;
     assert_eq!(wrong.status(), 401);
-    let promoted = client
-        .post(&promote)
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+    let promoted = send(client.post(&promote).bearer_auth(ADMIN_KEY)).await;
     assert_eq!(promoted.status(), 200, "{}", promoted.text().await.unwrap());
     let view = style_view(&server).await;
     assert_eq!(view["canary"]["state"], "promoted", "{view}");
@@ -251,12 +242,12 @@ async fn the_admin_routes_are_off_unless_configured() {
     let styles = tempfile::tempdir().unwrap();
     common::write_package(styles.path(), "hostile", GEN_A, common::hostile_wasm(), "");
     let server = common::TestServer::start(common::serve_config(styles.path())).await;
-    let response = common::client()
-        .post(server.at("/admin/styles/hostile/promote"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+    let response = send(
+        common::client()
+            .post(server.at("/admin/styles/hostile/promote"))
+            .bearer_auth(ADMIN_KEY),
+    )
+    .await;
     assert_eq!(response.status(), 404);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "not_found");

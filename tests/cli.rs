@@ -5,19 +5,22 @@
 mod common;
 
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{client, photo_form, photo_path, styles_with_hostile};
+use common::{client, photo_form, photo_path, send, send_json, styles_with_hostile};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+/// The binary, with compiled components cached in target/ (the default `.cache/components` is
+/// relative to the working directory, which is host/ under cargo test: the source tree).
 fn likeness() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_likeness"));
     command
         .env_remove("LIKENESS_API_KEYS")
         .env_remove("LIKENESS_CONFIG")
+        .env("LIKENESS_CACHE", common::component_cache())
         .env("RUST_LOG", "warn");
     command
 }
@@ -30,10 +33,6 @@ fn run(command: &mut Command) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
-}
-
-fn component_cache() -> PathBuf {
-    common::repo().join("target").join("test-component-cache")
 }
 
 /// A `likeness serve` process and its URL (read from its first stdout line).
@@ -126,8 +125,6 @@ async fn sigterm_drains_in_flight_work_then_exits_zero() {
         .arg(styles.path())
         .arg("--models")
         .arg(common::models_dir())
-        .arg("--cache-dir")
-        .arg(component_cache())
         .env("LIKENESS_API_KEYS", "secret-1,secret-2");
     let mut served = Served::start(command);
     let http = client();
@@ -145,7 +142,7 @@ async fn sigterm_drains_in_flight_work_then_exits_zero() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The environment's keys apply.
-    let anonymous = http.get(served.at("/v1/styles")).send().await.unwrap();
+    let anonymous = send(http.get(served.at("/v1/styles"))).await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 
     let url = served.at("/v1/styles/hostile/generations");
@@ -164,17 +161,13 @@ async fn sigterm_drains_in_flight_work_then_exits_zero() {
     // Two generations run and two wait: the drain has seconds of work to finish.
     let mut jobs = Vec::new();
     for _ in 0..3 {
-        let job: Value = http
-            .post(&url)
-            .bearer_auth("secret-2")
-            .header("prefer", "respond-async")
-            .multipart(photo_form("astronaut.png", Some(r#"{"sleep-ms": 900}"#)))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let job = send_json(
+            http.post(&url)
+                .bearer_auth("secret-2")
+                .header("prefer", "respond-async")
+                .multipart(photo_form("astronaut.png", Some(r#"{"sleep-ms": 900}"#))),
+        )
+        .await;
         jobs.push(job["id"].as_str().unwrap().to_string());
     }
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -200,20 +193,19 @@ async fn sigterm_drains_in_flight_work_then_exits_zero() {
     // the in-flight work finishes; reads still answer.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let ready = http.get(served.at("/readyz")).send().await.unwrap();
+        let ready = send(http.get(served.at("/readyz"))).await;
         if ready.status() == StatusCode::SERVICE_UNAVAILABLE {
             break;
         }
         assert!(Instant::now() < deadline, "SIGTERM was not handled");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let refused = http
-        .post(&url)
-        .bearer_auth("secret-1")
-        .multipart(photo_form("astronaut.png", None))
-        .send()
-        .await
-        .unwrap();
+    let refused = send(
+        http.post(&url)
+            .bearer_auth("secret-1")
+            .multipart(photo_form("astronaut.png", None)),
+    )
+    .await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["code"], "shutting_down");
@@ -243,11 +235,9 @@ async fn ctrl_c_stops_an_idle_server_with_exit_zero() {
         .arg("--styles")
         .arg(common::first_party_styles())
         .arg("--models")
-        .arg(common::models_dir())
-        .arg("--cache-dir")
-        .arg(component_cache());
+        .arg(common::models_dir());
     let mut served = Served::start(command);
-    let health = client().get(served.at("/healthz")).send().await.unwrap();
+    let health = send(client().get(served.at("/healthz"))).await;
     assert_eq!(health.status(), StatusCode::OK);
     served.signal("INT");
     assert_eq!(served.wait(Duration::from_secs(15)).code(), Some(0));
@@ -268,9 +258,7 @@ fn run_styles_a_batch_reports_the_failed_file_and_sets_the_exit_code() {
             .arg("--styles")
             .arg(common::first_party_styles())
             .arg("--models")
-            .arg(common::models_dir())
-            .arg("--cache-dir")
-            .arg(component_cache());
+            .arg(common::models_dir());
         run(&mut command)
     };
     let astronaut = photo_path("astronaut.png");

@@ -5,17 +5,20 @@
 
 mod common;
 
-use common::{TestServer, client, copy_packages, photo_form, serve_config, styles_with_hostile};
+use common::{
+    TestServer, client, copy_packages, photo_form, send, send_json, serve_config,
+    styles_with_hostile,
+};
 use reqwest::StatusCode;
 use serde_json::Value;
 
 async fn generate(server: &TestServer, style: &str, options: &str) -> (StatusCode, Value) {
-    let response = client()
-        .post(server.at(&format!("/v1/styles/{style}/generations")))
-        .multipart(photo_form("astronaut.png", Some(options)))
-        .send()
-        .await
-        .unwrap();
+    let response = send(
+        client()
+            .post(server.at(&format!("/v1/styles/{style}/generations")))
+            .multipart(photo_form("astronaut.png", Some(options))),
+    )
+    .await;
     let status = response.status();
     (status, response.json().await.unwrap())
 }
@@ -118,14 +121,7 @@ async fn the_host_refuses_bad_options_naming_them_and_applies_the_defaults() {
         serde_json::json!({"caption": "a person", "seed": 12, "pixel-size": 8, "palette": "nes"})
     );
     // The specs are in the listing, typed.
-    let styles: Value = client()
-        .get(server.at("/v1/styles"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let styles = send_json(client().get(server.at("/v1/styles"))).await;
     let pixel = styles["styles"]
         .as_array()
         .unwrap()
@@ -169,14 +165,7 @@ async fn a_0_1_package_serves_next_to_0_2_styles_with_the_same_look() {
     );
     let server = TestServer::start(without_transfer(mixed.path())).await;
 
-    let styles: Value = client()
-        .get(server.at("/v1/styles"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let styles = send_json(client().get(server.at("/v1/styles"))).await;
     let contract = |id: &str| {
         styles["styles"]
             .as_array()

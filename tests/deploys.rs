@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::send;
 use likeness_host::style::{Registry, deploy, watch};
 
 const VERSIONS: [&str; 2] = ["0.1.0-generation-a", "0.1.0-generation-b"];
@@ -101,7 +102,7 @@ fn clients(
                         .unwrap();
                     let form = reqwest::multipart::Form::new().part("image", part);
                     let sent = Instant::now();
-                    let response = client.post(&url).multipart(form).send().await.unwrap();
+                    let response = send(client.post(&url).multipart(form)).await;
                     let status = response.status().as_u16();
                     let body: serde_json::Value = response.json().await.unwrap_or_default();
                     answers.push(Answer {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TestServer, client, photo_form, serve_config};
+use common::{TestServer, client, photo_form, send, serve_config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -17,12 +17,11 @@ async fn with_a_diffusion_pack_the_plan_runs_on_the_engine() {
         ("astronaut.png", "instant-id", 1),
         ("chelsea.png", "controlnet", 0),
     ] {
-        let response = http
-            .post(server.at("/v1/styles/anime/generations"))
-            .multipart(photo_form(photo, Some(r#"{"seed": 3}"#)))
-            .send()
-            .await
-            .unwrap();
+        let response = send(
+            http.post(server.at("/v1/styles/anime/generations"))
+                .multipart(photo_form(photo, Some(r#"{"seed": 3}"#))),
+        )
+        .await;
         let status = response.status();
         let body: Value = response.json().await.unwrap();
         assert_eq!(status, StatusCode::OK, "{photo}: {body}");

@@ -9,6 +9,7 @@ mod common;
 
 use std::sync::Arc;
 
+use common::send;
 use likeness_contract::policy::{self, Preferences};
 use likeness_contract::{Analysis, Capabilities, MethodKind, Options, Plan};
 use likeness_host::style::build::{Language, build_styles_with};
@@ -209,12 +210,7 @@ async fn the_styles_serve_over_http_and_refuse_bad_options() {
     };
     for (id, _, looks) in GUESTS {
         let url = format!("{}/v1/styles/{id}/generations", server.url);
-        let response = http
-            .post(&url)
-            .multipart(form(Some(looks[1])))
-            .send()
-            .await
-            .unwrap();
+        let response = send(http.post(&url).multipart(form(Some(looks[1])))).await;
         assert_eq!(response.status(), StatusCode::OK, "{id}");
         let body: Json = response.json().await.unwrap();
         assert_eq!(body["style"]["id"], id);
@@ -226,12 +222,7 @@ async fn the_styles_serve_over_http_and_refuse_bad_options() {
             "pop-art" => r#"{"palette": "mauve"}"#,
             _ => r#"{"shading": 7}"#,
         };
-        let response = http
-            .post(&url)
-            .multipart(form(Some(bad)))
-            .send()
-            .await
-            .unwrap();
+        let response = send(http.post(&url).multipart(form(Some(bad)))).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{id}");
         let error: Json = response.json().await.unwrap();
         assert_eq!(error["error"]["code"], "invalid_options", "{error}");

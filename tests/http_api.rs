@@ -10,7 +10,10 @@ use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{TestServer, client, photo_bytes, photo_form, serve_config, styles_with_hostile};
+use common::{
+    TestServer, client, error_code, expect_error, photo_bytes, photo_form, send, send_json,
+    serve_config, styles_with_hostile,
+};
 use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -34,27 +37,6 @@ fn manifest_sha256(style: &str) -> String {
 
 async fn start_default() -> TestServer {
     TestServer::start(serve_config(common::first_party_styles())).await
-}
-
-/// Asserts the one error shape and returns the code.
-async fn error_code(response: reqwest::Response, status: StatusCode) -> Value {
-    assert_eq!(response.status(), status, "{:?}", response.headers());
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        content_type.starts_with("application/json"),
-        "{content_type}"
-    );
-    let body: Value = response.json().await.unwrap();
-    let error = &body["error"];
-    assert!(error["code"].is_string(), "{body}");
-    assert!(
-        !error["message"].as_str().unwrap_or_default().is_empty(),
-        "{body}"
-    );
-    error.clone()
 }
 
 /// Decodes a `data:image/...;base64,` URL.
@@ -135,14 +117,7 @@ async fn read_events(response: reqwest::Response) -> Vec<(String, u64, Value)> {
 async fn poll_job(server: &TestServer, id: &str, until: &[&str]) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let job: Value = client()
-            .get(server.at(&format!("/v1/jobs/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let job = send_json(client().get(server.at(&format!("/v1/jobs/{id}")))).await;
         if until.contains(&job["status"].as_str().unwrap()) {
             return job;
         }
@@ -171,20 +146,13 @@ async fn health_styles_openapi_playground_and_request_ids() {
     let server = start_default().await;
     let http = client();
 
-    let health = http.get(server.at("/healthz")).send().await.unwrap();
+    let health = send(http.get(server.at("/healthz"))).await;
     assert_eq!(health.status(), StatusCode::OK);
     assert_eq!(health.text().await.unwrap(), "ok");
-    let ready = http.get(server.at("/readyz")).send().await.unwrap();
+    let ready = send(http.get(server.at("/readyz"))).await;
     assert_eq!(ready.status(), StatusCode::OK);
 
-    let listed: Value = http
-        .get(server.at("/v1/styles"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = send_json(http.get(server.at("/v1/styles"))).await;
     let ids: Vec<&str> = listed["styles"]
         .as_array()
         .unwrap()
@@ -197,14 +165,7 @@ async fn health_styles_openapi_playground_and_request_ids() {
         assert!(style["version"].is_string());
         assert!(!style["params"].as_array().unwrap().is_empty());
     }
-    let pixel: Value = http
-        .get(server.at("/v1/styles/pixel-art"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pixel = send_json(http.get(server.at("/v1/styles/pixel-art"))).await;
     assert_eq!(pixel["name"], "Pixel Art");
     let palette = pixel["params"]
         .as_array()
@@ -219,19 +180,15 @@ async fn health_styles_openapi_playground_and_request_ids() {
             .unwrap()
             .contains(&json!("gameboy"))
     );
-    let unknown = http.get(server.at("/v1/styles/nope")).send().await.unwrap();
-    let error = error_code(unknown, StatusCode::NOT_FOUND).await;
-    assert_eq!(error["code"], "unknown_style");
+    let error = expect_error(
+        http.get(server.at("/v1/styles/nope")),
+        StatusCode::NOT_FOUND,
+        "unknown_style",
+    )
+    .await;
     assert_eq!(error["style"], "nope");
 
-    let document: Value = http
-        .get(server.at("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document = send_json(http.get(server.at("/openapi.json"))).await;
     assert_eq!(document["openapi"], "3.1.0");
     for path in [
         "/healthz",
@@ -273,7 +230,7 @@ async fn health_styles_openapi_playground_and_request_ids() {
     );
     assert_eq!(schemas["ImageJson"]["properties"]["image"]["minLength"], 1);
 
-    let page = http.get(server.at("/")).send().await.unwrap();
+    let page = send(http.get(server.at("/"))).await;
     assert!(
         page.headers()["content-type"]
             .to_str()
@@ -283,15 +240,14 @@ async fn health_styles_openapi_playground_and_request_ids() {
     let html = page.text().await.unwrap();
     assert!(html.contains("Likeness playground") && !html.contains("https://"));
 
-    let generated = http.get(server.at("/healthz")).send().await.unwrap();
+    let generated = send(http.get(server.at("/healthz"))).await;
     let id = generated.headers()["x-request-id"].to_str().unwrap();
     assert_eq!(id.len(), 36, "a UUID: {id}");
-    let echoed = http
-        .get(server.at("/healthz"))
-        .header("x-request-id", "client-chosen-42")
-        .send()
-        .await
-        .unwrap();
+    let echoed = send(
+        http.get(server.at("/healthz"))
+            .header("x-request-id", "client-chosen-42"),
+    )
+    .await;
     assert_eq!(echoed.headers()["x-request-id"], "client-chosen-42");
 }
 
@@ -301,15 +257,11 @@ async fn analyze_reports_faces_in_oriented_pixels_for_every_body_encoding() {
     let http = client();
     let astronaut = photo_bytes("astronaut.png");
 
-    let multipart: Value = http
-        .post(server.at("/v1/analyze"))
-        .multipart(photo_form("astronaut.png", None))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let multipart = send_json(
+        http.post(server.at("/v1/analyze"))
+            .multipart(photo_form("astronaut.png", None)),
+    )
+    .await;
     assert_eq!(
         (multipart["width"].as_u64(), multipart["height"].as_u64()),
         (Some(512), Some(512))
@@ -335,16 +287,12 @@ async fn analyze_reports_faces_in_oriented_pixels_for_every_body_encoding() {
     assert!(share > 0.01 && share < 0.5, "{share}");
     assert!(face.get("embedding").is_none());
 
-    let raw: Value = http
-        .post(server.at("/v1/analyze?embedding=true"))
-        .header("content-type", "image/png")
-        .body(astronaut.clone())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let raw = send_json(
+        http.post(server.at("/v1/analyze?embedding=true"))
+            .header("content-type", "image/png")
+            .body(astronaut.clone()),
+    )
+    .await;
     let embedding: Vec<f64> = raw["faces"][0]["embedding"]
         .as_array()
         .expect("an embedding with ?embedding=true")
@@ -359,15 +307,11 @@ async fn analyze_reports_faces_in_oriented_pixels_for_every_body_encoding() {
         "data:image/png;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(&astronaut)
     );
-    let json_body: Value = http
-        .post(server.at("/v1/analyze"))
-        .json(&json!({ "image": data_url }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let json_body = send_json(
+        http.post(server.at("/v1/analyze"))
+            .json(&json!({ "image": data_url })),
+    )
+    .await;
     assert_eq!(json_body["faces"].as_array().unwrap().len(), 1);
 
     // EXIF orientation 6 (rotate 90° clockwise): a 451x300 cat becomes 300x451.
@@ -375,16 +319,12 @@ async fn analyze_reports_faces_in_oriented_pixels_for_every_body_encoding() {
         .unwrap()
         .to_rgb8();
     let (w, h) = cat.dimensions();
-    let oriented: Value = http
-        .post(server.at("/v1/analyze"))
-        .header("content-type", "image/jpeg")
-        .body(jpeg_with_orientation(&cat, 6))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let oriented = send_json(
+        http.post(server.at("/v1/analyze"))
+            .header("content-type", "image/jpeg")
+            .body(jpeg_with_orientation(&cat, 6)),
+    )
+    .await;
     assert_eq!(
         (
             oriented["width"].as_u64().unwrap(),
@@ -408,12 +348,11 @@ async fn without_the_style_transfer_pack_every_first_party_style_runs_method_non
     let http = client();
     for style in STYLES {
         let started = Instant::now();
-        let response = http
-            .post(server.at(&format!("/v1/styles/{style}/generations")))
-            .multipart(photo_form("astronaut.png", Some(r#"{"seed": 7}"#)))
-            .send()
-            .await
-            .unwrap();
+        let response = send(
+            http.post(server.at(&format!("/v1/styles/{style}/generations")))
+                .multipart(photo_form("astronaut.png", Some(r#"{"seed": 7}"#))),
+        )
+        .await;
         assert_eq!(response.status(), StatusCode::OK, "{style}");
         assert_eq!(response.headers()["x-likeness-method"], "none");
         let digest = response.headers()["x-likeness-style-digest"].clone();
@@ -470,15 +409,11 @@ async fn without_the_style_transfer_pack_every_first_party_style_runs_method_non
     }
 
     // A photo without a face still renders, and says so.
-    let cat: Value = http
-        .post(server.at("/v1/styles/watercolor/generations"))
-        .multipart(photo_form("chelsea.png", None))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cat = send_json(
+        http.post(server.at("/v1/styles/watercolor/generations"))
+            .multipart(photo_form("chelsea.png", None)),
+    )
+    .await;
     assert_eq!(cat["method"], "none");
     assert_eq!(cat["faces"].as_array().unwrap().len(), 0);
     assert_eq!(cat["identity"], Value::Null);
@@ -503,15 +438,12 @@ async fn accept_an_image_type_returns_the_image_with_facts_in_headers() {
         ("image/webp", image::ImageFormat::WebP),
         ("image/png", image::ImageFormat::Png),
     ] {
-        let response = http
+        let response = send(http
             .post(server.at("/v1/styles/pixel-art/generations"))
             .header("accept", accept)
             .json(
                 &json!({ "image": data_url, "options": { "palette": "gameboy", "pixel-size": 6 } }),
-            )
-            .send()
-            .await
-            .unwrap();
+            )).await;
         assert_eq!(response.status(), StatusCode::OK);
         let headers = response.headers().clone();
         assert_eq!(headers["content-type"], accept);
@@ -551,15 +483,11 @@ async fn accept_an_image_type_returns_the_image_with_facts_in_headers() {
         assert_eq!((decoded.width(), decoded.height()), (512, 512));
     }
     // JSON with a chosen output format.
-    let body: Value = http
-        .post(server.at("/v1/styles/anime/generations"))
-        .json(&json!({ "image": data_url, "output_format": "jpeg" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = send_json(
+        http.post(server.at("/v1/styles/anime/generations"))
+            .json(&json!({ "image": data_url, "output_format": "jpeg" })),
+    )
+    .await;
     assert_eq!(body["output"]["format"], "jpeg");
     assert!(
         body["output"]["data_url"]
@@ -577,13 +505,13 @@ async fn a_long_reason_is_cut_in_its_header_and_whole_in_json() {
     // under the bound on reasons, over the 512 bytes a header carries).
     let name = "é".repeat(400);
     let options = json!({ "attack": name }).to_string();
-    let response = client()
-        .post(server.at("/v1/styles/hostile/generations"))
-        .header("accept", "image/png")
-        .multipart(photo_form("astronaut.png", Some(&options)))
-        .send()
-        .await
-        .unwrap();
+    let response = send(
+        client()
+            .post(server.at("/v1/styles/hostile/generations"))
+            .header("accept", "image/png")
+            .multipart(photo_form("astronaut.png", Some(&options))),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     let header = response.headers()["x-likeness-reason"].to_str().unwrap();
     let reason = percent_encoding::percent_decode_str(header)
@@ -593,15 +521,12 @@ async fn a_long_reason_is_cut_in_its_header_and_whole_in_json() {
     assert!(reason.ends_with('…'), "{reason}");
     assert!(reason.starts_with("no such attack 'éé"), "{reason}");
 
-    let body: Value = client()
-        .post(server.at("/v1/styles/hostile/generations"))
-        .multipart(photo_form("astronaut.png", Some(&options)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = send_json(
+        client()
+            .post(server.at("/v1/styles/hostile/generations"))
+            .multipart(photo_form("astronaut.png", Some(&options))),
+    )
+    .await;
     assert!(body["reason"].as_str().unwrap().contains(&name), "{body}");
 }
 
@@ -623,87 +548,69 @@ async fn every_error_has_one_json_shape_and_its_status() {
     };
 
     // 400: options the style refuses, options that are not an object, no image, bad JSON.
-    let refused = generate("pixel-art")
-        .multipart(photo_form(
+    let error = expect_error(
+        generate("pixel-art").multipart(photo_form(
             "astronaut.png",
             Some(r#"{"pixel-size": "banana"}"#),
-        ))
-        .send()
-        .await
-        .unwrap();
-    let error = error_code(refused, StatusCode::BAD_REQUEST).await;
-    assert_eq!(error["code"], "invalid_options");
+        )),
+        StatusCode::BAD_REQUEST,
+        "invalid_options",
+    )
+    .await;
     assert_eq!(error["style"], "pixel-art");
-    let not_object = generate("anime")
-        .multipart(photo_form("astronaut.png", Some("[1, 2]")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        error_code(not_object, StatusCode::BAD_REQUEST).await["code"],
-        "invalid_options"
-    );
-    let no_image = generate("anime")
-        .multipart(reqwest::multipart::Form::new().text("options", "{}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        error_code(no_image, StatusCode::BAD_REQUEST).await["code"],
-        "missing_image"
-    );
-    let bad_json = generate("anime")
-        .header("content-type", "application/json")
-        .body("{\"image\": ")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        error_code(bad_json, StatusCode::BAD_REQUEST).await["code"],
-        "invalid_body"
-    );
-    let empty = generate("anime")
-        .multipart(png(Vec::new()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        error_code(empty, StatusCode::BAD_REQUEST).await["code"],
-        "empty_upload"
-    );
-    let bad_query = http
-        .post(server.at("/v1/analyze?embedding=perhaps"))
-        .multipart(photo_form("astronaut.png", None))
-        .send()
-        .await
-        .unwrap();
+    expect_error(
+        generate("anime").multipart(photo_form("astronaut.png", Some("[1, 2]"))),
+        StatusCode::BAD_REQUEST,
+        "invalid_options",
+    )
+    .await;
+    expect_error(
+        generate("anime").multipart(reqwest::multipart::Form::new().text("options", "{}")),
+        StatusCode::BAD_REQUEST,
+        "missing_image",
+    )
+    .await;
+    expect_error(
+        generate("anime")
+            .header("content-type", "application/json")
+            .body("{\"image\": "),
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+    )
+    .await;
+    expect_error(
+        generate("anime").multipart(png(Vec::new())),
+        StatusCode::BAD_REQUEST,
+        "empty_upload",
+    )
+    .await;
+    let bad_query = send(
+        http.post(server.at("/v1/analyze?embedding=perhaps"))
+            .multipart(photo_form("astronaut.png", None)),
+    )
+    .await;
     error_code(bad_query, StatusCode::BAD_REQUEST).await;
 
     // 404: unknown style, unknown job, unknown route; 405 keeps its Allow header.
-    let unknown = generate("no-such-style")
-        .multipart(photo_form("astronaut.png", None))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        error_code(unknown, StatusCode::NOT_FOUND).await["code"],
-        "unknown_style"
-    );
-    let job = http
-        .get(server.at("/v1/jobs/gen_nope"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        error_code(job, StatusCode::NOT_FOUND).await["code"],
-        "unknown_job"
-    );
-    let route = http.get(server.at("/v2/anything")).send().await.unwrap();
-    assert_eq!(
-        error_code(route, StatusCode::NOT_FOUND).await["code"],
-        "not_found"
-    );
-    let method = http.put(server.at("/v1/styles")).send().await.unwrap();
+    expect_error(
+        generate("no-such-style").multipart(photo_form("astronaut.png", None)),
+        StatusCode::NOT_FOUND,
+        "unknown_style",
+    )
+    .await;
+    expect_error(
+        http.get(server.at("/v1/jobs/gen_nope")),
+        StatusCode::NOT_FOUND,
+        "unknown_job",
+    )
+    .await;
+    expect_error(
+        http.get(server.at("/v2/anything")),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let method = send(http.put(server.at("/v1/styles"))).await;
     assert!(method.headers().contains_key("allow"));
     assert_eq!(
         error_code(method, StatusCode::METHOD_NOT_ALLOWED).await["code"],
@@ -723,78 +630,63 @@ async fn every_error_has_one_json_shape_and_its_status() {
         // The server may answer and close before the client has sent everything.
         Err(error) => assert!(error.is_request() || error.is_body(), "{error}"),
     }
-    let huge_raw = http
-        .post(server.at("/v1/analyze"))
-        .header("content-type", "application/octet-stream")
-        .body(vec![0u8; 2_621_440])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        error_code(huge_raw, StatusCode::PAYLOAD_TOO_LARGE).await["code"],
-        "image_too_large"
-    );
+    expect_error(
+        http.post(server.at("/v1/analyze"))
+            .header("content-type", "application/octet-stream")
+            .body(vec![0u8; 2_621_440]),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "image_too_large",
+    )
+    .await;
     let mut wide = Vec::new();
     image::RgbImage::new(13_000, 1)
         .write_to(&mut Cursor::new(&mut wide), image::ImageFormat::Png)
         .unwrap();
-    let too_wide = generate("anime").multipart(png(wide)).send().await.unwrap();
-    assert_eq!(
-        error_code(too_wide, StatusCode::PAYLOAD_TOO_LARGE).await["code"],
-        "image_too_large"
-    );
+    expect_error(
+        generate("anime").multipart(png(wide)),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "image_too_large",
+    )
+    .await;
 
     // 415: not an image type we take, and a content type we do not read.
-    let gif = generate("anime")
-        .multipart(png(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        error_code(gif, StatusCode::UNSUPPORTED_MEDIA_TYPE).await["code"],
-        "unsupported_image"
-    );
-    let text = generate("anime")
-        .header("content-type", "text/plain")
-        .body("hello")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        error_code(text, StatusCode::UNSUPPORTED_MEDIA_TYPE).await["code"],
-        "unsupported_content_type"
-    );
+    expect_error(
+        generate("anime").multipart(png(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec())),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_image",
+    )
+    .await;
+    expect_error(
+        generate("anime")
+            .header("content-type", "text/plain")
+            .body("hello"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_content_type",
+    )
+    .await;
 
     // 422: a truncated PNG.
     let mut truncated = photo_bytes("astronaut.png");
     truncated.truncate(truncated.len() / 3);
-    let corrupt = generate("anime")
-        .multipart(png(truncated))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        error_code(corrupt, StatusCode::UNPROCESSABLE_ENTITY).await["code"],
-        "corrupt_image"
-    );
+    expect_error(
+        generate("anime").multipart(png(truncated)),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "corrupt_image",
+    )
+    .await;
 
     // 503: a style that never validated, with its reason; and a style the sandbox stopped.
-    let broken = generate("broken")
-        .multipart(photo_form("astronaut.png", None))
-        .send()
-        .await
-        .unwrap();
+    let broken = send(generate("broken").multipart(photo_form("astronaut.png", None))).await;
     assert!(broken.headers().contains_key("retry-after"));
     let error = error_code(broken, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(error["code"], "style_unavailable");
     assert_eq!(error["style"], "broken");
-    let trapped = generate("hostile")
-        .multipart(photo_form("astronaut.png", Some(r#"{"attack": "trap"}"#)))
-        .send()
-        .await
-        .unwrap();
-    let error = error_code(trapped, StatusCode::SERVICE_UNAVAILABLE).await;
-    assert_eq!(error["code"], "style_trap");
+    expect_error(
+        generate("hostile").multipart(photo_form("astronaut.png", Some(r#"{"attack": "trap"}"#))),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "style_trap",
+    )
+    .await;
     assert_eq!(
         server
             .metric(r#"likeness_plugin_traps_total{style="hostile",code="style_trap"}"#)
@@ -802,20 +694,9 @@ async fn every_error_has_one_json_shape_and_its_status() {
         1.0
     );
     // The host keeps serving after the trap.
-    let after = generate("hostile")
-        .multipart(photo_form("astronaut.png", None))
-        .send()
-        .await
-        .unwrap();
+    let after = send(generate("hostile").multipart(photo_form("astronaut.png", None))).await;
     assert_eq!(after.status(), StatusCode::OK);
-    let listed: Value = http
-        .get(server.at("/v1/styles/broken"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = send_json(http.get(server.at("/v1/styles/broken"))).await;
     assert_eq!(listed["status"]["state"], "failed");
     assert!(!listed["status"]["last_error"].as_str().unwrap().is_empty());
 }
@@ -825,13 +706,12 @@ async fn async_jobs_stream_events_in_order_and_replay_them_to_late_subscribers()
     let styles = styles_with_hostile();
     let server = TestServer::start(serve_config(styles.path())).await;
     let http = client();
-    let created = http
-        .post(server.at("/v1/styles/hostile/generations"))
-        .header("prefer", "respond-async")
-        .multipart(photo_form("astronaut.png", Some(r#"{"sleep-ms": 300}"#)))
-        .send()
-        .await
-        .unwrap();
+    let created = send(
+        http.post(server.at("/v1/styles/hostile/generations"))
+            .header("prefer", "respond-async")
+            .multipart(photo_form("astronaut.png", Some(r#"{"sleep-ms": 300}"#))),
+    )
+    .await;
     assert_eq!(created.status(), StatusCode::ACCEPTED);
     assert_eq!(created.headers()["preference-applied"], "respond-async");
     let location = created.headers()["location"].to_str().unwrap().to_string();
@@ -844,13 +724,7 @@ async fn async_jobs_stream_events_in_order_and_replay_them_to_late_subscribers()
     assert_eq!(job["links"]["cancel"], location);
 
     // A live subscriber: every stage in order, then the outcome, then the stream ends.
-    let live = read_events(
-        http.get(server.at(&format!("{location}/events")))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let live = read_events(send(http.get(server.at(&format!("{location}/events")))).await).await;
     let names: Vec<&str> = live.iter().map(|(name, _, _)| name.as_str()).collect();
     assert_eq!(
         names,
@@ -890,13 +764,7 @@ async fn async_jobs_stream_events_in_order_and_replay_them_to_late_subscribers()
     assert_eq!((image.width(), image.height()), (512, 512));
 
     // A late subscriber gets the same events; Last-Event-ID resumes after one.
-    let late = read_events(
-        http.get(server.at(&format!("{location}/events")))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let late = read_events(send(http.get(server.at(&format!("{location}/events")))).await).await;
     assert_eq!(
         late.iter()
             .map(|(n, i, _)| (n.clone(), *i))
@@ -906,11 +774,11 @@ async fn async_jobs_stream_events_in_order_and_replay_them_to_late_subscribers()
             .collect::<Vec<_>>()
     );
     let resumed = read_events(
-        http.get(server.at(&format!("{location}/events")))
-            .header("last-event-id", "3")
-            .send()
-            .await
-            .unwrap(),
+        send(
+            http.get(server.at(&format!("{location}/events")))
+                .header("last-event-id", "3"),
+        )
+        .await,
     )
     .await;
     assert_eq!(
@@ -922,24 +790,16 @@ async fn async_jobs_stream_events_in_order_and_replay_them_to_late_subscribers()
     );
 
     // A failing job reports its error in the job and in its last event.
-    let failing: Value = http
-        .post(server.at("/v1/styles/pixel-art/generations"))
-        .header("prefer", "respond-async")
-        .multipart(photo_form("astronaut.png", Some(r#"{"palette": "neon"}"#)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let failing_id = failing["id"].as_str().unwrap();
-    let events = read_events(
-        http.get(server.at(&format!("/v1/jobs/{failing_id}/events")))
-            .send()
-            .await
-            .unwrap(),
+    let failing = send_json(
+        http.post(server.at("/v1/styles/pixel-art/generations"))
+            .header("prefer", "respond-async")
+            .multipart(photo_form("astronaut.png", Some(r#"{"palette": "neon"}"#))),
     )
     .await;
+    let failing_id = failing["id"].as_str().unwrap();
+    let events =
+        read_events(send(http.get(server.at(&format!("/v1/jobs/{failing_id}/events")))).await)
+            .await;
     let (last, _, data) = events.last().unwrap();
     assert_eq!(last, "failed");
     assert_eq!(data["error"]["code"], "invalid_options");
@@ -955,22 +815,14 @@ async fn delete_cancels_a_running_job_at_once_and_deletes_a_finished_one() {
     config.admission.generation_slots = 1;
     let server = TestServer::start(config).await;
     let http = client();
-    let job: Value = http
-        .post(server.at("/v1/styles/hostile/generations"))
-        .header("prefer", "respond-async")
-        .multipart(photo_form("astronaut.png", Some(r#"{"sleep-ms": 900}"#)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job = send_json(
+        http.post(server.at("/v1/styles/hostile/generations"))
+            .header("prefer", "respond-async")
+            .multipart(photo_form("astronaut.png", Some(r#"{"sleep-ms": 900}"#))),
+    )
+    .await;
     let id = job["id"].as_str().unwrap().to_string();
-    let events = http
-        .get(server.at(&format!("/v1/jobs/{id}/events")))
-        .send()
-        .await
-        .unwrap();
+    let events = send(http.get(server.at(&format!("/v1/jobs/{id}/events")))).await;
     poll_job(&server, &id, &["running"]).await;
     // Wait until the style is sleeping in `plan`.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -980,14 +832,7 @@ async fn delete_cancels_a_running_job_at_once_and_deletes_a_finished_one() {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let canceled: Value = http
-        .delete(server.at(&format!("/v1/jobs/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let canceled = send_json(http.delete(server.at(&format!("/v1/jobs/{id}")))).await;
     assert_eq!(canceled["status"], "canceled");
     let names: Vec<String> = read_events(events)
         .await
@@ -1008,46 +853,31 @@ async fn delete_cancels_a_running_job_at_once_and_deletes_a_finished_one() {
         Duration::from_secs(1),
     )
     .await;
-    let next: Value = http
-        .post(server.at("/v1/styles/hostile/generations"))
-        .multipart(photo_form("astronaut.png", None))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let next = send_json(
+        http.post(server.at("/v1/styles/hostile/generations"))
+            .multipart(photo_form("astronaut.png", None)),
+    )
+    .await;
     let queued = next["timings"]["queued"].as_f64().unwrap();
     assert!(queued < 300.0, "waited {queued} ms for the slot");
 
     // Deleting a finished job deletes its result.
-    let done: Value = http
-        .post(server.at("/v1/styles/anime/generations"))
-        .header("prefer", "respond-async")
-        .multipart(photo_form("astronaut.png", None))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let done = send_json(
+        http.post(server.at("/v1/styles/anime/generations"))
+            .header("prefer", "respond-async")
+            .multipart(photo_form("astronaut.png", None)),
+    )
+    .await;
     let done_id = done["id"].as_str().unwrap();
     poll_job(&server, done_id, &["succeeded"]).await;
-    let deleted = http
-        .delete(server.at(&format!("/v1/jobs/{done_id}")))
-        .send()
-        .await
-        .unwrap();
+    let deleted = send(http.delete(server.at(&format!("/v1/jobs/{done_id}")))).await;
     assert_eq!(deleted.status(), StatusCode::OK);
-    let gone = http
-        .get(server.at(&format!("/v1/jobs/{done_id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        error_code(gone, StatusCode::NOT_FOUND).await["code"],
-        "unknown_job"
-    );
+    expect_error(
+        http.get(server.at(&format!("/v1/jobs/{done_id}"))),
+        StatusCode::NOT_FOUND,
+        "unknown_job",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1056,16 +886,12 @@ async fn finished_jobs_and_their_results_are_deleted_after_the_ttl() {
     config.jobs.ttl_secs = 1;
     let server = TestServer::start(config).await;
     let http = client();
-    let job: Value = http
-        .post(server.at("/v1/styles/claymation/generations"))
-        .header("prefer", "respond-async")
-        .multipart(photo_form("astronaut.png", None))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job = send_json(
+        http.post(server.at("/v1/styles/claymation/generations"))
+            .header("prefer", "respond-async")
+            .multipart(photo_form("astronaut.png", None)),
+    )
+    .await;
     let id = job["id"].as_str().unwrap();
     let finished = poll_job(&server, id, &["succeeded"]).await;
     assert!(finished["result"]["output"]["data_url"].is_string());
@@ -1076,11 +902,7 @@ async fn finished_jobs_and_their_results_are_deleted_after_the_ttl() {
         http.get(server.at(&format!("/v1/jobs/{id}/events"))),
         http.delete(server.at(&format!("/v1/jobs/{id}"))),
     ] {
-        let response = request.send().await.unwrap();
-        assert_eq!(
-            error_code(response, StatusCode::NOT_FOUND).await["code"],
-            "unknown_job"
-        );
+        expect_error(request, StatusCode::NOT_FOUND, "unknown_job").await;
     }
     // The reaper removed it from memory, not just from view.
     wait_for_metric(&server, "likeness_jobs_stored", 0.0, Duration::from_secs(2)).await;
@@ -1098,12 +920,12 @@ async fn a_flood_beyond_the_queue_is_shed_with_429_and_the_server_recovers() {
         .map(|_| {
             let url = url.clone();
             tokio::spawn(async move {
-                let response = client()
-                    .post(url)
-                    .multipart(photo_form("astronaut.png", Some(r#"{"sleep-ms": 250}"#)))
-                    .send()
-                    .await
-                    .unwrap();
+                let response = send(
+                    client()
+                        .post(url)
+                        .multipart(photo_form("astronaut.png", Some(r#"{"sleep-ms": 250}"#))),
+                )
+                .await;
                 let status = response.status();
                 let retry_after = response.headers().get("retry-after").cloned();
                 let body: Value = response.json().await.unwrap();
@@ -1141,12 +963,12 @@ async fn a_flood_beyond_the_queue_is_shed_with_429_and_the_server_recovers() {
     assert_eq!(server.metric("likeness_queue_depth").await, 0.0);
     assert_eq!(server.metric("likeness_generations_running").await, 0.0);
     // Recovered: the next request is served.
-    let after = client()
-        .post(url)
-        .multipart(photo_form("astronaut.png", None))
-        .send()
-        .await
-        .unwrap();
+    let after = send(
+        client()
+            .post(url)
+            .multipart(photo_form("astronaut.png", None)),
+    )
+    .await;
     assert_eq!(after.status(), StatusCode::OK);
 }
 
@@ -1186,15 +1008,12 @@ async fn a_sync_client_that_disconnects_stops_its_generation() {
     .await;
     // The single slot is free again: the next request does not wait for the abandoned work
     // (which had more than a second left).
-    let next: Value = client()
-        .post(&url)
-        .multipart(photo_form("astronaut.png", None))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let next = send_json(
+        client()
+            .post(&url)
+            .multipart(photo_form("astronaut.png", None)),
+    )
+    .await;
     let queued = next["timings"]["queued"].as_f64().unwrap();
     assert!(queued < 300.0, "waited {queued} ms for the slot");
     assert_eq!(
@@ -1217,34 +1036,29 @@ async fn api_keys_are_required_when_configured_and_rate_limited_per_key() {
     let http = client();
     let styles = server.at("/v1/styles");
 
-    let missing = http.get(&styles).send().await.unwrap();
+    let missing = send(http.get(&styles)).await;
     assert_eq!(missing.headers()["www-authenticate"], "Bearer");
     assert_eq!(
         error_code(missing, StatusCode::UNAUTHORIZED).await["code"],
         "unauthorized"
     );
-    let wrong = http
-        .get(&styles)
-        .bearer_auth("key-three")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        error_code(wrong, StatusCode::UNAUTHORIZED).await["code"],
-        "unauthorized"
-    );
-    let post = http
-        .post(server.at("/v1/styles/anime/generations"))
-        .multipart(photo_form("astronaut.png", None))
-        .send()
-        .await
-        .unwrap();
+    expect_error(
+        http.get(&styles).bearer_auth("key-three"),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    let post = send(
+        http.post(server.at("/v1/styles/anime/generations"))
+            .multipart(photo_form("astronaut.png", None)),
+    )
+    .await;
     error_code(post, StatusCode::UNAUTHORIZED).await;
 
     // Operations stay open.
     for open in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/"] {
         assert_eq!(
-            http.get(server.at(open)).send().await.unwrap().status(),
+            send(http.get(server.at(open))).await.status(),
             StatusCode::OK,
             "{open}"
         );
@@ -1252,32 +1066,21 @@ async fn api_keys_are_required_when_configured_and_rate_limited_per_key() {
 
     // A burst of 3, then 429 with Retry-After; another key has its own bucket.
     for _ in 0..3 {
-        let ok = http
-            .get(&styles)
-            .bearer_auth("key-one")
-            .send()
-            .await
-            .unwrap();
+        let ok = send(http.get(&styles).bearer_auth("key-one")).await;
         assert_eq!(ok.status(), StatusCode::OK);
     }
-    let limited = http
-        .get(&styles)
-        .bearer_auth("key-one")
-        .send()
-        .await
-        .unwrap();
+    let limited = send(http.get(&styles).bearer_auth("key-one")).await;
     assert!(limited.headers().contains_key("retry-after"));
     assert_eq!(
         error_code(limited, StatusCode::TOO_MANY_REQUESTS).await["code"],
         "rate_limited"
     );
-    let other = http
-        .post(server.at("/v1/styles/anime/generations"))
-        .bearer_auth("key-two")
-        .multipart(photo_form("astronaut.png", None))
-        .send()
-        .await
-        .unwrap();
+    let other = send(
+        http.post(server.at("/v1/styles/anime/generations"))
+            .bearer_auth("key-two")
+            .multipart(photo_form("astronaut.png", None)),
+    )
+    .await;
     assert_eq!(other.status(), StatusCode::OK);
     assert_eq!(
         server
@@ -1287,39 +1090,36 @@ async fn api_keys_are_required_when_configured_and_rate_limited_per_key() {
     );
 
     // CORS: the configured origin may call, with the facts headers exposed.
-    let preflight = http
-        .request(
+    let preflight = send(
+        http.request(
             reqwest::Method::OPTIONS,
             server.at("/v1/styles/anime/generations"),
         )
         .header("origin", "https://app.example")
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "authorization, prefer")
-        .send()
-        .await
-        .unwrap();
+        .header("access-control-request-headers", "authorization, prefer"),
+    )
+    .await;
     assert!(preflight.status().is_success(), "{}", preflight.status());
     assert_eq!(
         preflight.headers()["access-control-allow-origin"],
         "https://app.example"
     );
-    let simple = http
-        .get(&styles)
-        .bearer_auth("key-two")
-        .header("origin", "https://app.example")
-        .send()
-        .await
-        .unwrap();
+    let simple = send(
+        http.get(&styles)
+            .bearer_auth("key-two")
+            .header("origin", "https://app.example"),
+    )
+    .await;
     let exposed = simple.headers()["access-control-expose-headers"]
         .to_str()
         .unwrap();
     assert!(exposed.contains("x-likeness-method"), "{exposed}");
-    let foreign = http
-        .get(server.at("/healthz"))
-        .header("origin", "https://evil.example")
-        .send()
-        .await
-        .unwrap();
+    let foreign = send(
+        http.get(server.at("/healthz"))
+            .header("origin", "https://evil.example"),
+    )
+    .await;
     assert!(
         !foreign
             .headers()
@@ -1332,16 +1132,15 @@ async fn metrics_count_requests_generations_stages_and_reloads() {
     let server = start_default().await;
     let http = client();
     for style in ["anime", "anime", "watercolor"] {
-        let response = http
-            .post(server.at(&format!("/v1/styles/{style}/generations")))
-            .multipart(photo_form("astronaut.png", None))
-            .send()
-            .await
-            .unwrap();
+        let response = send(
+            http.post(server.at(&format!("/v1/styles/{style}/generations")))
+                .multipart(photo_form("astronaut.png", None)),
+        )
+        .await;
         assert_eq!(response.status(), StatusCode::OK);
     }
-    let _ = http.get(server.at("/v1/styles/nope")).send().await.unwrap();
-    let text = http.get(server.at("/metrics")).send().await.unwrap();
+    let _ = send(http.get(server.at("/v1/styles/nope"))).await;
+    let text = send(http.get(server.at("/metrics"))).await;
     assert!(
         text.headers()["content-type"]
             .to_str()
@@ -1415,24 +1214,21 @@ async fn draining_refuses_new_work_and_finishes_what_is_in_flight() {
     let in_flight = tokio::spawn({
         let url = url.clone();
         async move {
-            client()
-                .post(url)
-                .multipart(photo_form("astronaut.png", Some(r#"{"sleep-ms": 400}"#)))
-                .send()
-                .await
-                .unwrap()
+            send(
+                client()
+                    .post(url)
+                    .multipart(photo_form("astronaut.png", Some(r#"{"sleep-ms": 400}"#))),
+            )
+            .await
         }
     });
-    let job: Value = client()
-        .post(&url)
-        .header("prefer", "respond-async")
-        .multipart(photo_form("astronaut.png", Some(r#"{"sleep-ms": 400}"#)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job = send_json(
+        client()
+            .post(&url)
+            .header("prefer", "respond-async")
+            .multipart(photo_form("astronaut.png", Some(r#"{"sleep-ms": 400}"#))),
+    )
+    .await;
     wait_for_metric(
         &server,
         "likeness_generations_running",
@@ -1441,18 +1237,18 @@ async fn draining_refuses_new_work_and_finishes_what_is_in_flight() {
     )
     .await;
     server.service.begin_drain();
-    let refused = client()
-        .post(&url)
-        .multipart(photo_form("astronaut.png", None))
-        .send()
-        .await
-        .unwrap();
+    let refused = send(
+        client()
+            .post(&url)
+            .multipart(photo_form("astronaut.png", None)),
+    )
+    .await;
     assert!(refused.headers().contains_key("retry-after"));
     assert_eq!(
         error_code(refused, StatusCode::SERVICE_UNAVAILABLE).await["code"],
         "shutting_down"
     );
-    let ready = client().get(server.at("/readyz")).send().await.unwrap();
+    let ready = send(client().get(server.at("/readyz"))).await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     // Reads still work while draining: the async client collects its job.
     let job_id = job["id"].as_str().unwrap().to_string();

@@ -17,6 +17,8 @@ fn serve_and_stop(extra: &[&str]) -> String {
         .arg(styles.path())
         .arg("--models")
         .arg(common::models_dir())
+        .arg("--cache-dir")
+        .arg(common::component_cache())
         .args(extra)
         .env_remove("LIKENESS_CONFIG")
         .env_remove("LIKENESS_LOG_FORMAT")

@@ -9,8 +9,10 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
 use likeness_contract::options::RawOptions;
 use likeness_contract::{Analysis, Capabilities, Options, StyleError};
+use likeness_host::server::error::generation_status;
 use likeness_host::style::{LoadedStyle, package};
 use likeness_host::wasm::{Call, CallError, Image, Limit, RuntimeConfig};
 
@@ -703,7 +705,7 @@ async fn the_pipeline_refuses_lying_plans_without_a_diffusion_pack() {
             "{attack}: {error:?}"
         );
         assert_eq!(error.code(), "style_bad_output");
-        assert_eq!(error.http_status(), 503);
+        assert_eq!(generation_status(&error), StatusCode::SERVICE_UNAVAILABLE);
     }
     let good = pipeline
         .generate("hostile", gray_png(), &Vec::new(), &|_| {}, &cancel)

@@ -10,7 +10,7 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::{TestServer, client, photo_form, serve_config};
+use common::{TestServer, client, photo_form, send, serve_config};
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
@@ -117,12 +117,12 @@ async fn trickling_uploads_are_closed_with_408_and_do_not_stop_a_normal_generati
     assert_eq!(server.metric("likeness_queue_depth").await, 0.0);
 
     // A normal client (from 127.0.0.1) is served meanwhile.
-    let normal = client()
-        .post(server.at("/v1/styles/anime/generations"))
-        .multipart(photo_form("astronaut.png", None))
-        .send()
-        .await
-        .unwrap();
+    let normal = send(
+        client()
+            .post(server.at("/v1/styles/anime/generations"))
+            .multipart(photo_form("astronaut.png", None)),
+    )
+    .await;
     assert_eq!(normal.status(), StatusCode::OK);
 
     for trickler in tricklers {
@@ -147,16 +147,16 @@ async fn trickling_uploads_are_closed_with_408_and_do_not_stop_a_normal_generati
     );
     assert_eq!(server.metric("likeness_uploads_in_progress").await, 0.0);
     // Served again from the address that was trickling.
-    let again = reqwest::Client::builder()
-        .no_proxy()
-        .local_address("127.0.0.2".parse::<IpAddr>().unwrap())
-        .build()
-        .unwrap()
-        .post(server.at("/v1/styles/anime/generations"))
-        .multipart(photo_form("astronaut.png", None))
-        .send()
-        .await
-        .unwrap();
+    let again = send(
+        reqwest::Client::builder()
+            .no_proxy()
+            .local_address("127.0.0.2".parse::<IpAddr>().unwrap())
+            .build()
+            .unwrap()
+            .post(server.at("/v1/styles/anime/generations"))
+            .multipart(photo_form("astronaut.png", None)),
+    )
+    .await;
     assert_eq!(again.status(), StatusCode::OK);
 }
 

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{TestServer, client, photo_form, serve_config, styles_with_hostile};
+use common::{TestServer, client, photo_form, send, serve_config, styles_with_hostile};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -35,12 +35,12 @@ async fn a_looping_style_under_a_flood_does_not_shed_a_good_style() {
         .map(|_| {
             let url = server.at("/v1/styles/hostile/generations");
             tokio::spawn(async move {
-                let response = client()
-                    .post(url)
-                    .multipart(photo_form("astronaut.png", Some(r#"{"attack": "loop"}"#)))
-                    .send()
-                    .await
-                    .unwrap();
+                let response = send(
+                    client()
+                        .post(url)
+                        .multipart(photo_form("astronaut.png", Some(r#"{"attack": "loop"}"#))),
+                )
+                .await;
                 let status = response.status();
                 let retry_after = response.headers().contains_key("retry-after");
                 let body: Value = response.json().await.unwrap();
@@ -57,12 +57,12 @@ async fn a_looping_style_under_a_flood_does_not_shed_a_good_style() {
         tokio::spawn(async move {
             let mut answered = Vec::new();
             while flooding.load(Ordering::Relaxed) || answered.len() < 5 {
-                let response = client()
-                    .post(&url)
-                    .multipart(photo_form("astronaut.png", None))
-                    .send()
-                    .await
-                    .unwrap();
+                let response = send(
+                    client()
+                        .post(&url)
+                        .multipart(photo_form("astronaut.png", None)),
+                )
+                .await;
                 let status = response.status();
                 let body = response.text().await.unwrap();
                 answered.push((status, body));
@@ -138,12 +138,12 @@ async fn a_looping_style_under_a_flood_does_not_shed_a_good_style() {
     );
 
     // The open breaker answers at once, before the upload is read, with when to retry.
-    let refused = client()
-        .post(server.at("/v1/styles/hostile/generations"))
-        .multipart(photo_form("astronaut.png", None))
-        .send()
-        .await
-        .unwrap();
+    let refused = send(
+        client()
+            .post(server.at("/v1/styles/hostile/generations"))
+            .multipart(photo_form("astronaut.png", None)),
+    )
+    .await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     let retry_after: u64 = refused.headers()["retry-after"]
         .to_str()

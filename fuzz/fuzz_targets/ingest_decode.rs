@@ -5,6 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use likeness_host::pipeline::GenerateError;
+use likeness_host::server::error::generation_status;
 use likeness_vision::ingest::{self, Limits};
 
 /// Small limits: a 16 KiB upload, 256 pixels a side, 128x128 pixels in all.
@@ -30,7 +32,8 @@ fuzz_target!(|bytes: &[u8]| {
             assert_eq!(decoded.image.dimensions(), upright);
         }
         Err(error) => {
-            assert!((400..500).contains(&error.http_status()), "{error:?}");
+            let status = generation_status(&GenerateError::Image(error.clone()));
+            assert!(status.is_client_error(), "{error:?}");
             assert!(!error.code().is_empty() && !error.to_string().is_empty());
         }
     }

@@ -135,22 +135,16 @@ pub fn run(
         });
     }
 
+    let settings = Diffusion {
+        size: Some(size),
+        seed: Some(settings.seed.unwrap_or_else(random_seed)),
+        ..settings.clone()
+    };
     let input = GenerationInput {
-        control_maps: settings.control_maps.clone(),
-        negative_prompt: settings.negative_prompt.clone(),
-        identity_weight: settings.identity_weight,
-        width,
-        height,
         control_images,
         aligned_face,
         pulid,
-        ..GenerationInput::new(
-            method,
-            &settings.prompt,
-            settings.steps,
-            settings.guidance,
-            settings.seed.unwrap_or_else(random_seed),
-        )
+        ..GenerationInput::with_settings(method, settings)
     };
     let generated = engine
         .generate(&input, progress, cancel)

@@ -49,11 +49,10 @@ impl JobStatus {
     }
 }
 
-/// Why a generation failed, as clients see it.
+/// Why a generation failed, as clients see it (the HTTP status, where one is answered, is the
+/// server's business: `server::error`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    /// The HTTP status that fits.
-    pub status: u16,
     /// A stable, machine-readable code.
     pub code: &'static str,
     /// A sentence for people.
@@ -65,7 +64,6 @@ pub struct Failure {
 impl From<&GenerateError> for Failure {
     fn from(error: &GenerateError) -> Self {
         Failure {
-            status: error.http_status(),
             code: error.code(),
             message: error.to_string(),
             style: error.style().map(str::to_string),
@@ -410,7 +408,6 @@ mod tests {
         job.progress(Stage::Planning);
         job.cancel();
         job.finish(Outcome::Failed(Failure {
-            status: 500,
             code: "internal_error",
             message: "late".into(),
             style: None,

@@ -21,6 +21,8 @@
 //! - [`batch`]: `likeness run`, styling photos in-process;
 //! - [`scaffold`]: `likeness styles new`, a new style crate from a template.
 
+#![deny(missing_docs)]
+
 pub mod admission;
 pub mod batch;
 pub mod breaker;

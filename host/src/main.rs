@@ -1,5 +1,7 @@
 //! The `likeness` command: the service and its operator tools.
 
+#![deny(missing_docs)]
+
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -13,9 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use likeness_contract::options::{OptionError, RawOptions};
 use likeness_contract::policy;
-use likeness_contract::{
-    Analysis, Capabilities, Face, Landmarks, Method, MethodKind, Plan, Rect, StyleError,
-};
+use likeness_contract::{Analysis, Capabilities, Face, Landmarks, Method, MethodKind, Plan, Rect};
 
 use crate::execute::{Executor, Made, Try};
 use crate::identity::{self, Identity, IdentityReport, ReferenceFace};
@@ -30,13 +28,18 @@ const MAX_FALLBACK_SIDE: u32 = 1280;
 /// A stage of a generation, as reported to progress listeners (and SSE clients).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// Decoding the photo and finding its faces.
     Analysing,
+    /// The style choosing its plan.
     Planning,
     /// Denoising step `k` of `n` (1-based).
     Step {
+        /// The step just finished.
         k: u32,
+        /// Steps in all.
         n: u32,
     },
+    /// The style post-processing the image.
     PostProcessing,
 }
 
@@ -113,29 +116,6 @@ impl GenerateError {
         }
     }
 
-    /// The HTTP status that fits.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            GenerateError::UnknownStyle(_) => 404,
-            GenerateError::StyleUnavailable(..) => 503,
-            GenerateError::InvalidOption { .. } => 400,
-            GenerateError::Image(error) => error.http_status(),
-            GenerateError::Style(CallError::Style { error, .. }) => match error {
-                StyleError::InvalidOptions(_) => 400,
-                StyleError::UnusableInput(_) => 422,
-                StyleError::Internal(_) => 503,
-            },
-            GenerateError::Style(_) => 503,
-            GenerateError::Canceled => 409,
-            GenerateError::Diffusion(likeness_diffusion::DiffusionError::Invalid(_)) => 422,
-            GenerateError::Diffusion(likeness_diffusion::DiffusionError::Unsupported(_)) => 503,
-            GenerateError::Diffusion(_) | GenerateError::Transfer(_) => 500,
-            // 503 when a model is missing, 500 when inference itself failed.
-            GenerateError::Vision(error) => error.http_status(),
-            GenerateError::Internal(_) => 500,
-        }
-    }
-
     /// The style the error concerns, if any.
     pub fn style(&self) -> Option<&str> {
         match self {
@@ -151,8 +131,9 @@ impl GenerateError {
 /// A finished generation.
 #[derive(Debug, Clone)]
 pub struct Generation {
-    /// The style id and the version that ran (the version the request started with).
+    /// The style id.
     pub style_id: String,
+    /// The version that ran (the version the request started with).
     pub style_version: String,
     /// The sha256 of the component that ran (two builds of one version differ here).
     pub style_digest: String,

@@ -242,9 +242,9 @@ impl Service {
                 }
             }
             Err(error) => {
-                let status = error.http_status().to_string();
+                let status = crate::server::error::generation_status(error);
                 m.generations
-                    .with_label_values(&[style, "-", &status])
+                    .with_label_values(&[style, "-", status.as_str()])
                     .inc();
                 m.record_style_failure(error.style(), error.code());
             }

@@ -17,6 +17,12 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
+/// The component cache every test shares, in target/ (never the CLI's default
+/// `.cache/components`, which is relative to the working directory: host/ under cargo test).
+pub fn component_cache() -> PathBuf {
+    repo().join("target").join("test-component-cache")
+}
+
 /// Cargo's target folder for the test components: separate from the one running the tests,
 /// so the nested build never waits on the outer cargo's lock.
 fn plugin_target() -> PathBuf {
@@ -173,7 +179,7 @@ pub fn runtime() -> Arc<StyleRuntime> {
 /// A runtime with these settings and the shared compiled-component cache.
 pub fn runtime_with(config: RuntimeConfig) -> Arc<StyleRuntime> {
     let config = RuntimeConfig {
-        cache_dir: Some(repo().join("target").join("test-component-cache")),
+        cache_dir: Some(component_cache()),
         ..config
     };
     StyleRuntime::new(config).unwrap()
@@ -329,7 +335,7 @@ pub fn serve_config(styles: &Path) -> ServeConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         styles: styles.to_path_buf(),
         models: models_dir(),
-        cache_dir: repo().join("target").join("test-component-cache"),
+        cache_dir: component_cache(),
         ..ServeConfig::default()
     };
     config.admission.uploads_per_client = config.admission.uploads;
@@ -459,6 +465,57 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
 /// An HTTP client (plain HTTP on loopback).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// Sends `request`; the server must answer.
+pub async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.send().await.expect("the server answers")
+}
+
+/// Sends `request` and returns its JSON body, after checking that the status is a success.
+pub async fn send_json(request: reqwest::RequestBuilder) -> serde_json::Value {
+    let response = send(request).await;
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert!(status.is_success(), "{status}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Asserts that `response` has `status` and the API's one error shape (a JSON
+/// `{error: {code, message}}` with a code and a sentence); returns the `error` object.
+pub async fn error_code(
+    response: reqwest::Response,
+    status: reqwest::StatusCode,
+) -> serde_json::Value {
+    assert_eq!(response.status(), status, "{:?}", response.headers());
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    let error = &body["error"];
+    assert!(error["code"].is_string(), "{body}");
+    assert!(
+        !error["message"].as_str().unwrap_or_default().is_empty(),
+        "{body}"
+    );
+    error.clone()
+}
+
+/// Sends `request` and asserts that it fails with `status` and `code` in the one error shape;
+/// returns the `error` object.
+pub async fn expect_error(
+    request: reqwest::RequestBuilder,
+    status: reqwest::StatusCode,
+    code: &str,
+) -> serde_json::Value {
+    let error = error_code(send(request).await, status).await;
+    assert_eq!(error["code"], code, "{error}");
+    error
 }
 
 /// A multipart form holding the photo `name` as `image`, and `options` when given.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use likeness_diffusion::noise::gaussian;
 use likeness_diffusion::{
     CancelToken, ControlImage, ControlKind, ControlMap, DiffusionEngine, EngineOptions,
-    GenerationInput, Image, Method, PulidFeatures, Role, Runtime, RuntimeOptions,
+    GenerationInput, Image, Method, PulidFeatures, Role, Runtime, RuntimeOptions, Size,
 };
 
 /// A comma-separated list of numbers from the environment, else `default`.
@@ -101,8 +101,10 @@ fn input(
         guidance,
         7,
     );
-    i.width = size;
-    i.height = size;
+    i.settings.size = Some(Size {
+        width: size,
+        height: size,
+    });
     let map = |kind, weight| ControlMap {
         kind,
         weight,
@@ -116,7 +118,7 @@ fn input(
                 .filter(|(k, _)| kinds.contains(k))
                 .enumerate()
             {
-                i.control_maps.push(map(kind, weight));
+                i.settings.control_maps.push(map(kind, weight));
                 i.control_images.push(ControlImage {
                     kind,
                     image: image(size, size, 1, salt as u32 + 1),
@@ -124,7 +126,7 @@ fn input(
             }
         }
         Method::InstantId => {
-            i.control_maps = vec![map(ControlKind::FaceKeypoints, 0.8)];
+            i.settings.control_maps = vec![map(ControlKind::FaceKeypoints, 0.8)];
             i.control_images = vec![ControlImage {
                 kind: ControlKind::FaceKeypoints,
                 image: image(size, size, 3, 3),

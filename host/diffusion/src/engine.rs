@@ -25,6 +25,13 @@ pub use likeness_contract::MethodKind as Method;
 /// One control map of a generation: the contract's.
 pub use likeness_contract::ControlMap;
 
+/// A plan's diffusion settings (prompts, control maps, identity weight, steps, guidance, size,
+/// seed): the contract's, taken as they are by [`GenerationInput`].
+pub use likeness_contract::Diffusion;
+
+/// An output size: the contract's.
+pub use likeness_contract::Size;
+
 /// What a pack can run: its diffusion methods (in the order instant-id, pulid, controlnet),
 /// its control kinds (canny, depth, face-keypoints, pose) and its sizes; in the contract's
 /// terms, with no style transfer.
@@ -49,30 +56,17 @@ pub struct Img2Img {
     pub strength: f32,
 }
 
-/// Everything one generation needs. The plan's fields map one to one (see the crate docs).
+/// Everything one generation needs: the plan's method and its settings as the contract holds
+/// them, and what the host derived from the photo (see the crate docs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerationInput {
-    /// The plan's `method`.
+    /// The plan's method kind (a diffusion one).
     pub method: Method,
-    /// The plan's `prompt`.
-    pub prompt: String,
-    /// The plan's `negative-prompt`.
-    pub negative_prompt: String,
-    /// The plan's `control-maps`.
-    pub control_maps: Vec<ControlMap>,
-    /// The plan's `identity-weight`: InstantID's adapter scale (`ip_scale`; also IdentityNet's
-    /// scale when the plan has no face-keypoints map), PuLID's `id_scale`.
-    pub identity_weight: f32,
-    /// The plan's `steps`.
-    pub steps: u32,
-    /// The plan's `guidance`; `<= 1` disables classifier-free guidance.
-    pub guidance: f32,
-    /// The plan's `size.width` (0 with height 0: the pack's default size).
-    pub width: u32,
-    /// The plan's `size.height`.
-    pub height: u32,
-    /// The plan's `seed` (the host picks one when the plan has none).
-    pub seed: u64,
+    /// The method's settings. `identity_weight` is InstantID's adapter scale (`ip_scale`; also
+    /// IdentityNet's scale when the plan has no face-keypoints map) and PuLID's `id_scale`;
+    /// `guidance <= 1` disables classifier-free guidance; `size: None` runs at the pack's
+    /// default size; `seed: None` is seed 0 (the host draws one when the plan has none).
+    pub settings: Diffusion,
     /// Condition images for the control maps, one per kind used.
     pub control_images: Vec<ControlImage>,
     /// InstantID's face embedding, raw (insightface's `embedding`), from the same recogniser as
@@ -100,17 +94,25 @@ impl GenerationInput {
         guidance: f32,
         seed: u64,
     ) -> GenerationInput {
-        GenerationInput {
-            method,
+        let settings = Diffusion {
             prompt: prompt.to_string(),
             negative_prompt: String::new(),
             control_maps: Vec::new(),
             identity_weight: 0.8,
             steps,
             guidance,
-            width: 0,
-            height: 0,
-            seed,
+            size: None,
+            seed: Some(seed),
+        };
+        GenerationInput::with_settings(method, settings)
+    }
+
+    /// An input for `method` with a plan's `settings`, with no condition images and no
+    /// identity inputs yet.
+    pub fn with_settings(method: Method, settings: Diffusion) -> GenerationInput {
+        GenerationInput {
+            method,
+            settings,
             control_images: Vec::new(),
             face_embedding: None,
             aligned_face: None,
@@ -404,7 +406,7 @@ impl DiffusionEngine {
         progress: &dyn Fn(u32, u32),
         cancel: &CancelToken,
     ) -> Result<Generated, DiffusionError> {
-        let _slot = self.slots.acquire(cancel, input.steps)?;
+        let _slot = self.slots.acquire(cancel, input.settings.steps)?;
         crate::pipeline::run(self, input, progress, cancel)
     }
 }

@@ -15,15 +15,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Mapping from the WIT plan (`wit/style.wit`) to [`GenerationInput`]: `method` -> [`Method`]
-//! (`none` never reaches the engine; `fallback` is the host's business), `prompt`,
-//! `negative-prompt`, `control-maps` -> [`ControlMap`] (same fields), `identity-weight`,
-//! `steps`, `guidance`, `size` -> `width`/`height`, `seed` -> `seed` (the host draws one when
-//! the plan has none), `reference-face` -> the host picks that face's embedding / aligned crop /
-//! PuLID features and its keypoint image. Control images, the face embedding (or aligned face)
-//! and the optional img2img photo come from the host's vision layer; the PuLID features from
-//! [`DiffusionEngine::pulid_features`] on the face the vision layer aligns
-//! (`likeness_vision::align::align_face_ffhq`), with the pack's EVA02-CLIP and face parsing.
+//! From the plan (`likeness_contract::Plan`) to [`GenerationInput`]: the method's kind ->
+//! [`Method`] (`none` and `style-transfer` never reach the engine; the fallbacks are the host's
+//! business), the method's settings -> `settings`, the contract's [`Diffusion`] as it is (the
+//! host fills in the size and the seed when the plan leaves them to it), `reference-faces` -> the
+//! host picks that face's embedding / aligned crop / PuLID features and its keypoint image.
+//! Control images, the face embedding (or aligned face) and the optional img2img photo come
+//! from the host's vision layer; the PuLID features from [`DiffusionEngine::pulid_features`] on
+//! the face the vision layer aligns (`likeness_vision::align::align_face_ffhq`), with the pack's
+//! EVA02-CLIP and face parsing.
 //!
 //! Modules, one per part: [`tokenizer`], [`text`] (both text encoders), [`scheduler`],
 //! [`unet`] (one UNet step), [`control`], [`instantid`], [`pulid`], [`vae`], `pipeline` (the
@@ -33,6 +33,8 @@
 //! ONNX Runtime itself (the environment, the execution providers, session options) is owned by
 //! [`likeness_vision::Runtime`], re-exported here as [`Runtime`]: the engine takes an
 //! `Arc<Runtime>`, so the host runs vision and diffusion on one environment.
+
+#![deny(missing_docs)]
 
 pub mod control;
 pub mod engine;
@@ -54,8 +56,8 @@ pub mod vae;
 
 pub use control::ControlKind;
 pub use engine::{
-    CancelToken, Capabilities, ControlImage, ControlMap, DiffusionEngine, EngineOptions, Generated,
-    GenerationInput, Img2Img, Method,
+    CancelToken, Capabilities, ControlImage, ControlMap, Diffusion, DiffusionEngine, EngineOptions,
+    Generated, GenerationInput, Img2Img, Method, Size,
 };
 pub use error::{DiffusionError, PackError};
 pub use graph::{HostTensor, locate_library};

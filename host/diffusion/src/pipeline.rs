@@ -1,17 +1,20 @@
-//! The denoising loop: validate the request, encode the text, prepare the identity inputs and the
-//! ControlNets, draw the seeded noise (or noise the photo's latents for img2img), then per step:
-//! cancel check, scaled latents (doubled under guidance), ControlNet residuals, UNet, guidance,
-//! sampler step, progress; finally the VAE decode.
+//! The denoising loop, one function per stage: validate the request (`frame`), build the
+//! schedule (`schedule`), encode the text (`encode_text`), prepare the identity tokens
+//! (`identity_tokens`), the UNet's constant inputs (`unet_constants`) and the ControlNets
+//! (`control_units`), draw the seeded noise or noise the photo's latents for img2img
+//! (`initial_latents`), then per step (`denoise`): cancel check, scaled latents (doubled under
+//! guidance), ControlNet residuals, UNet, guidance, sampler step, progress; finally the VAE
+//! decode (`decode`).
 
 use crate::control::{self, ControlKind, ControlUnit};
-use crate::engine::{DiffusionEngine, Generated, GenerationInput, Method};
+use crate::engine::{CancelToken, DiffusionEngine, Generated, GenerationInput, Method};
 use crate::error::DiffusionError;
 use crate::graph::{Graph, HostTensor};
 use crate::image::RgbImage;
 use crate::noise::gaussian;
 use crate::pack::Role;
 use crate::scheduler::Schedule;
-use crate::text::TextEncoders;
+use crate::text::{TextConditioning, TextEncoders};
 use crate::unet::{self, UnetConstants};
 use crate::{instantid, pulid, vae};
 
@@ -24,10 +27,9 @@ fn invalid(msg: impl Into<String>) -> DiffusionError {
 
 fn output_size(e: &DiffusionEngine, input: &GenerationInput) -> Result<(u32, u32), DiffusionError> {
     let lat = &e.pack.manifest.latent;
-    let (w, h) = if input.width == 0 && input.height == 0 {
-        (lat.default_size[0], lat.default_size[1])
-    } else {
-        (input.width, input.height)
+    let (w, h) = match input.settings.size {
+        None => (lat.default_size[0], lat.default_size[1]),
+        Some(size) => (size.width, size.height),
     };
     for (v, what) in [(w, "width"), (h, "height")] {
         if v == 0 || !v.is_multiple_of(lat.size_multiple) || v > lat.max_side {
@@ -41,25 +43,30 @@ fn output_size(e: &DiffusionEngine, input: &GenerationInput) -> Result<(u32, u32
 }
 
 fn check_numbers(input: &GenerationInput) -> Result<(), DiffusionError> {
-    if input.steps == 0 || input.steps > MAX_STEPS {
+    if input.settings.steps == 0 || input.settings.steps > MAX_STEPS {
         return Err(invalid(format!(
             "steps must be 1..={MAX_STEPS}, not {}",
-            input.steps
+            input.settings.steps
         )));
     }
-    if !input.guidance.is_finite() || input.guidance < 0.0 || input.guidance > 50.0 {
+    if !input.settings.guidance.is_finite()
+        || input.settings.guidance < 0.0
+        || input.settings.guidance > 50.0
+    {
         return Err(invalid(format!(
             "guidance must be 0..=50, not {}",
-            input.guidance
+            input.settings.guidance
         )));
     }
-    if !input.identity_weight.is_finite() || !(0.0..=2.0).contains(&input.identity_weight) {
+    if !input.settings.identity_weight.is_finite()
+        || !(0.0..=2.0).contains(&input.settings.identity_weight)
+    {
         return Err(invalid(format!(
             "identity weight must be 0..=2, not {}",
-            input.identity_weight
+            input.settings.identity_weight
         )));
     }
-    for m in &input.control_maps {
+    for m in &input.settings.control_maps {
         let ok = m.weight.is_finite()
             && (0.0..=2.0).contains(&m.weight)
             && (0.0..=1.0).contains(&m.start)
@@ -85,13 +92,102 @@ fn scalar(v: f32) -> HostTensor {
     }
 }
 
+/// The sizes one generation runs at.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    /// Output width in pixels.
+    width: u32,
+    /// Output height in pixels.
+    height: u32,
+    /// Classifier-free guidance is on: every batch is `[uncond, cond]`.
+    guidance: bool,
+    /// Batch of the UNet and ControlNet calls: 2 under guidance, else 1.
+    batch: usize,
+    /// Latent channels.
+    channels: usize,
+    /// Latent height.
+    lh: usize,
+    /// Latent width.
+    lw: usize,
+}
+
+impl Frame {
+    /// Values in one latent image, `channels * lh * lw`.
+    fn latent_len(&self) -> usize {
+        self.channels * self.lh * self.lw
+    }
+}
+
+/// The schedule and where in it the run begins (0, or later for img2img).
+struct Steps {
+    schedule: Schedule,
+    /// First schedule index run.
+    begin: usize,
+}
+
+impl Steps {
+    /// Steps actually run.
+    fn count(&self) -> usize {
+        self.schedule.len() - self.begin
+    }
+}
+
+/// The text conditioning and the SDXL size conditioning shared by the UNet and ControlNets.
+struct Conditioning {
+    text: TextConditioning,
+    /// `time_ids` `[B, 6]`: original size, crop, target size.
+    time_ids: HostTensor,
+}
+
+impl Conditioning {
+    /// Width of the text context's tokens.
+    fn width(&self) -> usize {
+        self.text.context.shape[2]
+    }
+}
+
+/// The identity tokens of the method: InstantID's face tokens or PuLID's ID tokens.
+struct IdentityTokens {
+    /// InstantID's face tokens `[B, tokens, C]`.
+    face: Option<HostTensor>,
+    /// PuLID's ID tokens `[B, tokens, C]`.
+    id: Option<HostTensor>,
+}
+
+/// The networks of the loop, with their inputs that stay the same at every step.
+struct Networks<'e> {
+    /// The UNet.
+    unet: &'e Graph,
+    /// Its constant inputs.
+    constants: UnetConstants,
+    /// The ControlNets of the run.
+    controls: Vec<ControlUnit<'e>>,
+}
+
 /// Runs one generation (the caller holds a slot).
 pub(crate) fn run(
     e: &DiffusionEngine,
     input: &GenerationInput,
     progress: &dyn Fn(u32, u32),
-    cancel: &crate::engine::CancelToken,
+    cancel: &CancelToken,
 ) -> Result<Generated, DiffusionError> {
+    let frame = frame(e, input)?;
+    let steps = schedule(e, input)?;
+    let cond = encode_text(e, input, &frame)?;
+    let identity = identity_tokens(e, input, &frame, &cond)?;
+    let unet = e.graph(Role::Unet)?;
+    let nets = Networks {
+        unet,
+        constants: unet_constants(e, unet, input, &frame, &cond, &identity)?,
+        controls: control_units(e, input, &frame, &cond, &identity)?,
+    };
+    let latents = initial_latents(e, input, &frame, &steps)?;
+    let latents = denoise(&nets, input, &frame, &steps, latents, progress, cancel)?;
+    decode(e, &frame, latents, steps.count())
+}
+
+/// Checks the request's numbers, size and method, and derives the sizes of the run.
+fn frame(e: &DiffusionEngine, input: &GenerationInput) -> Result<Frame, DiffusionError> {
     check_numbers(input)?;
     let (width, height) = output_size(e, input)?;
     let caps = e.capabilities();
@@ -106,17 +202,24 @@ pub(crate) fn run(
                 .join(", ")
         )));
     }
-    let m = &e.pack.manifest;
-    let guidance = input.guidance > 1.0;
-    let b = if guidance { 2 } else { 1 };
-    let f = m.latent.vae_scale_factor;
-    let (lh, lw, ch) = (
-        (height / f) as usize,
-        (width / f) as usize,
-        m.latent.channels,
-    );
+    let lat = &e.pack.manifest.latent;
+    let guidance = input.settings.guidance > 1.0;
+    let f = lat.vae_scale_factor;
+    Ok(Frame {
+        width,
+        height,
+        guidance,
+        batch: if guidance { 2 } else { 1 },
+        channels: lat.channels,
+        lh: (height / f) as usize,
+        lw: (width / f) as usize,
+    })
+}
 
-    // Sampler and schedule.
+/// The sampler and schedule (the request's, else `[methods.NAME]`'s, else `[scheduler]`'s) and,
+/// for img2img, the step the run begins at.
+fn schedule(e: &DiffusionEngine, input: &GenerationInput) -> Result<Steps, DiffusionError> {
+    let m = &e.pack.manifest;
     let defaults = m.methods.get(input.method.name());
     let kind = input
         .scheduler
@@ -126,8 +229,11 @@ pub(crate) fn run(
         .timestep_spacing
         .or(defaults.and_then(|d| d.timestep_spacing))
         .unwrap_or(m.scheduler.timestep_spacing);
-    let schedule =
-        Schedule::new(m.scheduler.config(kind, spacing), input.steps as usize).map_err(invalid)?;
+    let schedule = Schedule::new(
+        m.scheduler.config(kind, spacing),
+        input.settings.steps as usize,
+    )
+    .map_err(invalid)?;
     let steps = schedule.len();
     let begin = match &input.img2img {
         None => 0,
@@ -146,100 +252,59 @@ pub(crate) fn run(
             steps - init
         }
     };
-    let n = steps - begin;
+    Ok(Steps { schedule, begin })
+}
 
-    // Text.
+/// Both text encoders on the prompts, and the size conditioning.
+fn encode_text(
+    e: &DiffusionEngine,
+    input: &GenerationInput,
+    frame: &Frame,
+) -> Result<Conditioning, DiffusionError> {
     let encoders = TextEncoders {
         first: (e.graph(Role::TextEncoder)?, &e.tokenizer),
         second: (e.graph(Role::TextEncoder2)?, &e.tokenizer_2),
-        zeros_for_empty_negative: m.force_zeros_for_empty_prompt,
+        zeros_for_empty_negative: e.pack.manifest.force_zeros_for_empty_prompt,
     };
-    let text = encoders.encode(&input.prompt, &input.negative_prompt, guidance)?;
-    let width_ctx = text.context.shape[2];
-    let ids = [
-        height as f32,
-        width as f32,
-        0.0,
-        0.0,
-        height as f32,
-        width as f32,
-    ];
+    let text = encoders.encode(
+        &input.settings.prompt,
+        &input.settings.negative_prompt,
+        frame.guidance,
+    )?;
+    let (h, w) = (frame.height as f32, frame.width as f32);
+    let ids = [h, w, 0.0, 0.0, h, w];
     let time_ids = HostTensor {
-        shape: vec![b, 6],
-        data: ids.repeat(b),
+        shape: vec![frame.batch, 6],
+        data: ids.repeat(frame.batch),
     };
+    Ok(Conditioning { text, time_ids })
+}
 
-    // Identity.
-    let face_tokens = if input.method == Method::InstantId {
-        let emb = match (&input.face_embedding, &input.aligned_face) {
-            (Some(v), _) => v.clone(),
-            (None, Some(face)) => {
-                face.validate("the aligned face").map_err(invalid)?;
-                instantid::embed_face(e.graph(Role::FaceRecognizer)?, face)?
-            }
-            (None, None) => {
-                return Err(invalid(
-                    "instant-id needs a face embedding or an aligned face",
-                ));
-            }
-        };
-        let cfg = m
-            .instantid
-            .as_ref()
-            .ok_or_else(|| invalid("the pack has no [instantid] section"))?;
-        if emb.len() != cfg.embedding_dim || emb.iter().any(|v| !v.is_finite()) {
-            return Err(invalid(format!(
-                "the face embedding must be {} finite values (got {})",
-                cfg.embedding_dim,
-                emb.len()
-            )));
-        }
-        Some(instantid::face_tokens(
-            e.graph(Role::InstantidImageProj)?,
-            &emb,
-            guidance,
-        )?)
+/// The method's identity tokens, checked against the pack's token count and the text width.
+fn identity_tokens(
+    e: &DiffusionEngine,
+    input: &GenerationInput,
+    frame: &Frame,
+    cond: &Conditioning,
+) -> Result<IdentityTokens, DiffusionError> {
+    let m = &e.pack.manifest;
+    let face = if input.method == Method::InstantId {
+        Some(instantid_tokens(e, input, frame)?)
     } else {
         None
     };
-    let id_tokens = if input.method == Method::Pulid {
-        let cfg = m
-            .pulid
-            .as_ref()
-            .ok_or_else(|| invalid("the pack has no [pulid] section"))?;
-        let feats = input
-            .pulid
-            .as_ref()
-            .ok_or_else(|| invalid("pulid needs the identity features"))?;
-        let vit_len: usize = cfg.vit_hidden_shape.iter().product();
-        if feats.id_cond.len() != cfg.id_cond_dim || feats.id_vit_hidden.len() != vit_len {
-            return Err(invalid(format!(
-                "pulid features must be {} + {vit_len} values (got {} + {})",
-                cfg.id_cond_dim,
-                feats.id_cond.len(),
-                feats.id_vit_hidden.len()
-            )));
-        }
-        Some(pulid::id_tokens(
-            e.graph(Role::PulidIdEncoder)?,
-            feats,
-            cfg.vit_hidden_shape,
-            guidance,
-        )?)
+    let id = if input.method == Method::Pulid {
+        Some(pulid_tokens(e, input, frame)?)
     } else {
         None
     };
     let expected_tokens = [
         (
-            &face_tokens,
+            &face,
             m.instantid.as_ref().map(|c| c.tokens),
             "instantid_image_proj",
         ),
-        (
-            &id_tokens,
-            m.pulid.as_ref().map(|c| c.tokens),
-            "pulid_id_encoder",
-        ),
+        (&id, m.pulid.as_ref().map(|c| c.tokens), "pulid_id_encoder"),
     ];
     for (tokens, expected, graph) in expected_tokens {
         if let (Some(t), Some(n)) = (tokens, expected)
@@ -251,7 +316,8 @@ pub(crate) fn run(
             ));
         }
     }
-    for t in face_tokens.iter().chain(&id_tokens) {
+    let width_ctx = cond.width();
+    for t in face.iter().chain(&id) {
         if t.shape[2] != width_ctx {
             return Err(DiffusionError::inference(
                 "unet",
@@ -262,18 +328,98 @@ pub(crate) fn run(
             ));
         }
     }
+    Ok(IdentityTokens { face, id })
+}
 
-    // UNet constants.
-    let unet_graph = e.graph(Role::Unet)?;
+/// InstantID's face tokens from the given embedding, or from the aligned face embedded here.
+fn instantid_tokens(
+    e: &DiffusionEngine,
+    input: &GenerationInput,
+    frame: &Frame,
+) -> Result<HostTensor, DiffusionError> {
+    let emb = match (&input.face_embedding, &input.aligned_face) {
+        (Some(v), _) => v.clone(),
+        (None, Some(face)) => {
+            face.validate("the aligned face").map_err(invalid)?;
+            instantid::embed_face(e.graph(Role::FaceRecognizer)?, face)?
+        }
+        (None, None) => {
+            return Err(invalid(
+                "instant-id needs a face embedding or an aligned face",
+            ));
+        }
+    };
+    let cfg = e
+        .pack
+        .manifest
+        .instantid
+        .as_ref()
+        .ok_or_else(|| invalid("the pack has no [instantid] section"))?;
+    if emb.len() != cfg.embedding_dim || emb.iter().any(|v| !v.is_finite()) {
+        return Err(invalid(format!(
+            "the face embedding must be {} finite values (got {})",
+            cfg.embedding_dim,
+            emb.len()
+        )));
+    }
+    instantid::face_tokens(e.graph(Role::InstantidImageProj)?, &emb, frame.guidance)
+}
+
+/// PuLID's ID tokens from the identity features.
+fn pulid_tokens(
+    e: &DiffusionEngine,
+    input: &GenerationInput,
+    frame: &Frame,
+) -> Result<HostTensor, DiffusionError> {
+    let cfg = e
+        .pack
+        .manifest
+        .pulid
+        .as_ref()
+        .ok_or_else(|| invalid("the pack has no [pulid] section"))?;
+    let feats = input
+        .pulid
+        .as_ref()
+        .ok_or_else(|| invalid("pulid needs the identity features"))?;
+    let vit_len: usize = cfg.vit_hidden_shape.iter().product();
+    if feats.id_cond.len() != cfg.id_cond_dim || feats.id_vit_hidden.len() != vit_len {
+        return Err(invalid(format!(
+            "pulid features must be {} + {vit_len} values (got {} + {})",
+            cfg.id_cond_dim,
+            feats.id_cond.len(),
+            feats.id_vit_hidden.len()
+        )));
+    }
+    pulid::id_tokens(
+        e.graph(Role::PulidIdEncoder)?,
+        feats,
+        cfg.vit_hidden_shape,
+        frame.guidance,
+    )
+}
+
+/// The UNet inputs that stay the same at every step: the context (with the face tokens or zeros
+/// where the UNet takes `ip_scale`), the identity inputs and the zero residuals.
+fn unet_constants(
+    e: &DiffusionEngine,
+    unet_graph: &Graph,
+    input: &GenerationInput,
+    frame: &Frame,
+    cond: &Conditioning,
+    identity: &IdentityTokens,
+) -> Result<UnetConstants, DiffusionError> {
+    let m = &e.pack.manifest;
+    let (b, width_ctx) = (frame.batch, cond.width());
+    let text = &cond.text;
     let mut context = text.context.clone();
     let mut extras = Vec::new();
     if e.pack.unet_has_ip() {
         let tokens = m.instantid.as_ref().map_or(0, |c| c.tokens);
         let zeros = HostTensor::zeros(&[b, tokens, width_ctx]);
-        let tail = face_tokens.as_ref().unwrap_or(&zeros);
+        let tail = identity.face.as_ref().unwrap_or(&zeros);
         context = HostTensor::concat1(&[&text.context, tail]);
-        let w = if face_tokens.is_some() {
-            input.identity_weight
+        let w = if identity.face.is_some() {
+            input.settings.identity_weight
         } else {
             0.0
         };
@@ -285,12 +431,12 @@ pub(crate) fn run(
     if e.pack.unet_has_id() {
         let tokens = m.pulid.as_ref().map_or(0, |c| c.tokens);
         let zeros = HostTensor::zeros(&[b, tokens, width_ctx]);
-        let w = if id_tokens.is_some() {
-            input.identity_weight
+        let w = if identity.id.is_some() {
+            input.settings.identity_weight
         } else {
             0.0
         };
-        let emb = id_tokens.as_ref().unwrap_or(&zeros);
+        let emb = identity.id.as_ref().unwrap_or(&zeros);
         extras.push((
             "id_embedding".to_string(),
             unet_graph.prepare("id_embedding", emb)?,
@@ -312,28 +458,39 @@ pub(crate) fn run(
             .zip(&ctl.down_strides)
             .chain([(&ctl.mid_channels, &ctl.mid_stride)]);
         for ((c, s), name) in shapes.zip(&residual_names) {
-            let z = HostTensor::zeros(&[b, *c, lh.div_ceil(*s), lw.div_ceil(*s)]);
+            let z = HostTensor::zeros(&[b, *c, frame.lh.div_ceil(*s), frame.lw.div_ceil(*s)]);
             zero_residuals.push(unet_graph.prepare(name, &z)?);
         }
     }
-    let constants = UnetConstants {
+    Ok(UnetConstants {
         context: unet_graph.prepare("encoder_hidden_states", &context)?,
         text_embeds: unet_graph.prepare("text_embeds", &text.pooled)?,
-        time_ids: unet_graph.prepare("time_ids", &time_ids)?,
+        time_ids: unet_graph.prepare("time_ids", &cond.time_ids)?,
         extras,
         residual_names,
         zero_residuals,
-    };
+    })
+}
 
-    // ControlNets.
-    let cn_context = face_tokens.as_ref().unwrap_or(&text.context);
-    let mut maps = input.control_maps.clone();
+/// One ControlNet per control map (plus IdentityNet under InstantID when the plan has no
+/// face-keypoints map), each with its condition image and constant inputs.
+fn control_units<'e>(
+    e: &'e DiffusionEngine,
+    input: &GenerationInput,
+    frame: &Frame,
+    cond: &Conditioning,
+    identity: &IdentityTokens,
+) -> Result<Vec<ControlUnit<'e>>, DiffusionError> {
+    let (width, height) = (frame.width, frame.height);
+    let text = &cond.text;
+    let cn_context = identity.face.as_ref().unwrap_or(&text.context);
+    let mut maps = input.settings.control_maps.clone();
     if input.method == Method::InstantId
         && !maps.iter().any(|c| c.kind == ControlKind::FaceKeypoints)
     {
         maps.push(crate::engine::ControlMap {
             kind: ControlKind::FaceKeypoints,
-            weight: input.identity_weight,
+            weight: input.settings.identity_weight,
             start: 0.0,
             end: 1.0,
         });
@@ -378,37 +535,46 @@ pub(crate) fn run(
             .into_iter()
             .map(|v| v / 255.0)
             .collect();
-        let cond = HostTensor {
+        let cond_image = HostTensor {
             shape: vec![1, 3, height as usize, width as usize],
             data: planar,
         }
-        .repeat0(b);
+        .repeat0(frame.batch);
         units.push(ControlUnit {
             graph,
             kind: map.kind,
             weight: map.weight,
             start: map.start,
             end: map.end,
-            cond: graph.prepare("controlnet_cond", &cond)?,
+            cond: graph.prepare("controlnet_cond", &cond_image)?,
             context: graph.prepare("encoder_hidden_states", cn_context)?,
             text_embeds: graph.prepare("text_embeds", &text.pooled)?,
-            time_ids: graph.prepare("time_ids", &time_ids)?,
+            time_ids: graph.prepare("time_ids", &cond.time_ids)?,
         });
     }
+    Ok(units)
+}
 
-    // Initial latents.
-    let len = ch * lh * lw;
-    let noise = gaussian(input.seed, 0, len);
-    let mut latents: Vec<f32> = match &input.img2img {
+/// The seeded noise scaled to the schedule, or for img2img the photo's latents noised to the
+/// step the run begins at.
+fn initial_latents(
+    e: &DiffusionEngine,
+    input: &GenerationInput,
+    frame: &Frame,
+    steps: &Steps,
+) -> Result<Vec<f32>, DiffusionError> {
+    let len = frame.latent_len();
+    let noise = gaussian(input.settings.seed.unwrap_or(0), 0, len);
+    Ok(match &input.img2img {
         Some(i2i) => {
             let encoded = vae::encode(
                 e.graph(Role::VaeEncoder).map_err(|_| {
                     DiffusionError::Unsupported("img2img needs a vae_encoder graph".into())
                 })?,
                 &i2i.photo,
-                width,
-                height,
-                m.latent.scaling_factor,
+                frame.width,
+                frame.height,
+                e.pack.manifest.latent.scaling_factor,
             )?;
             if encoded.data.len() != len {
                 return Err(DiffusionError::inference(
@@ -416,18 +582,34 @@ pub(crate) fn run(
                     "returned latents of an unexpected size",
                 ));
             }
-            schedule.add_noise(&encoded.data, &noise, begin)
+            steps.schedule.add_noise(&encoded.data, &noise, steps.begin)
         }
         None => {
-            let s = schedule.init_noise_sigma();
+            let s = steps.schedule.init_noise_sigma();
             noise.iter().map(|v| (f64::from(*v) * s) as f32).collect()
         }
-    };
+    })
+}
 
-    // The loop.
+/// The loop: per step a cancel check, the scaled latents (doubled under guidance), the
+/// ControlNet residuals, the UNet, guidance, the sampler step and progress; a last cancel check
+/// before the decode.
+fn denoise(
+    nets: &Networks<'_>,
+    input: &GenerationInput,
+    frame: &Frame,
+    steps: &Steps,
+    mut latents: Vec<f32>,
+    progress: &dyn Fn(u32, u32),
+    cancel: &CancelToken,
+) -> Result<Vec<f32>, DiffusionError> {
+    let schedule = &steps.schedule;
+    let n = steps.count();
+    let b = frame.batch;
+    let len = frame.latent_len();
     let mut sampler = schedule.sampler();
-    let shape = vec![b, ch, lh, lw];
-    for (k, i) in (begin..steps).enumerate() {
+    let shape = vec![b, frame.channels, frame.lh, frame.lw];
+    for (k, i) in (steps.begin..schedule.len()).enumerate() {
         if cancel.is_canceled() {
             return Err(DiffusionError::Canceled {
                 completed: k as u32,
@@ -447,11 +629,11 @@ pub(crate) fn run(
             shape: vec![b],
             data: vec![schedule.timesteps[i] as f32; b],
         };
-        let residuals =
-            control::residuals(&units, k, n, &sample, &timestep, &constants.residual_names)?;
-        let out = unet::predict(unet_graph, &constants, &sample, &timestep, &residuals)?;
-        let eps: Vec<f32> = if guidance {
-            let g = f64::from(input.guidance);
+        let names = &nets.constants.residual_names;
+        let residuals = control::residuals(&nets.controls, k, n, &sample, &timestep, names)?;
+        let out = unet::predict(nets.unet, &nets.constants, &sample, &timestep, &residuals)?;
+        let eps: Vec<f32> = if frame.guidance {
+            let g = f64::from(input.settings.guidance);
             let (u, c) = out.data.split_at(len);
             u.iter()
                 .zip(c)
@@ -462,7 +644,7 @@ pub(crate) fn run(
         };
         let step_noise = sampler
             .needs_noise()
-            .then(|| gaussian(input.seed, k as u64 + 1, len));
+            .then(|| gaussian(input.settings.seed.unwrap_or(0), k as u64 + 1, len));
         latents = sampler.step(&eps, i, &latents, step_noise.as_deref());
         progress(k as u32 + 1, n as u32);
     }
@@ -472,14 +654,25 @@ pub(crate) fn run(
             total: n as u32,
         });
     }
+    Ok(latents)
+}
+
+/// The VAE decode of the final latents into the picture.
+fn decode(
+    e: &DiffusionEngine,
+    frame: &Frame,
+    latents: Vec<f32>,
+    steps: usize,
+) -> Result<Generated, DiffusionError> {
+    let (width, height) = (frame.width, frame.height);
     let latents = HostTensor {
-        shape: vec![1, ch, lh, lw],
+        shape: vec![1, frame.channels, frame.lh, frame.lw],
         data: latents,
     };
     let decoded = vae::decode(
         e.graph(Role::VaeDecoder)?,
         &latents,
-        m.latent.scaling_factor,
+        e.pack.manifest.latent.scaling_factor,
     )?;
     let expected = 3 * width as usize * height as usize;
     if decoded.data.len() != expected {
@@ -493,6 +686,6 @@ pub(crate) fn run(
         image,
         latents,
         decoded,
-        steps: n as u32,
+        steps: steps as u32,
     })
 }

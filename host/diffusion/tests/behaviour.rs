@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use likeness_diffusion::noise::gaussian;
 use likeness_diffusion::{
     CancelToken, ControlImage, ControlKind, ControlMap, DiffusionError, GenerationInput, Image,
-    Method, PulidFeatures,
+    Method, PulidFeatures, Size,
 };
 
 fn canny(w: u32, h: u32) -> Image {
@@ -38,7 +38,7 @@ fn controlnet_input(seed: u64) -> GenerationInput {
         5.0,
         seed,
     );
-    input.control_maps = vec![ControlMap {
+    input.settings.control_maps = vec![ControlMap {
         kind: ControlKind::Canny,
         weight: 1.0,
         start: 0.0,
@@ -55,7 +55,7 @@ fn controlnet_input(seed: u64) -> GenerationInput {
 fn instantid_input(weight: f32) -> GenerationInput {
     let mut input =
         GenerationInput::new(Method::InstantId, "claymation figure of a man", 3, 4.0, 9);
-    input.identity_weight = weight;
+    input.settings.identity_weight = weight;
     input.control_images = vec![ControlImage {
         kind: ControlKind::FaceKeypoints,
         image: keypoints(64, 64),
@@ -162,7 +162,7 @@ fn controls_and_identity_steer_the_result() {
         .generate(&controlnet_input(3), &no_progress, &cancel)
         .unwrap();
     let mut off = controlnet_input(3);
-    off.control_maps[0].weight = 0.0;
+    off.settings.control_maps[0].weight = 0.0;
     let without = engine.generate(&off, &no_progress, &cancel).unwrap();
     let d_control = mean_abs_diff(&with.data, &without.data);
 
@@ -176,7 +176,7 @@ fn controls_and_identity_steer_the_result() {
 
     let pulid = |w: f32| {
         let mut input = GenerationInput::new(Method::Pulid, "toy figure", 3, 1.2, 4);
-        input.identity_weight = w;
+        input.settings.identity_weight = w;
         input.pulid = Some(PulidFeatures {
             id_cond: gaussian(1, 1, 544),
             id_vit_hidden: gaussian(1, 2, 5 * 16 * 24),
@@ -201,21 +201,23 @@ fn bad_input_is_refused_with_a_reason() {
         assert!(msg.contains(needle), "{msg:?} should mention {needle:?}");
     };
     let mut i = controlnet_input(1);
-    i.width = 100;
-    i.height = 64;
+    i.settings.size = Some(Size {
+        width: 100,
+        height: 64,
+    });
     check(i, "multiple of 32");
     let mut i = controlnet_input(1);
-    i.steps = 0;
+    i.settings.steps = 0;
     check(i, "steps");
     let mut i = controlnet_input(1);
     i.control_images.clear();
     check(i, "no canny image");
     let mut i = controlnet_input(1);
-    i.control_maps[0].start = 0.9;
-    i.control_maps[0].end = 0.1;
+    i.settings.control_maps[0].start = 0.9;
+    i.settings.control_maps[0].end = 0.1;
     check(i, "start <= end");
     let mut i = controlnet_input(1);
-    i.control_maps.push(ControlMap {
+    i.settings.control_maps.push(ControlMap {
         kind: ControlKind::FaceKeypoints,
         weight: 1.0,
         start: 0.0,
@@ -223,7 +225,7 @@ fn bad_input_is_refused_with_a_reason() {
     });
     check(i, "needs method instant-id");
     let mut i = controlnet_input(1);
-    i.control_maps[0].kind = ControlKind::Pose;
+    i.settings.control_maps[0].kind = ControlKind::Pose;
     check(i, "no ControlNet for pose");
     let mut i = instantid_input(0.8);
     i.face_embedding = Some(vec![0.0; 10]);
@@ -237,7 +239,7 @@ fn bad_input_is_refused_with_a_reason() {
     i.control_images[0].image.data.truncate(10);
     check(i, "holds 10 bytes");
     let mut i = controlnet_input(1);
-    i.guidance = f32::NAN;
+    i.settings.guidance = f32::NAN;
     check(i, "guidance");
 }
 

@@ -23,7 +23,7 @@ use likeness_diffusion::tokenizer::ClipTokenizer;
 use likeness_diffusion::unet::{self, UnetConstants};
 use likeness_diffusion::{
     CancelToken, ControlImage, ControlKind, ControlMap, DiffusionEngine, EngineOptions,
-    GenerationInput, HostTensor, Image, Method, PulidFeatures, Role, instantid, pulid,
+    GenerationInput, HostTensor, Image, Method, PulidFeatures, Role, Size, instantid, pulid,
 };
 use serde_json::Value;
 
@@ -289,10 +289,12 @@ fn check_case(case: &str, other_pack: Option<&str>, table: &mut Table) {
 
     // Identity tokens.
     let mut input = GenerationInput::new(method, g.s("prompt"), steps, guidance, seed);
-    input.negative_prompt = g.s("negative_prompt").to_string();
-    input.width = w;
-    input.height = h;
-    input.identity_weight = weight;
+    input.settings.negative_prompt = g.s("negative_prompt").to_string();
+    input.settings.size = Some(Size {
+        width: w,
+        height: h,
+    });
+    input.settings.identity_weight = weight;
     let b = if cfg { 2 } else { 1 };
     let ctx_w = text.context.shape[2];
     let ip_tokens = m.instantid.as_ref().map_or(0, |c| c.tokens);
@@ -435,7 +437,7 @@ fn check_case(case: &str, other_pack: Option<&str>, table: &mut Table) {
                 })
                 .collect(),
         );
-        input.control_maps.push(ControlMap {
+        input.settings.control_maps.push(ControlMap {
             kind,
             weight: cweight,
             start: 0.0,

@@ -9,7 +9,7 @@ use std::path::Path;
 use likeness_diffusion::noise::gaussian;
 use likeness_diffusion::{
     CancelToken, ControlImage, ControlKind, ControlMap, GenerationInput, Image, Img2Img, Method,
-    PulidFeatures, SamplerKind, Spacing,
+    PulidFeatures, SamplerKind, Size, Spacing,
 };
 use serde_json::json;
 
@@ -83,11 +83,13 @@ fn run_case(dtype: &str, case: &Case, tolerance: f64) {
         case.guidance,
         seed,
     );
-    input.negative_prompt = case.negative.to_string();
-    input.width = w;
-    input.height = h;
-    input.identity_weight = 0.7;
-    input.control_maps = case.maps.clone();
+    input.settings.negative_prompt = case.negative.to_string();
+    input.settings.size = Some(Size {
+        width: w,
+        height: h,
+    });
+    input.settings.identity_weight = 0.7;
+    input.settings.control_maps = case.maps.clone();
     input.scheduler = Some(case.sampler);
     input.timestep_spacing = Some(case.spacing);
 
@@ -117,9 +119,9 @@ fn run_case(dtype: &str, case: &Case, tolerance: f64) {
         }));
     }
     let mut case_json = json!({
-        "pack": common::tiny_pack(dtype), "method": case.method.name(), "prompt": input.prompt,
-        "negative_prompt": input.negative_prompt, "steps": case.steps, "guidance": f64::from(case.guidance),
-        "width": w, "height": h, "identity_weight": f64::from(input.identity_weight),
+        "pack": common::tiny_pack(dtype), "method": case.method.name(), "prompt": input.settings.prompt,
+        "negative_prompt": input.settings.negative_prompt, "steps": case.steps, "guidance": f64::from(case.guidance),
+        "width": w, "height": h, "identity_weight": f64::from(input.settings.identity_weight),
         "scheduler": case.sampler.name(), "timestep_spacing": spacing_name(case.spacing),
         "control_maps": maps_json,
         "noise": dir.join("noise.f32"), "out_latents": dir.join("ref_latents.f32"), "out_image": dir.join("ref_image.f32"),

@@ -79,15 +79,13 @@ impl Access {
             Ok(())
         } else {
             let wait = (1.0 - bucket.tokens) / self.rate_per_second;
-            Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+            Err(ApiError::rate_limited(
                 format!(
                     "this API key is limited to {} requests per second (bursts of {}); retry later",
                     self.rate_per_second, self.burst
                 ),
-            )
-            .with_retry_after(Duration::from_secs_f64(wait.ceil().max(1.0))))
+                Duration::from_secs_f64(wait.ceil().max(1.0)),
+            ))
         }
     }
 }
@@ -97,7 +95,7 @@ fn digest(key: &str) -> [u8; 32] {
 }
 
 fn unauthorized(message: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    ApiError::unauthorized(message)
 }
 
 /// Middleware of the `/v1` routes: requires a valid API key when keys are configured, and

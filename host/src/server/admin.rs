@@ -3,7 +3,7 @@
 //! is configured. Not in the OpenAPI document: they are for operators, not clients.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -46,8 +46,7 @@ pub fn routes() -> Router<AppState> {
 /// Refuses the request unless the admin routes are on and it carries the admin key.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(AdminKey(expected)) = state.admin.as_deref() else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
+        return Err(ApiError::not_found(
             "not_found",
             "no such route (the admin routes are off: set [deploy] admin_key)",
         ));
@@ -60,16 +59,14 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     if sent.as_ref() == Some(expected) {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+        Err(ApiError::unauthorized(
             "the admin routes need `Authorization: Bearer ADMIN_KEY`",
         ))
     }
 }
 
 fn conflict(id: &str, error: anyhow::Error) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, "deploy_failed", format!("{error:#}")).with_style(id)
+    ApiError::conflict("deploy_failed", format!("{error:#}")).with_style(id)
 }
 
 fn status_of(state: &AppState, id: &str) -> Result<Json<StyleStatus>, ApiError> {

@@ -1,6 +1,7 @@
-//! The API's one error shape, `{error: {code, message, style?}}`, and the middleware that puts
-//! every other error response (axum's rejections, unknown routes, wrong methods, oversized
-//! bodies) into it.
+//! The API's one error shape, `{error: {code, message, style?}}`, the one place where the
+//! library errors (a generation's, an upload's, the vision layer's, a style call's, the diffusion
+//! engine's) become HTTP statuses, and the middleware that puts every other error response
+//! (axum's rejections, unknown routes, wrong methods, oversized bodies) into the shape.
 
 use std::time::Duration;
 
@@ -12,9 +13,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use likeness_contract::StyleError;
+use likeness_diffusion::DiffusionError;
+use likeness_vision::{IngestError, VisionError};
+
 use crate::admission::{Overloaded, Shed};
 use crate::jobs::Failure;
 use crate::pipeline::GenerateError;
+use crate::wasm::CallError;
 
 /// The body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
@@ -54,8 +60,9 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with its HTTP status, machine-readable code and human sentence.
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    /// An error with its HTTP status, machine-readable code and human sentence (the
+    /// constructors below name the statuses the API answers with).
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             detail: ErrorDetail {
@@ -70,6 +77,61 @@ impl ApiError {
     /// 400 with `code`.
     pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 404 with `code`: no such route, job or resource.
+    pub fn not_found(code: &str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// 401 `unauthorized`: a valid key is required.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 408 `request_timeout`: the body arrived too slowly.
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", message)
+    }
+
+    /// 409 with `code`: the request conflicts with the state (e.g. a deploy that failed).
+    pub fn conflict(code: &str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// 413 `body_too_large`.
+    pub fn body_too_large(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message)
+    }
+
+    /// 415 `unsupported_content_type`: a body the route does not read.
+    pub fn unsupported_content_type(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_content_type",
+            message,
+        )
+    }
+
+    /// 429 `rate_limited`: the API key's rate limit is used up until `retry_after`.
+    pub fn rate_limited(message: impl Into<String>, retry_after: Duration) -> Self {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+            .with_retry_after(retry_after)
+    }
+
+    /// 503 `not_ready`.
+    pub fn not_ready(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message)
+    }
+
+    /// An axum body rejection, keeping its status: `body_too_large` for 413, else
+    /// `invalid_body`.
+    pub fn body_rejection(status: StatusCode, text: String) -> Self {
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::body_too_large(text)
+        } else {
+            ApiError::new(status, "invalid_body", text)
+        }
     }
 
     /// Names the style the error concerns.
@@ -152,14 +214,75 @@ impl From<Overloaded> for ApiError {
     }
 }
 
-impl From<&Failure> for ApiError {
-    fn from(failure: &Failure) -> Self {
-        ApiError {
-            status: StatusCode::from_u16(failure.status)
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            detail: ErrorDetail::from(failure),
-            retry_after: None,
+/// The HTTP status of a failed generation (also the `status` label of the generation metrics):
+/// 404 unknown style; 400 bad options; the upload's status; 422 input the style or the engine
+/// cannot use, or a needed face that is absent; 409 canceled; 503 when a style, a model or the
+/// pack cannot serve it now; 500 for bugs and failed inference (a style transfer that failed
+/// included).
+pub fn generation_status(error: &GenerateError) -> StatusCode {
+    match error {
+        GenerateError::UnknownStyle(_) => StatusCode::NOT_FOUND,
+        GenerateError::StyleUnavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
+        GenerateError::InvalidOption { .. } => StatusCode::BAD_REQUEST,
+        GenerateError::Image(error) => ingest_status(error),
+        GenerateError::Vision(error) => vision_status(error),
+        GenerateError::Style(error) => call_status(error),
+        GenerateError::Diffusion(error) => diffusion_status(error),
+        GenerateError::Canceled => StatusCode::CONFLICT,
+        GenerateError::Transfer(_) | GenerateError::Internal(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
         }
+    }
+}
+
+/// An upload that is not a usable image: 400 empty, 413 too large, 415 not a supported
+/// format, 422 corrupt.
+fn ingest_status(error: &IngestError) -> StatusCode {
+    match error {
+        IngestError::Empty => StatusCode::BAD_REQUEST,
+        IngestError::UploadTooLarge { .. } | IngestError::DimensionsTooLarge { .. } => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        IngestError::Unsupported { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        IngestError::Corrupt { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+/// The vision layer: the upload's status, 422 when a needed face is absent, 503 when models or
+/// the runtime are missing, 500 when inference itself failed.
+fn vision_status(error: &VisionError) -> StatusCode {
+    match error {
+        VisionError::Ingest(error) => ingest_status(error),
+        VisionError::NoFace(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        VisionError::Runtime(_) | VisionError::MissingModel(_) | VisionError::Pack { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A style call: the style's own refusal (400 invalid options, 422 unusable input), else 503 (the
+/// style cannot serve this now: it failed, crashed or ran out of budget).
+fn call_status(error: &CallError) -> StatusCode {
+    match error {
+        CallError::Style {
+            error: StyleError::InvalidOptions(_),
+            ..
+        } => StatusCode::BAD_REQUEST,
+        CallError::Style {
+            error: StyleError::UnusableInput(_),
+            ..
+        } => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// The diffusion engine: 422 a request it cannot use, 503 one the pack cannot run, else 500.
+fn diffusion_status(error: &DiffusionError) -> StatusCode {
+    match error {
+        DiffusionError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        DiffusionError::Unsupported(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -168,9 +291,13 @@ impl From<GenerateError> for ApiError {
         if matches!(error, GenerateError::Internal(_) | GenerateError::Vision(_)) {
             tracing::error!(%error, "generation failed");
         }
-        let failure = Failure::from(&error);
-        let error = ApiError::from(&failure);
-        if error.status == StatusCode::SERVICE_UNAVAILABLE {
+        let status = generation_status(&error);
+        let error = ApiError {
+            status,
+            detail: ErrorDetail::from(&Failure::from(&error)),
+            retry_after: None,
+        };
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             error.with_retry_after(Duration::from_secs(5))
         } else {
             error
@@ -258,9 +385,162 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
 
 /// The fallback for unknown routes.
 pub async fn not_found(request: Request) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
+    ApiError::not_found(
         "not_found",
         format!("no route for {} {}", request.method(), request.uri().path()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wasm::Call;
+    use likeness_contract::options::OptionError;
+
+    fn style_call(error: StyleError) -> GenerateError {
+        GenerateError::Style(CallError::Style {
+            style: "anime".into(),
+            error,
+        })
+    }
+
+    #[test]
+    fn every_kind_of_generation_error_has_its_status_and_code() {
+        let corrupt = IngestError::Corrupt {
+            format: "PNG",
+            reason: "truncated".into(),
+        };
+        let cases = [
+            (
+                GenerateError::UnknownStyle("x".into()),
+                404,
+                "unknown_style",
+            ),
+            (
+                GenerateError::StyleUnavailable("x".into(), "no version passed".into()),
+                503,
+                "style_unavailable",
+            ),
+            (
+                GenerateError::InvalidOption {
+                    style: "anime".into(),
+                    error: OptionError {
+                        option: "strength".into(),
+                        message: "option `strength` must be a number".into(),
+                    },
+                },
+                400,
+                "invalid_options",
+            ),
+            (
+                GenerateError::Image(IngestError::Empty),
+                400,
+                "empty_upload",
+            ),
+            (
+                GenerateError::Image(IngestError::UploadTooLarge { size: 2, limit: 1 }),
+                413,
+                "image_too_large",
+            ),
+            (
+                GenerateError::Image(IngestError::DimensionsTooLarge {
+                    width: 9,
+                    height: 9,
+                    max_side: 1,
+                    max_pixels: 1,
+                }),
+                413,
+                "image_too_large",
+            ),
+            (
+                GenerateError::Image(IngestError::Unsupported {
+                    detected: "gif".into(),
+                }),
+                415,
+                "unsupported_image",
+            ),
+            (GenerateError::Image(corrupt.clone()), 422, "corrupt_image"),
+            (
+                GenerateError::Vision(VisionError::Ingest(corrupt)),
+                422,
+                "analysis_failed",
+            ),
+            (
+                GenerateError::Vision(VisionError::NoFace("the photo".into())),
+                422,
+                "analysis_failed",
+            ),
+            (
+                GenerateError::Vision(VisionError::MissingModel("detector".into())),
+                503,
+                "analysis_failed",
+            ),
+            (
+                GenerateError::Vision(VisionError::Inference {
+                    model: "detector".into(),
+                    reason: "NaN".into(),
+                }),
+                500,
+                "analysis_failed",
+            ),
+            (
+                style_call(StyleError::InvalidOptions("x".into())),
+                400,
+                "invalid_options",
+            ),
+            (
+                style_call(StyleError::UnusableInput("x".into())),
+                422,
+                "unusable_input",
+            ),
+            (
+                style_call(StyleError::Internal(None)),
+                503,
+                "style_internal_error",
+            ),
+            (
+                GenerateError::Style(CallError::Trap {
+                    style: "anime".into(),
+                    call: Call::Plan,
+                    message: "unreachable".into(),
+                }),
+                503,
+                "style_trap",
+            ),
+            (
+                GenerateError::Diffusion(DiffusionError::Invalid("steps".into())),
+                422,
+                "unusable_input",
+            ),
+            (
+                GenerateError::Diffusion(DiffusionError::Unsupported("pulid".into())),
+                503,
+                "generation_failed",
+            ),
+            (GenerateError::Canceled, 409, "canceled"),
+            (
+                GenerateError::Transfer("the style-transfer network failed".into()),
+                500,
+                "generation_failed",
+            ),
+            (
+                GenerateError::Internal("panic".into()),
+                500,
+                "internal_error",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let what = format!("{error:?}");
+            assert_eq!(generation_status(&error).as_u16(), status, "{what}");
+            let api = ApiError::from(error);
+            assert_eq!(
+                (api.status().as_u16(), api.code()),
+                (status, code),
+                "{what}"
+            );
+            assert!(!api.detail.message.is_empty(), "{what}");
+            // Only "not now" errors ask the client to come back.
+            assert_eq!(api.retry_after.is_some(), status == 503, "{what}");
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
@@ -21,8 +21,7 @@ use crate::pipeline::Stage;
 
 fn find(state: &AppState, id: &str) -> Result<Arc<Job>, ApiError> {
     state.service.jobs().get(id).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
+        ApiError::not_found(
             "unknown_job",
             format!(
                 "there is no job '{id}' (finished jobs are deleted after {} s)",

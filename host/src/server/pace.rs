@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
@@ -156,16 +156,12 @@ pub async fn pace_bodies(State(state): State<AppState>, request: Request, next: 
         .shed
         .with_label_values(&["slow_body"])
         .inc();
-    let error = ApiError::new(
-        StatusCode::REQUEST_TIMEOUT,
-        "request_timeout",
-        format!(
-            "the request body arrived too slowly: after {} s it must arrive at {} bytes per second \
+    let error = ApiError::request_timeout(format!(
+        "the request body arrived too slowly: after {} s it must arrive at {} bytes per second \
              or faster",
-            pace.grace.as_secs(),
-            pace.min_bytes_per_sec
-        ),
-    );
+        pace.grace.as_secs(),
+        pace.min_bytes_per_sec
+    ));
     closing(error.into_response())
 }
 
@@ -178,14 +174,10 @@ pub async fn refuse_oversized(
 ) -> Response {
     match declared_length(request.headers()) {
         Some(length) if length > state.body_limit as u64 => closing(
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!(
-                    "the request body ({length} bytes) is larger than the limit of {} bytes",
-                    state.body_limit
-                ),
-            )
+            ApiError::body_too_large(format!(
+                "the request body ({length} bytes) is larger than the limit of {} bytes",
+                state.body_limit
+            ))
             .into_response(),
         ),
         _ => next.run(request).await,

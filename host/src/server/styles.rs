@@ -32,20 +32,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         return ApiError::shutting_down().into_response();
     }
     if service.pipeline().registry().styles().is_empty() {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "no style is loaded yet",
-        )
-        .into_response();
+        return ApiError::not_ready("no style is loaded yet").into_response();
     }
     if service.pipeline().vision().detector(None).is_err() {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "no face detector is installed: run `likeness models fetch`",
-        )
-        .into_response();
+        return ApiError::not_ready("no face detector is installed: run `likeness models fetch`")
+            .into_response();
     }
     (StatusCode::OK, "ready").into_response()
 }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, Multipart, Request};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;
@@ -216,54 +216,42 @@ pub async fn read(request: Request, fields: Fields) -> Result<Upload, ApiError> 
                 ..Upload::default()
             })
         }
-        _ => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_content_type",
-            match fields {
-                Fields::ImageOnly => {
-                    "send the photo as multipart/form-data (field `image`), as JSON \
+        _ => Err(ApiError::unsupported_content_type(match fields {
+            Fields::ImageOnly => {
+                "send the photo as multipart/form-data (field `image`), as JSON \
                      ({\"image\": \"data:image/...;base64,...\"}) or as the raw body \
                      (image/jpeg, image/png, image/webp or application/octet-stream)"
-                }
-                Fields::WithOptions => {
-                    "send multipart/form-data (fields `image`, `options`, `output_format`) or \
+            }
+            Fields::WithOptions => {
+                "send multipart/form-data (fields `image`, `options`, `output_format`) or \
                      JSON ({\"image\": \"data:image/...;base64,...\", \"options\": {...}})"
-                }
-            },
-        )),
+            }
+        })),
     }
 }
 
 async fn read_bytes(request: Request) -> Result<Bytes, ApiError> {
     Bytes::from_request(request, &())
         .await
-        .map_err(|rejection| body_error(rejection.status(), rejection.body_text()))
-}
-
-fn body_error(status: StatusCode, text: String) -> ApiError {
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(status, "body_too_large", text)
-    } else {
-        ApiError::new(status, "invalid_body", text)
-    }
+        .map_err(|rejection| ApiError::body_rejection(rejection.status(), rejection.body_text()))
 }
 
 async fn read_multipart(request: Request, fields: Fields) -> Result<Upload, ApiError> {
     let mut multipart = Multipart::from_request(request, &())
         .await
-        .map_err(|rejection| body_error(rejection.status(), rejection.body_text()))?;
+        .map_err(|rejection| ApiError::body_rejection(rejection.status(), rejection.body_text()))?;
     let mut upload = Upload::default();
     let mut has_image = false;
     while let Some(field) = multipart
         .next_field()
         .await
-        .map_err(|e| body_error(e.status(), e.body_text()))?
+        .map_err(|e| ApiError::body_rejection(e.status(), e.body_text()))?
     {
         let name = field.name().unwrap_or("").to_string();
         let bytes = field
             .bytes()
             .await
-            .map_err(|e| body_error(e.status(), e.body_text()))?;
+            .map_err(|e| ApiError::body_rejection(e.status(), e.body_text()))?;
         match (name.as_str(), fields) {
             ("image", _) if !has_image => {
                 has_image = true;

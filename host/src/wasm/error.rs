@@ -8,8 +8,11 @@ use likeness_contract::StyleError;
 /// Which export of a style was being called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Call {
+    /// `describe`.
     Describe,
+    /// `choose-plan` (`plan` in 0.1).
     Plan,
+    /// `post-process`.
     PostProcess,
 }
 
@@ -38,11 +41,18 @@ fn timeout_message(call: Call, limit: Limit, limit_ms: u64, cpu_ms: u64) -> Stri
 pub enum CallError {
     /// The style itself returned one of its errors (e.g. invalid options).
     #[error("style '{style}': {error}")]
-    Style { style: String, error: StyleError },
+    Style {
+        /// The style that failed.
+        style: String,
+        /// The style's error.
+        error: StyleError,
+    },
     /// The call used its CPU budget, or ran past its wall-clock ceiling, and was stopped.
     #[error("style '{style}' {}", timeout_message(*call, *limit, *limit_ms, *cpu_ms))]
     Timeout {
+        /// The style that failed.
         style: String,
+        /// The export being called.
         call: Call,
         /// Which limit fired.
         limit: Limit,
@@ -54,25 +64,38 @@ pub enum CallError {
     /// The instance asked for more memory than its cap.
     #[error("style '{style}' hit its {limit_mib} MiB memory cap in {call}")]
     MemoryLimit {
+        /// The style that failed.
         style: String,
+        /// The export being called.
         call: Call,
+        /// The cap, in MiB.
         limit_mib: usize,
     },
     /// The guest's call stack overflowed.
     #[error("style '{style}' overflowed its stack in {call}")]
-    StackOverflow { style: String, call: Call },
+    StackOverflow {
+        /// The style that failed.
+        style: String,
+        /// The export being called.
+        call: Call,
+    },
     /// The guest trapped (a panic, `unreachable`, an out-of-bounds access…).
     #[error("style '{style}' crashed in {call}: {message}")]
     Trap {
+        /// The style that failed.
         style: String,
+        /// The export being called.
         call: Call,
+        /// What the runtime reported.
         message: String,
     },
     /// The guest returned something the contract forbids (e.g. an image of the wrong size, a
     /// NaN weight, a 1 MB prompt).
     #[error("style '{style}' returned a bad result from {call}: {message}")]
     BadOutput {
+        /// The style that failed.
         style: String,
+        /// The export being called.
         call: Call,
         /// The field, as the WIT spells it (e.g. `plan.identity-weight`).
         field: String,
@@ -81,7 +104,12 @@ pub enum CallError {
     },
     /// No instance could be made (e.g. every pooled slot is busy).
     #[error("style '{style}' could not be instantiated: {message}")]
-    Instantiate { style: String, message: String },
+    Instantiate {
+        /// The style that failed.
+        style: String,
+        /// Why.
+        message: String,
+    },
 }
 
 impl CallError {

@@ -76,19 +76,6 @@ impl VisionError {
         }
     }
 
-    /// The HTTP status the service should answer with: the ingestion codes (413/415/422/400),
-    /// 422 when a needed face is absent, 503 when models or runtime are missing, 500 otherwise.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            VisionError::Ingest(e) => e.http_status(),
-            VisionError::NoFace(_) => 422,
-            VisionError::Runtime(_) | VisionError::MissingModel(_) | VisionError::Pack { .. } => {
-                503
-            }
-            _ => 500,
-        }
-    }
-
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         VisionError::Io {
             context: context.into(),

@@ -43,8 +43,8 @@ pub enum Format {
     Webp,
 }
 
-/// Why an upload was refused. Each variant has a stable [`code`](IngestError::code) and an
-/// [`http_status`](IngestError::http_status); the `Display` text is a sentence for people.
+/// Why an upload was refused. Each variant has a stable [`code`](IngestError::code); the
+/// `Display` text is a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IngestError {
     /// Zero bytes were sent.
@@ -98,16 +98,6 @@ impl IngestError {
             }
             IngestError::Unsupported { .. } => "unsupported_image",
             IngestError::Corrupt { .. } => "corrupt_image",
-        }
-    }
-
-    /// HTTP status: 400 empty, 413 too large, 415 unsupported, 422 corrupt.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            IngestError::Empty => 400,
-            IngestError::UploadTooLarge { .. } | IngestError::DimensionsTooLarge { .. } => 413,
-            IngestError::Unsupported { .. } => 415,
-            IngestError::Corrupt { .. } => 422,
         }
     }
 }

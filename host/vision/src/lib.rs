@@ -20,7 +20,7 @@
 //! [`identity`] (the identity score of an output), [`control`] (Canny, keypoint image, depth),
 //! [`transfer`] (neural style transfer: learned styles and style pictures).
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod align;
 pub mod control;

@@ -8,6 +8,8 @@
 //! (method `none`) the post-process renders the look from the photo itself: edge-preserving
 //! smoothing, a few flat tones with boosted saturation, and dark ink lines along the edges.
 
+#![deny(missing_docs)]
+
 use likeness_sdk::image::Rgba;
 use likeness_sdk::options;
 use likeness_sdk::{

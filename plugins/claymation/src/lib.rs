@@ -8,6 +8,8 @@
 //! itself: strong edge-preserving smoothing, a few rounded colour levels, soft lighting
 //! from the upper left over the bulging colour regions, a fine clay grain and a warm tint.
 
+#![deny(missing_docs)]
+
 use likeness_sdk::image::{Plane, Rgba, face_mask};
 use likeness_sdk::noise;
 use likeness_sdk::options;

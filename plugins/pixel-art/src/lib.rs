@@ -9,6 +9,8 @@
 //! whole look, with a little smoothing, contrast and ordered dithering so that the photo reads
 //! well in few colours.
 
+#![deny(missing_docs)]
+
 use likeness_sdk::image::{Color, Rgba, face_mask, luma_u8};
 use likeness_sdk::options;
 use likeness_sdk::{

@@ -34,9 +34,10 @@
 //! - `preview` and `testing` (feature `preview`, native only): PNG loading and saving for style
 //!   previews, fixtures for style tests.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 #[doc(hidden)]
+#[allow(missing_docs)] // generated from the WIT, which documents what it describes
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",

@@ -10,6 +10,8 @@
 //! colours that bleed and wobble, pigment granulation in the paper's grain, darker pooled
 //! edges, a faint pencil sketch, and washes that fade into bare paper at the margins.
 
+#![deny(missing_docs)]
+
 use likeness_sdk::image::{Plane, Rgba, face_mask, to_byte};
 use likeness_sdk::noise;
 use likeness_sdk::options;
