@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Regenerates docs/gallery/: a before/after picture per first-party style and public-domain
 photo, made by the real service in-process (`likeness run`) from the styles in styles/ and the
-model packs in models/, then downscaled and saved as small JPEGs.
+model packs in models/, then downscaled and saved as small JPEGs; and each style's preview
+picture (plugins/<style>/preview.jpg, the styled astronaut as a 256 px square), which the
+package carries and the playground shows on the style's card.
 
     likeness styles build          # the packages in styles/
     likeness models fetch          # the face and style-transfer packs in models/
@@ -25,7 +27,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[2]
 # The photos allowed in the gallery, with their licences.
 PHOTOS = {"astronaut.png": "NASA, public domain", "camera.png": "CC0"}
-STYLES = ["anime", "claymation", "pixel-art", "watercolor"]
+STYLES = ["anime", "claymation", "pixel-art", "watercolor", "pop-art", "sketch"]
+# The photo each style's preview is made from, and the preview's side.
+PREVIEW_PHOTO = "astronaut.png"
+PREVIEW_SIDE = 256
 # Each half of a before/after picture is this many pixels tall.
 HEIGHT = 256
 QUALITY = 80
@@ -37,6 +42,7 @@ def main() -> int:
     parser.add_argument("--photos", default=str(ROOT / ".cache" / "testdata"))
     parser.add_argument("--out", default=str(ROOT / "docs" / "gallery"))
     parser.add_argument("--style", action="append", help="only these styles (repeatable)")
+    parser.add_argument("--no-previews", action="store_true", help="leave plugins/*/preview.jpg as they are")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -62,11 +68,23 @@ def main() -> int:
                 path = out / f"{style}-{photo.stem}.jpg"
                 before_after(photo, result).save(path, quality=QUALITY, optimize=True)
                 print(f"{path.relative_to(ROOT)}: {path.stat().st_size // 1024} KB")
+                if photo.name == PREVIEW_PHOTO and not args.no_previews:
+                    preview = ROOT / "plugins" / style / "preview.jpg"
+                    square(result).save(preview, quality=QUALITY, optimize=True)
+                    print(f"{preview.relative_to(ROOT)}: {preview.stat().st_size // 1024} KB")
     # What made each picture (the method and the identity score), kept next to them.
     (out / "runs.txt").write_text(
         "".join(f"{style}:\n" + "".join(f"  {l}\n" for l in lines) for style, lines in facts.items())
     )
     return 0
+
+
+def square(result: Path) -> Image.Image:
+    """The middle square of a result, PREVIEW_SIDE pixels wide."""
+    image = Image.open(result).convert("RGB")
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return image.crop((left, top, left + side, top + side)).resize((PREVIEW_SIDE, PREVIEW_SIDE), Image.LANCZOS)
 
 
 def before_after(photo: Path, result: Path) -> Image.Image:
