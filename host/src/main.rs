@@ -190,12 +190,13 @@ enum FacesCommand {
 }
 
 /// Logs to stderr as `format` says (plain text is coloured only on a terminal); `RUST_LOG`
-/// filters.
+/// filters. By default the libraries log warnings only (the file watcher's notes on removed
+/// watches during a deploy are not news for an operator).
 fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn,ort=warn".into()),
+                .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn,ort=warn,notify=warn".into()),
         )
         .with_writer(std::io::stderr);
     match format {
