@@ -87,14 +87,8 @@ fn the_live_api_conforms_to_its_openapi_document() {
         "schemathesis found responses that break the OpenAPI document (see above)"
     );
     let operations = runtime.block_on(async {
-        let document: serde_json::Value = common::client()
-            .get(server.at("/openapi.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let document: serde_json::Value =
+            common::send_json(common::client().get(server.at("/openapi.json"))).await;
         document["paths"]
             .as_object()
             .unwrap()

@@ -194,14 +194,7 @@ async fn the_playground_styles_a_photo_in_headless_chromium() {
             |n| n.as_u64() == Some(6), // the six first-party styles
         )
         .await;
-    let previews: Value = http
-        .get(server.at("/v1/styles"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let previews: Value = common::send_json(http.get(server.at("/v1/styles"))).await;
     let with_preview = previews["styles"]
         .as_array()
         .unwrap()
@@ -456,14 +449,7 @@ async fn a_style_serves_its_preview_with_a_tag_and_a_bad_preview_fails_the_packa
     let server = TestServer::start(serve_config(styles.path())).await;
     let http = common::client();
 
-    let list: Value = http
-        .get(server.at("/v1/styles"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = common::send_json(http.get(server.at("/v1/styles"))).await;
     let style = |id: &str| {
         list["styles"]
             .as_array()

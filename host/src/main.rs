@@ -195,8 +195,9 @@ enum FacesCommand {
 fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn,ort=warn,notify=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,cranelift=warn,wasmtime=warn,ort=warn,notify=warn".into()
+            }),
         )
         .with_writer(std::io::stderr);
     match format {
