@@ -688,12 +688,12 @@ async fn while_redis_is_down_the_api_answers_503_and_recovers_by_itself() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_cancel_through_the_api_node_stops_the_job_on_its_worker() {
+async fn a_cancel_through_the_api_node_stops_the_job_on_its_worker_and_sigterm_drains_it() {
     let Some(binary) = redis_server() else { return };
     let redis = Redis::start(binary);
     let styles = styles();
     let api = Node::api(styles.path(), &redis, &[]);
-    let mut worker = Node::worker(styles.path(), &redis, &[]);
+    let worker = Node::worker(styles.path(), &redis, &[]);
     api.ready(&["hostile"]).await;
     worker.ready(&["hostile"]).await;
     let id = submit(&api, "hostile", Some(r#"{"sleep-ms": 5000}"#)).await;
@@ -721,6 +721,51 @@ async fn a_cancel_through_the_api_node_stops_the_job_on_its_worker() {
     let all = events(&api, &id, None).await;
     assert_eq!(all.last().unwrap().0, "canceled");
     assert!(!all.iter().any(|(name, _, _)| name == "succeeded"));
-    // SIGTERM: the worker finishes what it runs, stops reading and exits 0.
-    assert!(worker.terminate().success());
+    // SIGTERM: the worker finishes the job it runs, stops reading and exits 0; the job it
+    // did not take waits for the next worker.
+    let running = submit(&api, "hostile", Some(r#"{"sleep-ms": 1500}"#)).await;
+    while worker.metric("likeness_worker_busy").await < 1.0 {
+        assert!(Instant::now() < deadline, "the worker never got the job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let terminated = tokio::task::spawn_blocking(move || {
+        let mut worker = worker;
+        worker.terminate()
+    });
+    let job = finished(&api, &running).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert!(terminated.await.unwrap().success());
+    let waiting = submit(&api, "pixel-art", None).await;
+    let next = Node::worker(styles.path(), &redis, &[]);
+    next.ready(&["pixel-art"]).await;
+    assert_eq!(finished(&api, &waiting).await["status"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_serving_another_build_of_the_style_says_so() {
+    let Some(binary) = redis_server() else { return };
+    let redis = Redis::start(binary);
+    let styles = styles();
+    // The worker's folder has another build of `hostile` (mid-roll).
+    let other = tempfile::tempdir().unwrap();
+    common::copy_packages(common::first_party_styles(), other.path());
+    common::write_package(
+        other.path(),
+        "hostile",
+        "0.1.0-generation-b",
+        &common::hostile_wasm_generation_b(),
+        "[limits]\nplan_ms = 1000\npost_process_ms = 5000\n",
+    );
+    let api = Node::api(styles.path(), &redis, &[]);
+    let worker = Node::worker(other.path(), &redis, &[]);
+    api.ready(&["hostile", "pixel-art"]).await;
+    worker.ready(&["hostile", "pixel-art"]).await;
+    let refused = generation(&api, "hostile", None).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "style_version_mismatch", "{body}");
+    assert_eq!(body["error"]["style"], "hostile", "{body}");
+    // The styles both serve alike still run.
+    let response = generation(&api, "pixel-art", None).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
 }
