@@ -53,6 +53,17 @@ redis.call('XADD', KEYS[1], '*', 'id', ARGV[1], 'enqueued_at_ms', ARGV[4])
 return 1
 ";
 
+/// Takes a job to run: none (nil) when it is gone or has finished; else its request and
+/// photo, recording when it was first taken.
+const START: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[3]) == 1 then return false end
+redis.call('HSETNX', KEYS[1], 'started_at_ms', ARGV[1])
+local request = redis.call('HGET', KEYS[1], 'request')
+local photo = redis.call('GET', KEYS[2])
+if not request or not photo then return false end
+return {request, photo}
+";
+
 /// Records a stage: -1 when the job has finished (nothing recorded), -2 when it is
 /// canceled, else the event's seq.
 const PROGRESS: &str = r"
@@ -119,6 +130,7 @@ pub struct RedisQueue {
     finish: Script,
     progress: Script,
     enqueue: Script,
+    start: Script,
     /// Samples of the finished-jobs counter, for the drain rate.
     drained: Mutex<VecDeque<(Instant, u64)>>,
 }
@@ -160,6 +172,7 @@ impl RedisQueue {
             finish: Script::new(FINISH),
             progress: Script::new(PROGRESS),
             enqueue: Script::new(ENQUEUE),
+            start: Script::new(START),
             drained: Mutex::default(),
         };
         queue.ensure_group().await?;
@@ -410,6 +423,20 @@ impl RedisQueue {
             .await
             .map_err(unavailable)?;
         Ok(ended == 1)
+    }
+
+    /// Takes job `id` to run (one round trip): its request and photo, or none when there is
+    /// nothing to run (it expired or has finished).
+    pub async fn start(&self, id: &str) -> Result<Option<(String, Vec<u8>)>, QueueError> {
+        let keys = JobKeys::of(id);
+        self.start
+            .key(&keys.hash)
+            .key(&keys.photo)
+            .key(&keys.outcome)
+            .arg(unix_ms())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)
     }
 
     /// Records that job `id` entered a stage (its stored form `stage`, its event `event`);

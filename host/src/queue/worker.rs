@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::QueueError;
-use super::redis::{GROUP, JobKeys, RedisQueue, STREAM, unavailable};
+use super::redis::{GROUP, RedisQueue, STREAM, unavailable};
 use super::wire::{self, RequestRecord};
 use crate::jobs::{EventKind, Failure, JobEvent, Outcome, unix_ms};
 use crate::pipeline::Stage;
@@ -241,22 +241,7 @@ async fn run_job(
     consumer: &str,
     delivery: &Delivery,
 ) -> Result<Option<Outcome>, QueueError> {
-    let keys = JobKeys::of(&delivery.job);
-    let (request, photo, finished): (Option<String>, Option<Vec<u8>>, bool) = redis::pipe()
-        .cmd("HGET")
-        .arg(&keys.hash)
-        .arg("request")
-        .cmd("GET")
-        .arg(&keys.photo)
-        .cmd("EXISTS")
-        .arg(&keys.outcome)
-        .query_async(&mut queue.conn())
-        .await
-        .map_err(unavailable)?;
-    if finished {
-        return Ok(None);
-    }
-    let (Some(request), Some(photo)) = (request, photo) else {
+    let Some((request, photo)) = queue.start(&delivery.job).await? else {
         return Ok(None);
     };
     let record: RequestRecord = serde_json::from_str(&request)
