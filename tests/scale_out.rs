@@ -241,6 +241,15 @@ impl Node {
             .unwrap_or(0.0)
     }
 
+    /// Waits until this worker runs a job.
+    async fn wait_until_busy(&self) {
+        let deadline = Instant::now() + HANG;
+        while self.metric("likeness_worker_busy").await < 1.0 {
+            assert!(Instant::now() < deadline, "{} never got a job", self.url);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -514,14 +523,7 @@ async fn jobs_of_a_killed_worker_are_reclaimed_and_each_succeeds_once() {
         ids.push(submit(&api, "hostile", Some(r#"{"sleep-ms": 700}"#)).await);
     }
     // Kill the doomed worker while it holds jobs.
-    let deadline = Instant::now() + HANG;
-    while doomed.metric("likeness_worker_busy").await < 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "the doomed worker never got a job"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    doomed.wait_until_busy().await;
     doomed.kill();
     let mut results = Vec::new();
     for id in &ids {
@@ -558,11 +560,7 @@ async fn a_job_that_keeps_killing_workers_fails_as_poison_and_others_flow() {
     for _ in 0..2 {
         let mut worker = Node::worker(styles.path(), &redis, &["--max-deliveries", "2"]);
         worker.ready(&["hostile"]).await;
-        let deadline = Instant::now() + HANG;
-        while worker.metric("likeness_worker_busy").await < 1.0 {
-            assert!(Instant::now() < deadline, "the worker never got the job");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        worker.wait_until_busy().await;
         worker.kill();
     }
     let worker = Node::worker(styles.path(), &redis, &["--max-deliveries", "2"]);
@@ -697,11 +695,7 @@ async fn a_cancel_through_the_api_node_stops_the_job_on_its_worker_and_sigterm_d
     api.ready(&["hostile"]).await;
     worker.ready(&["hostile"]).await;
     let id = submit(&api, "hostile", Some(r#"{"sleep-ms": 5000}"#)).await;
-    let deadline = Instant::now() + HANG;
-    while worker.metric("likeness_worker_busy").await < 1.0 {
-        assert!(Instant::now() < deadline, "the worker never got the job");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    worker.wait_until_busy().await;
     let canceled: Value = common::client()
         .delete(api.at(&format!("/v1/jobs/{id}")))
         .send()
@@ -713,6 +707,7 @@ async fn a_cancel_through_the_api_node_stops_the_job_on_its_worker_and_sigterm_d
     assert_eq!(canceled["status"], "canceled", "{canceled}");
     // The worker's generation ends as canceled (409), not as a success.
     let series = r#"likeness_generations_total{method="-",status="409",style="hostile"}"#;
+    let deadline = Instant::now() + HANG;
     while worker.metric(series).await < 1.0 {
         assert!(Instant::now() < deadline, "the worker did not stop the job");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -724,10 +719,7 @@ async fn a_cancel_through_the_api_node_stops_the_job_on_its_worker_and_sigterm_d
     // SIGTERM: the worker finishes the job it runs, stops reading and exits 0; the job it
     // did not take waits for the next worker.
     let running = submit(&api, "hostile", Some(r#"{"sleep-ms": 1500}"#)).await;
-    while worker.metric("likeness_worker_busy").await < 1.0 {
-        assert!(Instant::now() < deadline, "the worker never got the job");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    worker.wait_until_busy().await;
     let terminated = tokio::task::spawn_blocking(move || {
         let mut worker = worker;
         worker.terminate()

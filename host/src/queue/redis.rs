@@ -483,7 +483,7 @@ impl RedisQueue {
             .arg(&keys.cancel)
             .arg(1)
             .arg("PX")
-            .arg(PENDING_TTL.as_millis() as u64)
+            .arg(self.ttl.as_millis().max(1) as u64)
             .query_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
