@@ -917,6 +917,40 @@ mod tests {
     }
 
     #[test]
+    fn queue_takes_a_redis_url_or_as_before_a_length_and_roles_need_redis() {
+        use std::str::FromStr as _;
+        assert_eq!(QueueArg::from_str("7"), Ok(QueueArg::Length(7)));
+        let url = "redis://127.0.0.1:6379/0";
+        assert_eq!(QueueArg::from_str(url), Ok(QueueArg::Url(url.into())));
+        assert!(QueueArg::from_str("amqp://x").is_err());
+        let config = ServeConfig::resolve(ServeArgs {
+            queue: Some(QueueArg::Length(7)),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!((config.admission.queue, config.queue.url), (7, None));
+        let config = ServeConfig::resolve(ServeArgs {
+            queue: Some(QueueArg::Url(url.into())),
+            role: Some(Role::Worker),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(config.queue.url.as_deref(), Some(url));
+        assert_eq!(config.queue.per_key(), 256);
+        let error = ServeConfig::resolve(ServeArgs {
+            role: Some(Role::Api),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(error.to_string().contains("--queue redis://"), "{error}");
+        let file: ServeConfig = toml::from_str(
+            "role = \"worker\"\n[queue]\nurl = \"redis://h:1/2\"\nmax_deliveries = 5\n",
+        )
+        .unwrap();
+        assert_eq!((file.role, file.queue.max_deliveries), (Role::Worker, 5));
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");
