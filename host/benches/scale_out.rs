@@ -396,11 +396,11 @@ fn main() {
     for workers in [1, 2, 4, 8, 16, 32] {
         let processes = workers.min(4);
         let slots = workers / processes;
-        let concurrency = 2 * workers;
+        let concurrency = workers;
         let total = if quick {
             10 * workers
         } else {
-            (40 * workers).max(100)
+            (20 * workers).max(100)
         };
         let shape = Shape {
             processes,
