@@ -46,6 +46,126 @@ pub struct ServeConfig {
     pub sandbox: SandboxConfig,
     /// The identity gate's retries.
     pub identity: IdentityConfig,
+    /// Which parts of the service this process runs.
+    pub role: Role,
+    /// The job queue: embedded, or Redis Streams shared by API nodes and workers.
+    pub queue: QueueConfig,
+}
+
+/// Which parts of the service a process runs (`--role`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The HTTP API and the generations (the default; with the embedded queue, one process is
+    /// the whole service).
+    #[default]
+    All,
+    /// The HTTP API only: uploads are validated and enqueued on the Redis queue.
+    Api,
+    /// A worker only: runs the jobs of the Redis queue (HTTP serves health, readiness and
+    /// metrics).
+    Worker,
+}
+
+impl Role {
+    /// Whether this process accepts generations over HTTP.
+    pub fn serves_api(self) -> bool {
+        self != Role::Worker
+    }
+
+    /// Whether this process runs the queue's jobs.
+    pub fn runs_jobs(self) -> bool {
+        self != Role::Api
+    }
+}
+
+/// The job queue (`[queue]`): embedded in the process (no `url`) or Redis Streams.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// `redis://HOST:PORT/DB`: jobs go through Redis Streams; none: the embedded queue.
+    pub url: Option<String>,
+    /// Deliveries after which a job that keeps killing its workers fails (`poison_job`).
+    pub max_deliveries: u32,
+    /// Milliseconds a delivered job may go without its worker's heartbeat before another
+    /// worker reclaims it.
+    pub claim_idle_ms: u64,
+    /// Jobs that may wait or run in the Redis queue before API nodes answer 429.
+    pub max_length: usize,
+    /// Jobs of one API key that may wait or run at once (per-key fairness); none: a quarter
+    /// of `max_length`.
+    pub max_per_key: Option<usize>,
+    /// A benchmark aid: workers sleep this many milliseconds in place of the pipeline and
+    /// answer a one-pixel image.
+    pub simulate_work_ms: Option<u64>,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            url: None,
+            max_deliveries: 3,
+            claim_idle_ms: 15_000,
+            max_length: 1024,
+            max_per_key: None,
+            simulate_work_ms: None,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// Jobs one API key may have waiting or running.
+    pub fn per_key(&self) -> usize {
+        self.max_per_key.unwrap_or((self.max_length / 4).max(1))
+    }
+
+    fn validate(&self, role: Role) -> anyhow::Result<()> {
+        match &self.url {
+            Some(url) => ensure!(
+                url.starts_with("redis://"),
+                "queue.url must be a redis://HOST:PORT/DB URL, not '{url}'"
+            ),
+            None => ensure!(
+                role == Role::All,
+                "--role {} needs a shared queue: set --queue redis://HOST:PORT/DB",
+                if role == Role::Api { "api" } else { "worker" }
+            ),
+        }
+        ensure!(
+            self.max_deliveries > 0,
+            "queue.max_deliveries must be positive"
+        );
+        ensure!(
+            self.claim_idle_ms >= 100,
+            "queue.claim_idle_ms must be at least 100"
+        );
+        ensure!(self.max_length > 0, "queue.max_length must be positive");
+        Ok(())
+    }
+}
+
+/// The value of `--queue`: a `redis://` URL (the Redis queue), or, as before, a number (the
+/// admission queue's length, `admission.queue`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueArg {
+    /// The admission queue's length.
+    Length(usize),
+    /// The Redis queue's URL.
+    Url(String),
+}
+
+impl std::str::FromStr for QueueArg {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let value = value.trim();
+        if value.starts_with("redis://") {
+            return Ok(QueueArg::Url(value.to_string()));
+        }
+        value.parse().map(QueueArg::Length).map_err(|_| {
+            format!("'{value}' is neither a redis://HOST:PORT/DB URL nor a queue length")
+        })
+    }
 }
 
 /// How log lines are written.
@@ -77,6 +197,8 @@ impl Default for ServeConfig {
             deploy: DeployConfig::default(),
             sandbox: SandboxConfig::default(),
             identity: IdentityConfig::default(),
+            role: Role::default(),
+            queue: QueueConfig::default(),
         }
     }
 }
@@ -494,9 +616,29 @@ pub struct ServeArgs {
     /// Largest photo accepted, in bytes [default: 20971520].
     #[arg(long, env = "LIKENESS_MAX_UPLOAD_BYTES")]
     pub max_upload_bytes: Option<usize>,
-    /// Generations that may wait for a slot before requests are shed [default: 32].
+    /// The job queue: redis://HOST:PORT/DB for Redis Streams [default: embedded]; a number
+    /// sets the generations that may wait for a slot before requests are shed instead
+    /// [default: 32].
     #[arg(long, env = "LIKENESS_QUEUE")]
-    pub queue: Option<usize>,
+    pub queue: Option<QueueArg>,
+    /// Which parts this process runs: all, api or worker [default: all].
+    #[arg(long, env = "LIKENESS_ROLE", value_enum)]
+    pub role: Option<Role>,
+    /// Deliveries after which a job that keeps killing workers fails [default: 3].
+    #[arg(long, env = "LIKENESS_MAX_DELIVERIES")]
+    pub max_deliveries: Option<u32>,
+    /// Milliseconds without a heartbeat after which a job is reclaimed [default: 15000].
+    #[arg(long, env = "LIKENESS_CLAIM_IDLE_MS")]
+    pub claim_idle_ms: Option<u64>,
+    /// Jobs that may wait or run in the Redis queue before 429 [default: 1024].
+    #[arg(long, env = "LIKENESS_QUEUE_MAX_LENGTH")]
+    pub queue_max_length: Option<usize>,
+    /// Jobs one API key may have in the Redis queue [default: a quarter of the maximum].
+    #[arg(long, env = "LIKENESS_QUEUE_MAX_PER_KEY")]
+    pub queue_max_per_key: Option<usize>,
+    /// Benchmark aid: a worker sleeps MS in place of the pipeline.
+    #[arg(long, env = "LIKENESS_SIMULATE_WORK", value_name = "MS")]
+    pub simulate_work: Option<u64>,
     /// Generations that may run at once [default: cores, at most 8].
     #[arg(long, env = "LIKENESS_GENERATION_SLOTS")]
     pub generation_slots: Option<usize>,
@@ -601,7 +743,21 @@ impl ServeConfig {
             self.diffusion_pack = args.diffusion_pack;
         }
         set(&mut self.limits.max_upload_bytes, args.max_upload_bytes);
-        set(&mut self.admission.queue, args.queue);
+        match args.queue {
+            Some(QueueArg::Length(length)) => self.admission.queue = length,
+            Some(QueueArg::Url(url)) => self.queue.url = Some(url),
+            None => {}
+        }
+        set(&mut self.role, args.role);
+        set(&mut self.queue.max_deliveries, args.max_deliveries);
+        set(&mut self.queue.claim_idle_ms, args.claim_idle_ms);
+        set(&mut self.queue.max_length, args.queue_max_length);
+        if args.queue_max_per_key.is_some() {
+            self.queue.max_per_key = args.queue_max_per_key;
+        }
+        if args.simulate_work.is_some() {
+            self.queue.simulate_work_ms = args.simulate_work;
+        }
         set(&mut self.admission.generation_slots, args.generation_slots);
         set(&mut self.admission.cpu_slots, args.cpu_slots);
         set(&mut self.admission.uploads, args.uploads);
@@ -682,6 +838,7 @@ impl ServeConfig {
             "API keys must not contain whitespace"
         );
         self.sandbox.validate(&RuntimeConfig::default().ceilings)?;
+        self.queue.validate(self.role)?;
         self.deploy.validate(&self.access)
     }
 }
@@ -757,6 +914,40 @@ mod tests {
         let over: ServeConfig = toml::from_str("[sandbox]\nplan_ms = 5000\n").unwrap();
         let error = over.validate().unwrap_err();
         assert!(format!("{error:#}").contains("ceilings"), "{error:#}");
+    }
+
+    #[test]
+    fn queue_takes_a_redis_url_or_as_before_a_length_and_roles_need_redis() {
+        use std::str::FromStr as _;
+        assert_eq!(QueueArg::from_str("7"), Ok(QueueArg::Length(7)));
+        let url = "redis://127.0.0.1:6379/0";
+        assert_eq!(QueueArg::from_str(url), Ok(QueueArg::Url(url.into())));
+        assert!(QueueArg::from_str("amqp://x").is_err());
+        let config = ServeConfig::resolve(ServeArgs {
+            queue: Some(QueueArg::Length(7)),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!((config.admission.queue, config.queue.url), (7, None));
+        let config = ServeConfig::resolve(ServeArgs {
+            queue: Some(QueueArg::Url(url.into())),
+            role: Some(Role::Worker),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(config.queue.url.as_deref(), Some(url));
+        assert_eq!(config.queue.per_key(), 256);
+        let error = ServeConfig::resolve(ServeArgs {
+            role: Some(Role::Api),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(error.to_string().contains("--queue redis://"), "{error}");
+        let file: ServeConfig = toml::from_str(
+            "role = \"worker\"\n[queue]\nurl = \"redis://h:1/2\"\nmax_deliveries = 5\n",
+        )
+        .unwrap();
+        assert_eq!((file.role, file.queue.max_deliveries), (Role::Worker, 5));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Asynchronous generations: a job per request, its progress events (kept, so a late subscriber
-//! replays them), its outcome, and deletion of finished jobs after a TTL. Jobs live in memory
-//! only; the photo is owned by the task running the job and is gone when the generation ends.
+//! replays them), its outcome, and deletion of finished jobs after a TTL. This is the embedded
+//! (in-process) store: its jobs live in this process's memory only, and the photo is owned by
+//! the task running the job. With a Redis queue (`crate::queue`) the same states, events and
+//! outcomes live in Redis instead.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,8 +12,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::JobsConfig;
-use crate::output::Rendered;
 use crate::pipeline::{GenerateError, Stage};
+use crate::server::views::Finished;
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,22 +53,26 @@ impl JobStatus {
 
 /// Why a generation failed, as clients see it (the HTTP status, where one is answered, is the
 /// server's business: `server::error`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Failure {
     /// A stable, machine-readable code.
-    pub code: &'static str,
+    pub code: String,
     /// A sentence for people.
     pub message: String,
     /// The style concerned, if any.
     pub style: Option<String>,
+    /// The HTTP status a synchronous request answers with (decided by `server::error`, kept
+    /// so that an API node answers a worker's failure exactly as the worker's process would).
+    pub status: u16,
 }
 
 impl From<&GenerateError> for Failure {
     fn from(error: &GenerateError) -> Self {
         Failure {
-            code: error.code(),
+            code: error.code().to_string(),
             message: error.to_string(),
             style: error.style().map(str::to_string),
+            status: crate::server::error::generation_status(error).as_u16(),
         }
     }
 }
@@ -82,6 +88,59 @@ pub struct JobEvent {
     pub at_ms: u64,
 }
 
+impl JobEvent {
+    /// The event as relayed to clients of job `job_id` (SSE name, id and JSON data).
+    pub fn relayed(&self, job_id: &str) -> WireEvent {
+        use crate::server::error::ErrorDetail;
+        let mut data = serde_json::json!({ "job": job_id, "at_ms": self.at_ms });
+        match &self.kind {
+            EventKind::Queued => data["status"] = "queued".into(),
+            EventKind::Stage(stage) => {
+                data["status"] = "running".into();
+                data["stage"] = stage.name().into();
+                if let Stage::Step { k, n } = stage {
+                    data["k"] = (*k).into();
+                    data["n"] = (*n).into();
+                }
+            }
+            EventKind::Succeeded { method, reason } => {
+                data["status"] = "succeeded".into();
+                data["method"] = method.clone().into();
+                data["reason"] = reason.clone().into();
+            }
+            EventKind::Failed(failure) => {
+                data["status"] = "failed".into();
+                data["error"] = serde_json::json!(ErrorDetail::from(failure));
+            }
+            EventKind::Canceled => data["status"] = "canceled".into(),
+        }
+        WireEvent {
+            seq: self.seq,
+            name: self.kind.name().to_string(),
+            data: data.to_string(),
+        }
+    }
+}
+
+/// A job's event as clients get it, whichever queue holds the job: the same from an embedded
+/// job and from one relayed out of Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireEvent {
+    /// 1-based position in the job's events (the SSE id).
+    pub seq: usize,
+    /// The SSE event name.
+    pub name: String,
+    /// The JSON data.
+    pub data: String,
+}
+
+impl WireEvent {
+    /// Whether this event ends the job (`succeeded`, `failed` or `canceled`).
+    pub fn is_last(&self) -> bool {
+        matches!(self.name.as_str(), "succeeded" | "failed" | "canceled")
+    }
+}
+
 /// What a [`JobEvent`] reports.
 #[derive(Debug, Clone)]
 pub enum EventKind {
@@ -92,7 +151,7 @@ pub enum EventKind {
     /// The job finished with a result.
     Succeeded {
         /// The identity method that ran.
-        method: &'static str,
+        method: String,
         /// Why the style chose it.
         reason: String,
     },
@@ -120,7 +179,7 @@ impl EventKind {
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// With a result.
-    Succeeded(Arc<Rendered>),
+    Succeeded(Arc<Finished>),
     /// With an error.
     Failed(Failure),
     /// Canceled.
@@ -130,6 +189,12 @@ pub enum Outcome {
 /// A point-in-time view of a job.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
+    /// The job's id.
+    pub id: String,
+    /// The style it runs.
+    pub style_id: String,
+    /// When it was created, in milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
     /// The job's status.
     pub status: JobStatus,
     /// The stage it is in (or ended in).
@@ -170,6 +235,9 @@ impl Job {
     pub fn snapshot(&self) -> Snapshot {
         let state = self.state();
         Snapshot {
+            id: self.id.clone(),
+            style_id: self.style_id.clone(),
+            created_at_ms: self.created_at_ms,
             status: state.status,
             stage: state.stage,
             outcome: state.outcome.clone(),
@@ -215,11 +283,11 @@ impl Job {
             return;
         }
         let (status, event) = match &outcome {
-            Outcome::Succeeded(rendered) => (
+            Outcome::Succeeded(finished) => (
                 JobStatus::Succeeded,
                 EventKind::Succeeded {
-                    method: rendered.plan.method.kind().name(),
-                    reason: rendered.plan.reason.clone(),
+                    method: finished.view.method.clone(),
+                    reason: finished.view.reason.clone(),
                 },
             ),
             Outcome::Failed(failure) => (JobStatus::Failed, EventKind::Failed(failure.clone())),
@@ -383,7 +451,7 @@ impl Jobs {
 }
 
 /// Now, in milliseconds since the Unix epoch.
-fn unix_ms() -> u64 {
+pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -408,9 +476,10 @@ mod tests {
         job.progress(Stage::Planning);
         job.cancel();
         job.finish(Outcome::Failed(Failure {
-            code: "internal_error",
+            code: "internal_error".into(),
             message: "late".into(),
             style: None,
+            status: 500,
         }));
         job.progress(Stage::PostProcessing);
         let (events, finished) = job.events_since(0);

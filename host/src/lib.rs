@@ -12,7 +12,8 @@
 //! - [`admission`]: upload places, the bounded queue, generation slots, CPU slots, each style's
 //!   share;
 //! - [`breaker`]: a style's circuit breaker;
-//! - [`jobs`]: asynchronous generations, their events and their TTL;
+//! - [`jobs`]: asynchronous generations, their events and their TTL (the embedded queue);
+//! - [`queue`]: the Redis Streams queue shared by API nodes and workers;
 //! - [`output`]: encoding results (PNG, JPEG, WebP);
 //! - [`service`]: the pipeline behind admission, with metrics, jobs and the shutdown drain;
 //! - [`metrics`]: the Prometheus metrics;
@@ -34,6 +35,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;
+pub mod queue;
 pub mod scaffold;
 pub mod server;
 pub mod service;

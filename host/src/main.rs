@@ -13,6 +13,8 @@ use clap::{Parser, Subcommand};
 use likeness_host::config::{LogFormat, SandboxConfig, ServeArgs, ServeConfig};
 use likeness_host::output::OutputFormat;
 use likeness_host::pipeline::Pipeline;
+use likeness_host::queue::redis::RedisQueue;
+use likeness_host::queue::worker;
 use likeness_host::server::{self, AppState};
 use likeness_host::service::Service;
 use likeness_host::style::{self, Registry, RegistrySettings};
@@ -556,8 +558,27 @@ async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
     if let Some(pack) = &config.diffusion_pack {
         pipeline = pipeline.with_diffusion(load_diffusion(pack, &vision).await?);
     }
-    let service = Service::new(pipeline, &config);
-    let state = AppState::new(service, &config);
+    let service = match &config.queue.url {
+        None => Service::new(pipeline, &config),
+        Some(url) => {
+            let redis = RedisQueue::connect(&config.queue, &config.jobs)
+                .await
+                .with_context(|| format!("connecting to the job queue {url}"))?;
+            tracing::info!(role = ?config.role, "jobs go through the Redis queue");
+            Service::with_redis(pipeline, &config, Arc::new(redis))
+        }
+    };
+    if config.role.runs_jobs()
+        && let Some(redis) = service.redis()
+    {
+        tokio::spawn(worker::run(
+            service.clone(),
+            redis.clone(),
+            config.admission.generation_slots,
+        ));
+    }
+    let mut state = AppState::new(service, &config);
+    state.accepts_generations = config.role.serves_api();
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("binding {}", config.addr))?;

@@ -55,6 +55,24 @@ pub struct Metrics {
     pub identity_score: HistogramVec,
     /// Style vectors of style pictures computed since start (cache misses).
     pub style_vectors_computed: IntGauge,
+    /// Jobs in the Redis queue (waiting or running), as last seen (API nodes).
+    pub queue_length: IntGauge,
+    /// Jobs delivered to a worker and not yet acknowledged, as last seen (API nodes).
+    pub queue_pending: IntGauge,
+    /// Whether this process's last Redis operation succeeded (1) or not (0).
+    pub queue_connected: IntGauge,
+    /// Jobs this worker took over from a worker that died or hung (XAUTOCLAIM).
+    pub queue_reclaims: IntCounter,
+    /// Jobs this worker failed as `poison_job` (delivered too often).
+    pub queue_poisoned: IntCounter,
+    /// Deliveries per job, at each delivery to this worker (1: first try).
+    pub queue_deliveries: prometheus::Histogram,
+    /// Seconds from enqueue to a worker taking the job.
+    pub queue_wait_seconds: prometheus::Histogram,
+    /// Jobs this worker is running now.
+    pub worker_busy: IntGauge,
+    /// Seconds this worker spent running jobs (busy ratio: its rate over `slots`).
+    pub worker_busy_seconds: prometheus::Counter,
 }
 
 impl Metrics {
@@ -173,8 +191,61 @@ impl Metrics {
             "Style vectors of style pictures computed since start (once per picture; cached).",
         )
         .expect("valid metric");
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
+        let queue_length = gauge(
+            "likeness_queue_length",
+            "Jobs in the Redis queue (waiting or running), as last seen.",
+        );
+        let queue_pending = gauge(
+            "likeness_queue_pending",
+            "Jobs delivered to a worker and not yet acknowledged, as last seen.",
+        );
+        let queue_connected = gauge(
+            "likeness_queue_connected",
+            "Whether the last Redis operation succeeded (1) or not (0).",
+        );
+        let queue_reclaims = counter(
+            "likeness_queue_reclaims_total",
+            "Jobs this worker took over from a worker that died or hung.",
+        );
+        let queue_poisoned = counter(
+            "likeness_queue_poisoned_total",
+            "Jobs this worker failed as poison_job (delivered too often).",
+        );
+        let queue_deliveries = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "likeness_queue_deliveries",
+                "Deliveries per job, at each delivery to this worker (1: first try).",
+            )
+            .buckets(vec![1.0, 2.0, 3.0, 4.0, 5.0, 8.0]),
+        )
+        .expect("valid metric");
+        let queue_wait_seconds = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "likeness_queue_wait_seconds",
+                "Seconds from enqueue to a worker taking the job.",
+            )
+            .buckets(prometheus::exponential_buckets(0.0005, 2.5, 16).expect("valid buckets")),
+        )
+        .expect("valid metric");
+        let worker_busy = gauge("likeness_worker_busy", "Jobs this worker is running now.");
+        let worker_busy_seconds = prometheus::Counter::new(
+            "likeness_worker_busy_seconds_total",
+            "Seconds this worker spent running jobs (busy ratio: its rate over the slots).",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(queue_length.clone()),
+            Box::new(queue_pending.clone()),
+            Box::new(queue_connected.clone()),
+            Box::new(queue_reclaims.clone()),
+            Box::new(queue_poisoned.clone()),
+            Box::new(queue_deliveries.clone()),
+            Box::new(queue_wait_seconds.clone()),
+            Box::new(worker_busy.clone()),
+            Box::new(worker_busy_seconds.clone()),
             Box::new(http_seconds.clone()),
             Box::new(generations.clone()),
             Box::new(stage_seconds.clone()),
@@ -217,6 +288,15 @@ impl Metrics {
             canary_rollbacks,
             identity_score,
             style_vectors_computed,
+            queue_length,
+            queue_pending,
+            queue_connected,
+            queue_reclaims,
+            queue_poisoned,
+            queue_deliveries,
+            queue_wait_seconds,
+            worker_busy,
+            worker_busy_seconds,
         }
     }
 

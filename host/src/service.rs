@@ -1,22 +1,31 @@
 //! The generation service behind the HTTP API: the pipeline with admission control, stage
-//! spans and metrics, result encoding, asynchronous jobs, and the drain on shutdown.
+//! spans and metrics, result encoding, jobs (the one interface the HTTP layer uses, over the
+//! embedded queue or Redis: `submit`, `answer`, `job`, `cancel_job`, `events`), and the drain
+//! on shutdown.
 
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use axum::http::HeaderMap;
+use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::admission::{Admission, Overloaded, Ticket};
 use crate::breaker::Verdict;
-use crate::config::ServeConfig;
-use crate::jobs::{Failure, Job, Jobs, Outcome};
+use crate::config::{QueueConfig, ServeConfig};
+use crate::jobs::{Failure, Jobs, Outcome, Snapshot, WireEvent};
 use crate::metrics::Metrics;
 use crate::output::{OutputFormat, Rendered};
 use crate::pipeline::{GenerateError, Pipeline, Stage};
+use crate::queue::redis::RedisQueue;
+use crate::queue::wire::RequestRecord;
+use crate::queue::{JobError, QueueError};
+use crate::server::views::Finished;
 use crate::style::canary::Routing;
 use crate::wasm::CallError;
 use likeness_contract::options::RawOptions as Options;
@@ -42,7 +51,11 @@ pub struct GenerationRequest {
 pub struct Service {
     pipeline: Pipeline,
     admission: Admission,
+    /// The embedded queue's jobs (empty with a Redis queue).
     jobs: Arc<Jobs>,
+    /// The shared queue, when jobs go through Redis.
+    redis: Option<Arc<RedisQueue>>,
+    queue_config: QueueConfig,
     metrics: Metrics,
     draining: AtomicBool,
     /// Canceled when the drain deadline passes: whatever still runs is stopped.
@@ -52,8 +65,25 @@ pub struct Service {
 }
 
 impl Service {
-    /// The service over `pipeline` with the limits of `config`.
+    /// The service over `pipeline` with the limits of `config`, its jobs in the embedded queue.
     pub fn new(pipeline: Pipeline, config: &ServeConfig) -> Arc<Service> {
+        Service::build(pipeline, config, None)
+    }
+
+    /// The service over `pipeline`, its jobs in the Redis queue `redis`.
+    pub fn with_redis(
+        pipeline: Pipeline,
+        config: &ServeConfig,
+        redis: Arc<RedisQueue>,
+    ) -> Arc<Service> {
+        Service::build(pipeline, config, Some(redis))
+    }
+
+    fn build(
+        pipeline: Pipeline,
+        config: &ServeConfig,
+        redis: Option<Arc<RedisQueue>>,
+    ) -> Arc<Service> {
         let admission = Admission::new(&config.admission);
         let pipeline = pipeline
             .with_cpu_slots(admission.cpu_slots().clone())
@@ -62,6 +92,8 @@ impl Service {
             pipeline,
             admission,
             jobs: Jobs::new(config.jobs.clone()),
+            redis,
+            queue_config: config.queue.clone(),
             metrics: Metrics::new(),
             draining: AtomicBool::new(false),
             abort: CancellationToken::new(),
@@ -79,9 +111,27 @@ impl Service {
         &self.admission
     }
 
-    /// The asynchronous jobs.
+    /// The embedded queue's jobs (empty when jobs go through Redis).
     pub fn jobs(&self) -> &Arc<Jobs> {
         &self.jobs
+    }
+
+    /// The Redis queue, when jobs go through Redis.
+    pub fn redis(&self) -> Option<&Arc<RedisQueue>> {
+        self.redis.as_ref()
+    }
+
+    /// How long finished jobs are kept.
+    pub fn job_ttl(&self) -> Duration {
+        self.jobs.ttl()
+    }
+
+    /// Counts `f` as work in flight for the drain.
+    pub fn spawn_tracked<F>(&self, f: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(f);
     }
 
     /// The metrics.
@@ -117,6 +167,20 @@ impl Service {
             .with_label_values(&["rejected"])
             .set(rejected as i64);
         m.render()
+    }
+
+    /// Brings the Redis queue's gauges (length, pending entries, connected) up to date.
+    pub async fn refresh_queue_metrics(&self) {
+        let Some(redis) = &self.redis else { return };
+        let m = &self.metrics;
+        match redis.stats().await {
+            Ok((length, pending)) => {
+                m.queue_length.set(length as i64);
+                m.queue_pending.set(pending as i64);
+                m.queue_connected.set(1);
+            }
+            Err(_) => m.queue_connected.set(0),
+        }
     }
 
     /// Counts a request turned away by admission (metric `likeness_shed_total{reason}`).
@@ -251,8 +315,18 @@ impl Service {
         }
     }
 
-    /// Starts an asynchronous job for `request`; returns it at once (status `queued`).
-    pub fn spawn_job(self: &Arc<Self>, request: GenerationRequest, ticket: Ticket) -> Arc<Job> {
+    /// Starts an asynchronous job for `request` (whose HTTP request had `headers`); returns it
+    /// at once (status `queued`).
+    pub async fn submit(
+        self: &Arc<Self>,
+        request: GenerationRequest,
+        ticket: Ticket,
+        headers: &HeaderMap,
+    ) -> Result<Snapshot, JobError> {
+        if let Some(redis) = &self.redis {
+            drop(ticket);
+            return Ok(self.enqueue(redis, &request, headers).await?);
+        }
         let cancel = self.abort.child_token();
         let job = self
             .jobs
@@ -265,16 +339,160 @@ impl Service {
                 let job = task_job;
                 let progress = |stage: Stage| job.progress(stage);
                 job.start();
-                let outcome = match service.generate(request, ticket, &progress, &cancel).await {
-                    Ok(rendered) => Outcome::Succeeded(Arc::new(rendered)),
-                    Err(GenerateError::Canceled) => Outcome::Canceled,
-                    Err(error) => Outcome::Failed(Failure::from(&error)),
-                };
+                let outcome = service
+                    .generate(request, ticket, &progress, &cancel)
+                    .await
+                    .into();
                 job.finish(outcome);
             }
             .instrument(span),
         );
-        job
+        Ok(job.snapshot())
+    }
+
+    /// Runs `request` (whose HTTP request had `headers`) and waits for its result; dropping
+    /// the future, or `cancel`, cancels it.
+    pub async fn answer(
+        &self,
+        request: GenerationRequest,
+        ticket: Ticket,
+        headers: &HeaderMap,
+        cancel: &CancellationToken,
+    ) -> Result<Arc<Finished>, JobError> {
+        let Some(redis) = &self.redis else {
+            let rendered = self.generate(request, ticket, &|_| {}, cancel).await?;
+            return Ok(Arc::new(Finished::from(rendered)));
+        };
+        drop(ticket);
+        let _tracked = self.tasks.token();
+        let id = request.id.clone();
+        self.enqueue(redis, &request, headers).await?;
+        let mut guard = CancelOnDrop {
+            redis: Some(redis.clone()),
+            id: id.clone(),
+        };
+        let mut events = redis.follow(&id, 0);
+        let ended = tokio::select! {
+            _ = async { while let Some(event) = events.next().await {
+                if event.is_last() { break; }
+            } } => true,
+            _ = cancel.cancelled() => false,
+        };
+        if !ended {
+            return Err(GenerateError::Canceled.into());
+        }
+        guard.redis = None;
+        let outcome = redis.snapshot(&id).await?.and_then(|job| job.outcome);
+        match outcome {
+            Some(Outcome::Succeeded(finished)) => Ok(finished),
+            Some(Outcome::Failed(failure)) => Err(JobError::Failed(failure)),
+            Some(Outcome::Canceled) => Err(GenerateError::Canceled.into()),
+            None => {
+                Err(QueueError::Unavailable(format!("job {id} ended without an outcome")).into())
+            }
+        }
+    }
+
+    async fn enqueue(
+        &self,
+        redis: &RedisQueue,
+        request: &GenerationRequest,
+        headers: &HeaderMap,
+    ) -> Result<Snapshot, QueueError> {
+        let record = RequestRecord::of(request, headers, self.serving_digest(&request.style));
+        let (owner, per_key) = owner(headers, &self.queue_config);
+        redis
+            .enqueue(&request.id, &record, &request.photo, &owner, per_key)
+            .await
+    }
+
+    /// The digest of the component serving `style` here now.
+    fn serving_digest(&self, style: &str) -> Option<String> {
+        self.pipeline
+            .registry()
+            .status(style)
+            .and_then(|status| status.digest)
+    }
+
+    /// The job `id`, unless it is unknown or expired.
+    pub async fn job(&self, id: &str) -> Result<Option<Snapshot>, JobError> {
+        match &self.redis {
+            Some(redis) => Ok(redis.snapshot(id).await?),
+            None => Ok(self.jobs.get(id).map(|job| job.snapshot())),
+        }
+    }
+
+    /// Cancels job `id` when it is queued or running, deletes it when it has finished;
+    /// returns the job after the cancel, or as it was when deleted.
+    pub async fn cancel_job(&self, id: &str) -> Result<Option<Snapshot>, JobError> {
+        match &self.redis {
+            Some(redis) => {
+                let Some(before) = redis.snapshot(id).await? else {
+                    return Ok(None);
+                };
+                if before.status.is_finished() {
+                    redis.remove(id).await?;
+                    return Ok(Some(before));
+                }
+                redis.cancel(id).await?;
+                Ok(redis.snapshot(id).await?.or(Some(before)))
+            }
+            None => {
+                let Some(job) = self.jobs.get(id) else {
+                    return Ok(None);
+                };
+                if job.snapshot().status.is_finished() {
+                    self.jobs.remove(id);
+                } else {
+                    job.cancel();
+                }
+                Ok(Some(job.snapshot()))
+            }
+        }
+    }
+
+    /// Job `id`'s events after the first `after`, as they come, ending after the last one;
+    /// none when there is no such job.
+    pub async fn events(
+        &self,
+        id: &str,
+        after: usize,
+    ) -> Result<Option<BoxStream<'static, WireEvent>>, JobError> {
+        if let Some(redis) = &self.redis {
+            if redis.snapshot(id).await?.is_none() {
+                return Ok(None);
+            }
+            return Ok(Some(redis.follow(id, after)));
+        }
+        let Some(job) = self.jobs.get(id) else {
+            return Ok(None);
+        };
+        let changes = job.subscribe();
+        let batches = futures_util::stream::unfold(
+            (job, after, changes, false),
+            |(job, next, mut changes, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    let (events, finished) = job.events_since(next);
+                    if !events.is_empty() {
+                        let next = next + events.len();
+                        let ended = finished && job.events_since(next).0.is_empty();
+                        let relayed: Vec<WireEvent> =
+                            events.iter().map(|event| event.relayed(&job.id)).collect();
+                        return Some((
+                            futures_util::stream::iter(relayed),
+                            (job, next, changes, ended),
+                        ));
+                    }
+                    if finished || changes.changed().await.is_err() {
+                        return None;
+                    }
+                }
+            },
+        );
+        Ok(Some(batches.flatten().boxed()))
     }
 
     /// Starts draining: new work is refused from now on.
@@ -301,6 +519,55 @@ impl Service {
             let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
         }
         finished
+    }
+}
+
+impl From<Result<Rendered, GenerateError>> for Outcome {
+    fn from(result: Result<Rendered, GenerateError>) -> Self {
+        match result {
+            Ok(rendered) => Outcome::Succeeded(Arc::new(Finished::from(rendered))),
+            Err(GenerateError::Canceled) => Outcome::Canceled,
+            Err(error) => Outcome::Failed(Failure::from(&error)),
+        }
+    }
+}
+
+/// Cancels a synchronous Redis job whose client went away before it finished.
+struct CancelOnDrop {
+    /// None once the job has finished.
+    redis: Option<Arc<RedisQueue>>,
+    id: String,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(redis) = self.redis.take() {
+            let id = std::mem::take(&mut self.id);
+            tokio::spawn(async move {
+                if let Err(error) = redis.cancel(&id).await {
+                    tracing::warn!(%id, %error, "could not cancel an abandoned job");
+                }
+            });
+        }
+    }
+}
+
+/// Who a job counts against for per-key fairness, and that owner's share of the queue: the
+/// API key (hashed), or everyone alike when requests carry none.
+fn owner(headers: &HeaderMap, config: &QueueConfig) -> (String, usize) {
+    use sha2::Digest as _;
+    let key = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|key| !key.is_empty());
+    match key {
+        Some(key) => {
+            let digest = sha2::Sha256::digest(key.as_bytes());
+            (hex::encode(&digest[..8]), config.per_key())
+        }
+        None => ("anonymous".into(), config.max_length),
     }
 }
 

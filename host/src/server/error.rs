@@ -20,6 +20,7 @@ use likeness_vision::{IngestError, VisionError};
 use crate::admission::{Overloaded, Shed};
 use crate::jobs::Failure;
 use crate::pipeline::GenerateError;
+use crate::queue::{JobError, QueueError};
 use crate::wasm::CallError;
 
 /// The body of every error response.
@@ -176,6 +177,15 @@ impl ApiError {
         .with_retry_after(Duration::from_secs(5))
     }
 
+    /// 421 on a worker (`--role worker`), which takes its jobs from the queue, not over HTTP.
+    pub fn not_an_api_node() -> Self {
+        ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "not_an_api_node",
+            "this process is a worker: it runs queued jobs; send generations to an API node",
+        )
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -211,6 +221,84 @@ impl From<Overloaded> for ApiError {
         };
         ApiError::new(status, overloaded.shed.code(), message)
             .with_retry_after(overloaded.retry_after)
+    }
+}
+
+/// The status of a job failed for being delivered to workers too often (`poison_job`).
+pub fn poison_status() -> StatusCode {
+    StatusCode::INTERNAL_SERVER_ERROR
+}
+
+/// The failure of a job a worker could not admit: what this process would answer for
+/// `overloaded`.
+pub fn overloaded_failure(overloaded: Overloaded, style: &str) -> Failure {
+    let error = ApiError::from(overloaded);
+    Failure {
+        code: error.detail.code,
+        message: error.detail.message,
+        style: Some(style.to_string()),
+        status: error.status.as_u16(),
+    }
+}
+
+/// The failure of a job planned against another build of its style than the worker serves
+/// (the fleet is mid-roll: the operator deploys the style to every worker first).
+pub fn style_mismatch_failure(style: &str, wanted: &str, here: &str) -> Failure {
+    let short = |digest: &str| digest.chars().take(12).collect::<String>();
+    Failure {
+        code: "style_version_mismatch".into(),
+        message: format!(
+            "the job was accepted for the build {} of style '{style}', but this worker serves              {}; retry once every worker serves the same build",
+            short(wanted),
+            short(here)
+        ),
+        style: Some(style.to_string()),
+        status: StatusCode::SERVICE_UNAVAILABLE.as_u16(),
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(error: QueueError) -> Self {
+        let message = error.to_string();
+        match error {
+            QueueError::Unavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_unavailable",
+                message,
+            )
+            .with_retry_after(Duration::from_secs(1)),
+            QueueError::Full { retry_after } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", message)
+                    .with_retry_after(retry_after)
+            }
+            QueueError::KeyFull { retry_after } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "key_queue_full", message)
+                    .with_retry_after(retry_after)
+            }
+        }
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(error: JobError) -> Self {
+        match error {
+            JobError::Generate(error) => ApiError::from(error),
+            JobError::Queue(error) => ApiError::from(error),
+            JobError::Failed(failure) => {
+                let status = StatusCode::from_u16(failure.status)
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let error = ApiError {
+                    status,
+                    detail: ErrorDetail::from(&failure),
+                    retry_after: None,
+                };
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    error.with_retry_after(Duration::from_secs(5))
+                } else {
+                    error
+                }
+            }
+        }
     }
 }
 

@@ -11,11 +11,12 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::upload::{self, Fields, GenerationForm, GenerationJson};
-use super::views::{GenerationView, JobView};
+use super::views::{Finished, GenerationView, JobView};
 use crate::admission::Overloaded;
 use crate::metrics::Metrics;
-use crate::output::{OutputFormat, Rendered};
+use crate::output::OutputFormat;
 use crate::pipeline::GenerateError;
+use crate::queue::JobError;
 use crate::service::GenerationRequest;
 use crate::style::StyleState;
 use crate::style::canary::Routing;
@@ -126,8 +127,9 @@ impl Drop for DisconnectGuard<'_> {
         (status = 415, description = "Not a JPEG, PNG or WebP image, or an unsupported content type.", body = ErrorBody),
         (status = 422, description = "The image cannot be decoded, or the style cannot use it.", body = ErrorBody),
         (status = 408, description = "The request body arrived too slowly.", body = ErrorBody),
-        (status = 429, description = "The queue, the style's share of it or the upload places are full, or the API key's rate limit is exceeded (see Retry-After).", body = ErrorBody),
-        (status = 503, description = "The style is unavailable or its circuit breaker is open (see Retry-After), or the service is shutting down.", body = ErrorBody),
+        (status = 421, description = "This process is a worker (`--role worker`): send generations to an API node.", body = ErrorBody),
+        (status = 429, description = "The queue, the style's or the API key's share of it, or the upload places are full, or the API key's rate limit is exceeded (see Retry-After).", body = ErrorBody),
+        (status = 503, description = "The style is unavailable or its circuit breaker is open (see Retry-After), the Redis queue is unreachable (`queue_unavailable`), or the service is shutting down.", body = ErrorBody),
     ),
     security((), ("api_key" = [])))]
 pub async fn create_generation(
@@ -137,6 +139,9 @@ pub async fn create_generation(
     request: Request,
 ) -> Result<Response, ApiError> {
     let service = &state.service;
+    if !state.accepts_generations {
+        return Err(ApiError::not_an_api_node());
+    }
     match service.pipeline().registry().status(&style_id) {
         None => return Err(ApiError::unknown_style(&style_id)),
         Some(status) if status.state != StyleState::Serving => {
@@ -184,12 +189,8 @@ pub async fn create_generation(
     };
 
     if prefers_async(&headers) {
-        let job = service.spawn_job(generation, ticket);
-        let view = JobView::of(
-            &job,
-            &job.snapshot(),
-            service.jobs().ttl().as_millis() as u64,
-        );
+        let job = service.submit(generation, ticket, &headers).await?;
+        let view = JobView::of(&job, service.job_ttl().as_millis() as u64);
         let mut response = (StatusCode::ACCEPTED, Json(view)).into_response();
         let headers = response.headers_mut();
         if let Ok(location) = HeaderValue::from_str(&format!("/v1/jobs/{}", job.id)) {
@@ -208,19 +209,21 @@ pub async fn create_generation(
         id: generation.id.clone(),
         finished: false,
     };
-    let result = service.generate(generation, ticket, &|_| {}, &cancel).await;
+    let result = service.answer(generation, ticket, &headers, &cancel).await;
     guard.finished = true;
-    let rendered = result.map_err(|error| match error {
-        GenerateError::Canceled => ApiError::shutting_down(),
+    let finished = result.map_err(|error| match error {
+        JobError::Generate(GenerateError::Canceled) => ApiError::shutting_down(),
         error => ApiError::from(error),
     })?;
     let mut facts = HeaderMap::new();
-    fact_headers(&mut facts, &rendered);
+    fact_headers(&mut facts, &finished);
     let mut response = match answer {
-        Answer::Json => Json(GenerationView::from(&rendered)).into_response(),
-        Answer::Image(format) => {
-            ([(header::CONTENT_TYPE, format.mime())], rendered.bytes).into_response()
-        }
+        Answer::Json => Json(finished.view()).into_response(),
+        Answer::Image(format) => (
+            [(header::CONTENT_TYPE, format.mime())],
+            finished.bytes.clone(),
+        )
+            .into_response(),
     };
     response.headers_mut().extend(facts);
     Ok(response)
@@ -241,32 +244,15 @@ fn truncated(text: &str, limit: usize) -> std::borrow::Cow<'_, str> {
 
 /// The facts of a generation as `X-Likeness-*` headers (each cut to [`MAX_HEADER_FACT`] bytes,
 /// then percent-encoded).
-fn fact_headers(headers: &mut HeaderMap, rendered: &Rendered) {
-    let timings = rendered
-        .timings
-        .iter()
-        .map(|(stage, ms)| format!("{stage};dur={ms:.2}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let facts = [
-        ("x-likeness-id", rendered.id.clone()),
-        ("x-likeness-style", rendered.style_id.clone()),
-        ("x-likeness-style-version", rendered.style_version.clone()),
-        ("x-likeness-style-digest", rendered.style_digest.clone()),
-        (
-            "x-likeness-method",
-            rendered.plan.method.kind().name().to_string(),
-        ),
-        ("x-likeness-planned", rendered.planned.name().to_string()),
-        ("x-likeness-reason", rendered.plan.reason.clone()),
-        ("x-likeness-identity", rendered.identity.header()),
-        ("x-likeness-timings", timings),
-    ];
-    for (name, value) in facts {
-        let value = truncated(&value, MAX_HEADER_FACT);
+fn fact_headers(headers: &mut HeaderMap, finished: &Finished) {
+    for (name, value) in &finished.facts {
+        let value = truncated(value, MAX_HEADER_FACT);
         let encoded = utf8_percent_encode(&value, HEADER_ENCODE).to_string();
-        if let Ok(value) = HeaderValue::from_str(&encoded) {
-            headers.insert(HeaderName::from_static(name), value);
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&encoded),
+        ) {
+            headers.insert(name, value);
         }
     }
 }

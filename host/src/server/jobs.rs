@@ -2,7 +2,6 @@
 //! late subscriber first gets the events so far) and `DELETE /v1/jobs/{id}`.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -10,33 +9,25 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
-use futures_util::stream;
-use serde_json::json;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody, ErrorDetail};
+use super::error::{ApiError, ErrorBody};
 use super::views::JobView;
-use crate::jobs::{EventKind, Job, JobEvent};
-use crate::pipeline::Stage;
+use crate::jobs::Snapshot;
 
-fn find(state: &AppState, id: &str) -> Result<Arc<Job>, ApiError> {
-    state.service.jobs().get(id).ok_or_else(|| {
-        ApiError::not_found(
-            "unknown_job",
-            format!(
-                "there is no job '{id}' (finished jobs are deleted after {} s)",
-                state.service.jobs().ttl().as_secs()
-            ),
-        )
-    })
+/// 404 for a job that is unknown or expired.
+fn unknown(state: &AppState, id: &str) -> ApiError {
+    ApiError::not_found(
+        "unknown_job",
+        format!(
+            "there is no job '{id}' (finished jobs are deleted after {} s)",
+            state.service.job_ttl().as_secs()
+        ),
+    )
 }
 
-fn view(state: &AppState, job: &Job) -> JobView {
-    JobView::of(
-        job,
-        &job.snapshot(),
-        state.service.jobs().ttl().as_millis() as u64,
-    )
+fn view(state: &AppState, job: &Snapshot) -> JobView {
+    JobView::of(job, state.service.job_ttl().as_millis() as u64)
 }
 
 /// A job: its status, stage, and result or error once finished.
@@ -47,13 +38,15 @@ fn view(state: &AppState, job: &Job) -> JobView {
         (status = 401, description = "A valid API key is required.", body = ErrorBody),
         (status = 404, description = "No such job (or it expired).", body = ErrorBody),
         (status = 429, description = "The API key's rate limit is exceeded.", body = ErrorBody),
+        (status = 503, description = "The Redis queue is unreachable (`queue_unavailable`).", body = ErrorBody),
     ),
     security((), ("api_key" = [])))]
 pub async fn get_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = find(&state, &id)?;
+    let job = state.service.job(&id).await?;
+    let job = job.ok_or_else(|| unknown(&state, &id))?;
     Ok(Json(view(&state, &job)))
 }
 
@@ -65,18 +58,15 @@ pub async fn get_job(
         (status = 401, description = "A valid API key is required.", body = ErrorBody),
         (status = 404, description = "No such job (or it expired).", body = ErrorBody),
         (status = 429, description = "The API key's rate limit is exceeded.", body = ErrorBody),
+        (status = 503, description = "The Redis queue is unreachable (`queue_unavailable`).", body = ErrorBody),
     ),
     security((), ("api_key" = [])))]
 pub async fn cancel_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = find(&state, &id)?;
-    if job.snapshot().status.is_finished() {
-        state.service.jobs().remove(&id);
-    } else {
-        job.cancel();
-    }
+    let job = state.service.cancel_job(&id).await?;
+    let job = job.ok_or_else(|| unknown(&state, &id))?;
     Ok(Json(view(&state, &job)))
 }
 
@@ -93,6 +83,7 @@ pub async fn cancel_job(
         (status = 401, description = "A valid API key is required.", body = ErrorBody),
         (status = 404, description = "No such job (or it expired).", body = ErrorBody),
         (status = 429, description = "The API key's rate limit is exceeded.", body = ErrorBody),
+        (status = 503, description = "The Redis queue is unreachable (`queue_unavailable`).", body = ErrorBody),
     ),
     security((), ("api_key" = [])))]
 pub async fn job_events(
@@ -100,67 +91,22 @@ pub async fn job_events(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let job = find(&state, &id)?;
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok())
         .unwrap_or(0);
-    let changes = job.subscribe();
-    let batches = stream::unfold(
-        (job, after, changes, false),
-        |(job, next, mut changes, done)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                let (events, finished) = job.events_since(next);
-                if !events.is_empty() {
-                    let next = next + events.len();
-                    let ended = finished && job.events_since(next).0.is_empty();
-                    let sse: Vec<Result<Event, Infallible>> = events
-                        .iter()
-                        .map(|event| Ok(sse_event(&job, event)))
-                        .collect();
-                    return Some((stream::iter(sse), (job, next, changes, ended)));
-                }
-                if finished || changes.changed().await.is_err() {
-                    return None;
-                }
-            }
-        },
-    );
-    Ok(Sse::new(batches.flatten())
+    let events = state.service.events(&id, after).await?;
+    let events = events.ok_or_else(|| unknown(&state, &id))?;
+    let sse = events.map(|event| {
+        Ok::<_, Infallible>(
+            Event::default()
+                .event(event.name)
+                .id(event.seq.to_string())
+                .data(event.data),
+        )
+    });
+    Ok(Sse::new(sse)
         .keep_alive(KeepAlive::default())
         .into_response())
-}
-
-/// One event as SSE: its name, its position as id, and JSON data.
-fn sse_event(job: &Job, event: &JobEvent) -> Event {
-    let mut data = json!({ "job": job.id, "at_ms": event.at_ms });
-    match &event.kind {
-        EventKind::Queued => data["status"] = "queued".into(),
-        EventKind::Stage(stage) => {
-            data["status"] = "running".into();
-            data["stage"] = stage.name().into();
-            if let Stage::Step { k, n } = stage {
-                data["k"] = (*k).into();
-                data["n"] = (*n).into();
-            }
-        }
-        EventKind::Succeeded { method, reason } => {
-            data["status"] = "succeeded".into();
-            data["method"] = (*method).into();
-            data["reason"] = reason.clone().into();
-        }
-        EventKind::Failed(failure) => {
-            data["status"] = "failed".into();
-            data["error"] = json!(ErrorDetail::from(failure));
-        }
-        EventKind::Canceled => data["status"] = "canceled".into(),
-    }
-    Event::default()
-        .event(event.kind.name())
-        .id(event.seq.to_string())
-        .data(data.to_string())
 }

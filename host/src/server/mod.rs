@@ -66,6 +66,8 @@ pub struct AppState {
     pub header_read_timeout: Duration,
     /// The admin routes' key; none: they are off.
     pub admin: Option<Arc<admin::AdminKey>>,
+    /// Whether generations are accepted (false on a worker: `--role worker`).
+    pub accepts_generations: bool,
 }
 
 impl AppState {
@@ -81,6 +83,7 @@ impl AppState {
             body_pace: BodyPace::new(&config.http),
             header_read_timeout: config.http.header_read_timeout(),
             admin: admin::AdminKey::new(config.deploy.admin_key.as_deref()).map(Arc::new),
+            accepts_generations: true,
         }
     }
 }

@@ -20,11 +20,12 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: styles and models are loaded and the service is not draining.
+/// Readiness: styles and models are loaded, the service is not draining, and (with a Redis
+/// queue) Redis answers.
 #[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready to serve.", body = String, content_type = "text/plain"),
-        (status = 503, description = "Not ready (no style loaded, no face detector, or shutting down).", body = ErrorBody),
+        (status = 503, description = "Not ready (no style loaded, no face detector, the Redis queue unreachable, or shutting down).", body = ErrorBody),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let service = &state.service;
@@ -37,6 +38,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     if service.pipeline().vision().detector(None).is_err() {
         return ApiError::not_ready("no face detector is installed: run `likeness models fetch`")
             .into_response();
+    }
+    if let Some(redis) = service.redis()
+        && !redis.ping().await
+    {
+        return ApiError::not_ready("the Redis queue does not answer").into_response();
     }
     (StatusCode::OK, "ready").into_response()
 }

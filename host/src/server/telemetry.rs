@@ -64,6 +64,7 @@ pub async fn count_requests(
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations",
     responses((status = 200, description = "Prometheus metrics.", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    state.service.refresh_queue_metrics().await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.service.render_metrics(),

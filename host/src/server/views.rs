@@ -3,17 +3,17 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ErrorDetail;
 use crate::identity::{Identity, IdentityReport};
-use crate::jobs::{Job, Outcome, Snapshot};
-use crate::output::Rendered;
+use crate::jobs::{Outcome, Snapshot};
+use crate::output::{OutputFormat, Rendered};
 use likeness_contract::{Diffusion, Method, Options, Plan, Transfer, Value};
 
 /// One face, in the oriented photo's pixels.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct FaceView {
     /// The face's box `[x1, y1, x2, y2]`.
     #[serde(rename = "box")]
@@ -53,7 +53,7 @@ impl FaceView {
 }
 
 /// What the host saw in a photo.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AnalysisView {
     /// Width after EXIF orientation, in pixels.
     pub width: u32,
@@ -84,7 +84,7 @@ impl From<&likeness_vision::Analysis> for AnalysisView {
 }
 
 /// A style and the version of it that ran.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StyleRef {
     /// The style's id.
     pub id: String,
@@ -109,7 +109,7 @@ impl StyleRef {
 }
 
 /// One ControlNet condition of a plan.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ControlMapView {
     /// `canny`, `depth`, `face-keypoints` or `pose`.
     pub kind: String,
@@ -122,7 +122,7 @@ pub struct ControlMapView {
 }
 
 /// An output size.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SizeView {
     /// Width in pixels.
     pub width: u32,
@@ -131,7 +131,7 @@ pub struct SizeView {
 }
 
 /// One learned style of a style transfer and its blend weight.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LearnedStyleView {
     /// The learned style's name.
     pub name: String,
@@ -141,7 +141,7 @@ pub struct LearnedStyleView {
 
 /// A method and its settings; the settings of the diffusion methods (`instant-id`, `pulid`,
 /// `controlnet`) or of `style-transfer`, none for `none`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MethodView {
     /// `instant-id`, `pulid`, `controlnet`, `style-transfer` or `none`.
     pub method: String,
@@ -275,7 +275,7 @@ impl From<&Method> for MethodView {
 }
 
 /// The identity check of a plan.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct IdentityGateView {
     /// The least cosine similarity between the reference face and the output's face.
     pub threshold: f32,
@@ -284,7 +284,7 @@ pub struct IdentityGateView {
 }
 
 /// The style's plan for a generation.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PlanView {
     /// The method that ran and its settings.
     #[serde(flatten)]
@@ -332,7 +332,7 @@ pub fn options_view(options: &Options) -> BTreeMap<String, serde_json::Value> {
 }
 
 /// The generated image.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OutputView {
     /// `png`, `jpeg` or `webp`.
     pub format: String,
@@ -345,7 +345,7 @@ pub struct OutputView {
 }
 
 /// How much of the person in the photo the result kept.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct IdentityView {
     /// Cosine similarity between the reference face in the photo and the result's face at its
     /// place, 0..1; 0 when the result has no face there (`note` says so).
@@ -382,7 +382,7 @@ impl From<&IdentityReport> for IdentityView {
 }
 
 /// A finished generation.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct GenerationView {
     /// The generation's id.
     pub id: String,
@@ -415,9 +415,9 @@ pub struct GenerationView {
     pub timings: BTreeMap<String, f64>,
 }
 
-impl From<&Rendered> for GenerationView {
-    fn from(rendered: &Rendered) -> Self {
-        let data = base64::engine::general_purpose::STANDARD.encode(&rendered.bytes);
+impl GenerationView {
+    /// The view of `rendered` with an empty `output.data_url`.
+    fn without_image(rendered: &Rendered) -> Self {
         GenerationView {
             id: rendered.id.clone(),
             style: StyleRef::of(rendered),
@@ -436,7 +436,7 @@ impl From<&Rendered> for GenerationView {
                 format: rendered.format.name().into(),
                 width: rendered.width,
                 height: rendered.height,
-                data_url: format!("data:{};base64,{data}", rendered.format.mime()),
+                data_url: String::new(),
             },
             timings: timings(&rendered.timings),
         }
@@ -494,29 +494,27 @@ pub struct JobView {
 }
 
 impl JobView {
-    /// The view of `job` as it is in `snapshot`; `ttl_ms` is how long finished jobs are kept.
-    pub fn of(job: &Job, snapshot: &Snapshot, ttl_ms: u64) -> JobView {
-        let base = format!("/v1/jobs/{}", job.id);
+    /// The view of the job in `snapshot`; `ttl_ms` is how long finished jobs are kept.
+    pub fn of(snapshot: &Snapshot, ttl_ms: u64) -> JobView {
+        let base = format!("/v1/jobs/{}", snapshot.id);
         let unknown = || StyleRef {
-            id: job.style_id.clone(),
+            id: snapshot.style_id.clone(),
             version: None,
             digest: None,
         };
         let (result, error, style) = match &snapshot.outcome {
-            Some(Outcome::Succeeded(rendered)) => (
-                Some(GenerationView::from(rendered.as_ref())),
-                None,
-                StyleRef::of(rendered),
-            ),
+            Some(Outcome::Succeeded(finished)) => {
+                (Some(finished.view()), None, finished.view.style.clone())
+            }
             Some(Outcome::Failed(failure)) => (None, Some(ErrorDetail::from(failure)), unknown()),
             Some(Outcome::Canceled) | None => (None, None, unknown()),
         };
         JobView {
-            id: job.id.clone(),
+            id: snapshot.id.clone(),
             status: snapshot.status.as_str().into(),
             style,
             stage: snapshot.stage.map(|stage| stage.name().to_string()),
-            created_at_ms: job.created_at_ms,
+            created_at_ms: snapshot.created_at_ms,
             finished_at_ms: snapshot.finished_at_ms,
             expires_at_ms: snapshot
                 .finished_at_ms
@@ -529,6 +527,114 @@ impl JobView {
             },
             result,
             error,
+        }
+    }
+}
+
+/// A succeeded generation as every client sees it, whichever process ran it: the JSON view
+/// (its `output.data_url` left empty; [`Finished::view`] fills it), the facts of the
+/// `X-Likeness-*` headers in order, and the encoded image. This is what crosses a Redis queue
+/// from a worker to an API node (`crate::queue::wire` serialises it).
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The generation's JSON view, without the image.
+    pub view: GenerationView,
+    /// The facts for the `X-Likeness-*` headers: lower-case header name and value (unencoded,
+    /// uncut), in order.
+    pub facts: Vec<(String, String)>,
+    /// The image's format.
+    pub format: OutputFormat,
+    /// The encoded image.
+    pub bytes: Vec<u8>,
+}
+
+impl Finished {
+    /// The JSON view with the image as a data URL.
+    pub fn view(&self) -> GenerationView {
+        let data = base64::engine::general_purpose::STANDARD.encode(&self.bytes);
+        let mut view = self.view.clone();
+        view.output.data_url = format!("data:{};base64,{data}", self.format.mime());
+        view
+    }
+}
+
+impl Finished {
+    /// The answer of a simulated worker (`--simulate-work MS`, a benchmark aid): a one-pixel
+    /// image of `format` and a plan `none` whose reason says it was simulated.
+    pub fn simulated(id: &str, style: &str, format: OutputFormat, ms: u64) -> Finished {
+        let image = crate::wasm::Image {
+            width: 1,
+            height: 1,
+            rgba: vec![128, 128, 128, 255],
+        };
+        let bytes = format.encode(&image).unwrap_or_default();
+        let reason = format!("simulated work of {ms} ms (a benchmark worker)");
+        let plan = Plan::none(reason.clone());
+        let view = GenerationView {
+            id: id.to_string(),
+            style: StyleRef {
+                id: style.to_string(),
+                version: None,
+                digest: None,
+            },
+            method: "none".into(),
+            planned: "none".into(),
+            reason: reason.clone(),
+            plan: PlanView::from(&plan),
+            options: BTreeMap::new(),
+            faces: Vec::new(),
+            identity: None,
+            identity_reason: Some("simulated".into()),
+            output: OutputView {
+                format: format.name().into(),
+                width: 1,
+                height: 1,
+                data_url: String::new(),
+            },
+            timings: BTreeMap::from([("simulated".to_string(), ms as f64)]),
+        };
+        Finished {
+            view,
+            facts: vec![
+                ("x-likeness-id".into(), id.to_string()),
+                ("x-likeness-reason".into(), reason),
+            ],
+            format,
+            bytes,
+        }
+    }
+}
+
+impl From<Rendered> for Finished {
+    fn from(rendered: Rendered) -> Self {
+        let timings = rendered
+            .timings
+            .iter()
+            .map(|(stage, ms)| format!("{stage};dur={ms:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let facts = [
+            ("x-likeness-id", rendered.id.clone()),
+            ("x-likeness-style", rendered.style_id.clone()),
+            ("x-likeness-style-version", rendered.style_version.clone()),
+            ("x-likeness-style-digest", rendered.style_digest.clone()),
+            (
+                "x-likeness-method",
+                rendered.plan.method.kind().name().to_string(),
+            ),
+            ("x-likeness-planned", rendered.planned.name().to_string()),
+            ("x-likeness-reason", rendered.plan.reason.clone()),
+            ("x-likeness-identity", rendered.identity.header()),
+            ("x-likeness-timings", timings),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect();
+        Finished {
+            view: GenerationView::without_image(&rendered),
+            facts,
+            format: rendered.format,
+            bytes: rendered.bytes,
         }
     }
 }

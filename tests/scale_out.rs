@@ -1,0 +1,763 @@
+//! Scale-out on Redis Streams with separate processes of the real binary: an API node and
+//! workers sharing a real redis-server (each test starts its own on a free loopback port,
+//! without persistence, and kills it at the end). Under `CI=true` a missing redis-server fails
+//! the tests; elsewhere they are skipped with a note.
+//!
+//! The generations use the CPU tier on a small photo without a face: the first-party
+//! `pixel-art` filter, and the `hostile` test style whose `sleep-ms` option makes its plan
+//! last that long (a real plugin behaviour), so that jobs are reliably in flight when a worker
+//! is killed or a job canceled. Every bound below only catches hangs.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// How long anything may take before the test calls it a hang.
+const HANG: Duration = Duration::from_secs(120);
+
+/// The redis-server binary (`LIKENESS_REDIS_SERVER`, else found on PATH), or none: the test
+/// is skipped outside CI.
+fn redis_server() -> Option<PathBuf> {
+    let path = std::env::var_os("LIKENESS_REDIS_SERVER")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH")?)
+                .map(|dir| dir.join("redis-server"))
+                .find(|path| path.is_file())
+        })
+        .unwrap_or_else(|| PathBuf::from("redis-server"));
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        !common::in_ci(),
+        "{} is missing: CI must install redis-server (see .ci/run)",
+        path.display()
+    );
+    eprintln!(
+        "note: skipping the scale-out test: install redis-server (apt-get install -y redis-server)"
+    );
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A redis-server of one test, killed when dropped.
+struct Redis {
+    binary: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start(binary: PathBuf) -> Redis {
+        let mut redis = Redis {
+            binary,
+            port: free_port(),
+            child: None,
+        };
+        redis.up();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts the server (again, on the same port) and waits until it answers PING.
+    fn up(&mut self) {
+        let child = Command::new(&self.binary)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting redis-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + HANG;
+        loop {
+            if self.ping() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server does not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut answer = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut answer).is_ok()
+            && &answer == b"+PONG\r\n"
+    }
+
+    /// Kills the server (its data goes with it: no persistence).
+    fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// A `likeness serve` process, killed when dropped.
+struct Node {
+    child: Option<Child>,
+    url: String,
+}
+
+impl Node {
+    /// Starts `likeness serve` on `styles` with `args` and waits until it listens.
+    fn start(styles: &Path, args: &[&str]) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_likeness"))
+            .arg("serve")
+            .args(["--addr", "127.0.0.1:0"])
+            .arg("--styles")
+            .arg(styles)
+            .arg("--models")
+            .arg(common::models_dir())
+            .arg("--cache-dir")
+            .arg(common::component_cache())
+            .args(["--generation-slots", "2"])
+            .args(args)
+            .env_remove("LIKENESS_CONFIG")
+            .env_remove("LIKENESS_API_KEYS")
+            .env_remove("LIKENESS_QUEUE")
+            .env_remove("LIKENESS_ROLE")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning likeness serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Node {
+            child: Some(child),
+            url,
+        }
+    }
+
+    /// An API node of `redis`.
+    fn api(styles: &Path, redis: &Redis, extra: &[&str]) -> Node {
+        let url = redis.url();
+        let mut args = vec!["--role", "api", "--queue", &url];
+        args.extend_from_slice(extra);
+        Node::start(styles, &args)
+    }
+
+    /// A worker of `redis`, reclaiming after a second without a heartbeat.
+    fn worker(styles: &Path, redis: &Redis, extra: &[&str]) -> Node {
+        let url = redis.url();
+        let mut args = vec![
+            "--role",
+            "worker",
+            "--queue",
+            &url,
+            "--claim-idle-ms",
+            "1000",
+        ];
+        args.extend_from_slice(extra);
+        Node::start(styles, &args)
+    }
+
+    fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Waits until every style in `styles` serves here and /readyz says ready.
+    async fn ready(&self, styles: &[&str]) {
+        let http = common::client();
+        let deadline = Instant::now() + HANG;
+        loop {
+            let ready = http.get(self.at("/readyz")).send().await;
+            let mut serving = ready.is_ok_and(|r| r.status() == StatusCode::OK);
+            for style in styles {
+                // The key `probe` is one of the API keys where a test sets any.
+                let status = http
+                    .get(self.at(&format!("/v1/styles/{style}")))
+                    .bearer_auth("probe")
+                    .send()
+                    .await;
+                serving &= match status {
+                    Ok(response) if response.status() == StatusCode::OK => {
+                        let body: Value = response.json().await.unwrap();
+                        body["status"]["state"] == "serving"
+                    }
+                    _ => false,
+                };
+            }
+            if serving {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} never became ready", self.url);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The value of the metric line starting with `series` (0 when absent).
+    async fn metric(&self, series: &str) -> f64 {
+        let text = common::client()
+            .get(self.at("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until this worker runs a job.
+    async fn wait_until_busy(&self) {
+        let deadline = Instant::now() + HANG;
+        while self.metric("likeness_worker_busy").await < 1.0 {
+            assert!(Instant::now() < deadline, "{} never got a job", self.url);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        child.wait().unwrap()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn styles() -> tempfile::TempDir {
+    common::styles_with_hostile()
+}
+
+fn form(options: Option<&str>) -> reqwest::multipart::Form {
+    let photo = reqwest::multipart::Part::bytes(common::small_png())
+        .file_name("small.png")
+        .mime_str("image/png")
+        .unwrap();
+    let form = reqwest::multipart::Form::new().part("image", photo);
+    match options {
+        Some(options) => form.text("options", options.to_string()),
+        None => form,
+    }
+}
+
+/// Posts a generation of `style` to `node`.
+fn generation(node: &Node, style: &str, options: Option<&str>) -> reqwest::RequestBuilder {
+    common::client()
+        .post(node.at(&format!("/v1/styles/{style}/generations")))
+        .multipart(form(options))
+}
+
+/// Posts an asynchronous generation; returns the job's id.
+async fn submit(node: &Node, style: &str, options: Option<&str>) -> String {
+    let response = generation(node, style, options)
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let job: Value = response.json().await.unwrap();
+    job["id"].as_str().unwrap().to_string()
+}
+
+/// Polls job `id` until it has finished.
+async fn finished(node: &Node, id: &str) -> Value {
+    let deadline = Instant::now() + HANG;
+    loop {
+        let job: Value = common::client()
+            .get(node.at(&format!("/v1/jobs/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ["succeeded", "failed", "canceled"].contains(&job["status"].as_str().unwrap()) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job stuck: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The events of job `id` after `last_event_id`: (name, id, data).
+async fn events(node: &Node, id: &str, last_event_id: Option<&str>) -> Vec<(String, u64, Value)> {
+    let mut request = common::client().get(node.at(&format!("/v1/jobs/{id}/events")));
+    if let Some(last) = last_event_id {
+        request = request.header("last-event-id", last);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut text = String::new();
+    let mut body = response.bytes_stream();
+    let deadline = Instant::now() + HANG;
+    while let Some(chunk) = tokio::time::timeout_at(deadline.into(), body.next())
+        .await
+        .expect("the event stream ends")
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    text.split("\n\n")
+        .filter(|block| block.contains("event:"))
+        .map(|block| {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            };
+            (
+                field("event:"),
+                field("id:").parse().unwrap(),
+                serde_json::from_str(&field("data:")).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A generation's JSON without what differs between any two runs (its id, its timings).
+fn comparable(mut view: Value) -> Value {
+    view.as_object_mut().unwrap().remove("id");
+    view.as_object_mut().unwrap().remove("timings");
+    view
+}
+
+/// The `X-Likeness-*` headers that do not differ between runs.
+fn facts(response: &reqwest::Response) -> BTreeMap<String, String> {
+    response
+        .headers()
+        .iter()
+        .filter(|(name, _)| {
+            name.as_str().starts_with("x-likeness-")
+                && !["x-likeness-id", "x-likeness-timings"].contains(&name.as_str())
+        })
+        .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_string()))
+        .collect()
+}
+
+/// One generation of each kind (sync JSON, sync image, async, SSE) against `node`, as
+/// comparable values.
+async fn each_kind(node: &Node, style: &str, round: usize) -> Vec<Value> {
+    let http = common::client();
+    let mut out = Vec::new();
+    match round % 4 {
+        0 => {
+            let response = generation(node, style, None).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let facts = facts(&response);
+            let body: Value = response.json().await.unwrap();
+            out.push(serde_json::json!({"sync": comparable(body), "facts": facts}));
+        }
+        1 => {
+            let response = generation(node, style, None)
+                .header("accept", "image/png")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.headers()["content-type"], "image/png");
+            let facts = facts(&response);
+            let bytes = response.bytes().await.unwrap();
+            let digest = {
+                use sha2::Digest as _;
+                hex::encode(sha2::Sha256::digest(&bytes))
+            };
+            out.push(serde_json::json!({"image": digest, "facts": facts}));
+        }
+        2 => {
+            let id = submit(node, style, None).await;
+            let job = finished(node, &id).await;
+            assert_eq!(job["status"], "succeeded", "{job}");
+            out.push(serde_json::json!({"async": comparable(job["result"].clone())}));
+        }
+        _ => {
+            let id = submit(node, style, None).await;
+            let all = events(node, &id, None).await;
+            let names: Vec<&str> = all.iter().map(|(name, _, _)| name.as_str()).collect();
+            let seqs: Vec<u64> = all.iter().map(|(_, seq, _)| *seq).collect();
+            assert_eq!(seqs, (1..=all.len() as u64).collect::<Vec<_>>());
+            // Last-Event-ID resumes after that event, on any API node.
+            let resumed = events(node, &id, Some("2")).await;
+            assert_eq!(resumed.first().map(|(_, seq, _)| *seq), Some(3));
+            assert_eq!(resumed.len(), all.len() - 2);
+            let job: Value = http
+                .get(node.at(&format!("/v1/jobs/{id}")))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            out.push(
+                serde_json::json!({"events": names, "result": comparable(job["result"].clone())}),
+            );
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_api_node_and_two_workers_answer_as_one_process_does() {
+    let Some(binary) = redis_server() else { return };
+    let redis = Redis::start(binary);
+    let styles = styles();
+    let single = Node::start(styles.path(), &[]);
+    let api = Node::api(styles.path(), &redis, &[]);
+    let workers = [
+        Node::worker(styles.path(), &redis, &[]),
+        Node::worker(styles.path(), &redis, &[]),
+    ];
+    for node in [&single, &api, &workers[0], &workers[1]] {
+        node.ready(&["pixel-art", "hostile"]).await;
+    }
+    // A worker takes jobs from the queue, not over HTTP.
+    let refused = generation(&workers[0], "pixel-art", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::MISDIRECTED_REQUEST);
+
+    // The reference answers of the single process, one per kind and style.
+    let mut expected = BTreeMap::new();
+    for style in ["pixel-art", "hostile"] {
+        for kind in 0..4 {
+            expected.insert((style, kind), each_kind(&single, style, kind).await);
+        }
+    }
+    // 50 generations through the fleet, a few at a time.
+    let rounds: Vec<(usize, &str)> = (0..50)
+        .map(|i| (i, if i % 2 == 0 { "pixel-art" } else { "hostile" }))
+        .collect();
+    for chunk in rounds.chunks(10) {
+        let answers = futures_util::future::join_all(
+            chunk
+                .iter()
+                .map(|(i, style)| async { (*i, *style, each_kind(&api, style, *i / 2).await) }),
+        )
+        .await;
+        for (i, style, answer) in answers {
+            assert_eq!(
+                answer,
+                expected[&(style, (i / 2) % 4)],
+                "generation {i} ({style}) differs from the single process's"
+            );
+        }
+    }
+    // Both workers took part, and nothing was reclaimed.
+    let mut ran = 0.0;
+    for worker in &workers {
+        let mine = worker.metric("likeness_queue_deliveries_count").await;
+        assert!(mine > 0.0, "a worker ran nothing");
+        ran += mine;
+        assert_eq!(worker.metric("likeness_queue_reclaims_total").await, 0.0);
+    }
+    assert_eq!(ran, 50.0);
+    assert_eq!(api.metric("likeness_queue_length").await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_of_a_killed_worker_are_reclaimed_and_each_succeeds_once() {
+    let Some(binary) = redis_server() else { return };
+    let redis = Redis::start(binary);
+    let styles = styles();
+    let api = Node::api(styles.path(), &redis, &[]);
+    let mut doomed = Node::worker(styles.path(), &redis, &[]);
+    let survivor = Node::worker(styles.path(), &redis, &[]);
+    for node in [&api, &doomed, &survivor] {
+        node.ready(&["hostile"]).await;
+    }
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(submit(&api, "hostile", Some(r#"{"sleep-ms": 700}"#)).await);
+    }
+    // Kill the doomed worker while it holds jobs.
+    doomed.wait_until_busy().await;
+    doomed.kill();
+    let mut results = Vec::new();
+    for id in &ids {
+        let job = finished(&api, id).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        // Read again: the one stored result, unchanged.
+        let again = finished(&api, id).await;
+        assert_eq!(job["result"], again["result"]);
+        let all = events(&api, id, None).await;
+        let ends = all
+            .iter()
+            .filter(|(name, _, _)| name == "succeeded")
+            .count();
+        assert_eq!(ends, 1, "job {id} was reported finished {ends} times");
+        results.push(job);
+    }
+    assert_eq!(results.len(), 20);
+    assert!(
+        survivor.metric("likeness_queue_reclaims_total").await >= 1.0,
+        "the survivor reclaimed nothing"
+    );
+    assert_eq!(api.metric("likeness_queue_pending").await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_that_keeps_killing_workers_fails_as_poison_and_others_flow() {
+    let Some(binary) = redis_server() else { return };
+    let redis = Redis::start(binary);
+    let styles = styles();
+    let api = Node::api(styles.path(), &redis, &[]);
+    api.ready(&["hostile"]).await;
+    let poison = submit(&api, "hostile", Some(r#"{"sleep-ms": 8000}"#)).await;
+    // Two deliveries, each to a worker killed while it runs the job.
+    for _ in 0..2 {
+        let mut worker = Node::worker(styles.path(), &redis, &["--max-deliveries", "2"]);
+        worker.ready(&["hostile"]).await;
+        worker.wait_until_busy().await;
+        worker.kill();
+    }
+    let worker = Node::worker(styles.path(), &redis, &["--max-deliveries", "2"]);
+    worker.ready(&["hostile"]).await;
+    let job = finished(&api, &poison).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "poison_job", "{job}");
+    assert!(
+        job["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 times"),
+        "{job}"
+    );
+    assert_eq!(worker.metric("likeness_queue_poisoned_total").await, 1.0);
+    // Other jobs keep flowing.
+    let next = submit(&api, "pixel-art", None).await;
+    assert_eq!(finished(&api, &next).await["status"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_queue_or_a_keys_share_answers_429_with_retry_after() {
+    let Some(binary) = redis_server() else { return };
+    let redis = Redis::start(binary);
+    let styles = styles();
+    // No worker: jobs stay queued.
+    let api = Node::api(
+        styles.path(),
+        &redis,
+        &[
+            "--queue-max-length",
+            "3",
+            "--queue-max-per-key",
+            "2",
+            "--api-keys",
+            "alice,bob,probe",
+        ],
+    );
+    api.ready(&["pixel-art"]).await;
+    let post = |key: &str| {
+        generation(&api, "pixel-art", None)
+            .header("prefer", "respond-async")
+            .bearer_auth(key)
+    };
+    for _ in 0..2 {
+        let response = post("alice").send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::ACCEPTED,
+            "{}",
+            response.text().await.unwrap()
+        );
+    }
+    let refused = post("alice").send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "key_queue_full", "{body}");
+    // Another key still has its share, until the queue itself is full.
+    assert_eq!(
+        post("bob").send().await.unwrap().status(),
+        StatusCode::ACCEPTED
+    );
+    let refused = post("bob").send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "queue_full", "{body}");
+    assert_eq!(api.metric("likeness_queue_length").await, 3.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn while_redis_is_down_the_api_answers_503_and_recovers_by_itself() {
+    let Some(binary) = redis_server() else { return };
+    let mut redis = Redis::start(binary);
+    let styles = styles();
+    let api = Node::api(styles.path(), &redis, &[]);
+    let worker = Node::worker(styles.path(), &redis, &[]);
+    api.ready(&["pixel-art"]).await;
+    worker.ready(&["pixel-art"]).await;
+    let before = submit(&api, "pixel-art", None).await;
+    assert_eq!(finished(&api, &before).await["status"], "succeeded");
+
+    redis.down();
+    let refused = generation(&api, "pixel-art", None).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "queue_unavailable", "{body}");
+    let status = common::client()
+        .get(api.at(&format!("/v1/jobs/{before}")))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let ready = common::client()
+        .get(worker.at("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    redis.up();
+    // Both recover by themselves: the next generations succeed, synchronous and queued.
+    let deadline = Instant::now() + HANG;
+    loop {
+        let response = generation(&api, "pixel-art", None).send().await.unwrap();
+        if response.status() == StatusCode::OK {
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(Instant::now() < deadline, "the fleet never recovered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = submit(&api, "pixel-art", None).await;
+    assert_eq!(finished(&api, &after).await["status"], "succeeded");
+    worker.ready(&["pixel-art"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_through_the_api_node_stops_the_job_on_its_worker_and_sigterm_drains_it() {
+    let Some(binary) = redis_server() else { return };
+    let redis = Redis::start(binary);
+    let styles = styles();
+    let api = Node::api(styles.path(), &redis, &[]);
+    let worker = Node::worker(styles.path(), &redis, &[]);
+    api.ready(&["hostile"]).await;
+    worker.ready(&["hostile"]).await;
+    let id = submit(&api, "hostile", Some(r#"{"sleep-ms": 5000}"#)).await;
+    worker.wait_until_busy().await;
+    let canceled: Value = common::client()
+        .delete(api.at(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(canceled["status"], "canceled", "{canceled}");
+    // The worker's generation ends as canceled (409), not as a success.
+    let series = r#"likeness_generations_total{method="-",status="409",style="hostile"}"#;
+    let deadline = Instant::now() + HANG;
+    while worker.metric(series).await < 1.0 {
+        assert!(Instant::now() < deadline, "the worker did not stop the job");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(worker.metric("likeness_worker_busy").await, 0.0);
+    let all = events(&api, &id, None).await;
+    assert_eq!(all.last().unwrap().0, "canceled");
+    assert!(!all.iter().any(|(name, _, _)| name == "succeeded"));
+    // SIGTERM: the worker finishes the job it runs, stops reading and exits 0; the job it
+    // did not take waits for the next worker.
+    let running = submit(&api, "hostile", Some(r#"{"sleep-ms": 1500}"#)).await;
+    worker.wait_until_busy().await;
+    let terminated = tokio::task::spawn_blocking(move || {
+        let mut worker = worker;
+        worker.terminate()
+    });
+    let job = finished(&api, &running).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert!(terminated.await.unwrap().success());
+    let waiting = submit(&api, "pixel-art", None).await;
+    let next = Node::worker(styles.path(), &redis, &[]);
+    next.ready(&["pixel-art"]).await;
+    assert_eq!(finished(&api, &waiting).await["status"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_serving_another_build_of_the_style_says_so() {
+    let Some(binary) = redis_server() else { return };
+    let redis = Redis::start(binary);
+    let styles = styles();
+    // The worker's folder has another build of `hostile` (mid-roll).
+    let other = tempfile::tempdir().unwrap();
+    common::copy_packages(common::first_party_styles(), other.path());
+    common::write_package(
+        other.path(),
+        "hostile",
+        "0.1.0-generation-b",
+        &common::hostile_wasm_generation_b(),
+        "[limits]\nplan_ms = 1000\npost_process_ms = 5000\n",
+    );
+    let api = Node::api(styles.path(), &redis, &[]);
+    let worker = Node::worker(other.path(), &redis, &[]);
+    api.ready(&["hostile", "pixel-art"]).await;
+    worker.ready(&["hostile", "pixel-art"]).await;
+    let refused = generation(&api, "hostile", None).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "style_version_mismatch", "{body}");
+    assert_eq!(body["error"]["style"], "hostile", "{body}");
+    // The styles both serve alike still run.
+    let response = generation(&api, "pixel-art", None).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
