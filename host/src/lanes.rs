@@ -257,39 +257,44 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn jobs_spread_over_the_free_slots_and_answer_in_order() {
-        let slots = Arc::new(Semaphore::new(3));
-        let lanes = Lanes::new(Some(slots.clone()));
+    /// Runs the four jobs on a host of `slots` CPU slots, the caller holding one of them: the
+    /// lanes, the results and the order the jobs started in.
+    fn run_with(slots: usize) -> (Lanes, Vec<usize>, Vec<usize>) {
+        let semaphore = Arc::new(Semaphore::new(slots));
+        let lanes = Lanes::new(Some(semaphore.clone()));
         let own = lanes.spare().unwrap();
         let log = Mutex::new(Vec::new());
         let done = lanes
             .run_all(own.lane, jobs(&log, None), &|| false)
             .unwrap();
+        drop(own);
+        assert_eq!(
+            semaphore.available_permits(),
+            slots,
+            "every slot is given back"
+        );
+        (lanes, done, log.into_inner().unwrap())
+    }
+
+    #[test]
+    fn jobs_spread_over_the_free_slots_and_answer_in_order() {
+        let (lanes, done, _) = run_with(3);
         assert_eq!(done, vec![0, 10, 20, 30]);
         assert_eq!(lanes.peak_slots(), 3, "the own slot and the two free ones");
         let mut used: Vec<u32> = lanes.spans().iter().map(|s| s.lane).collect();
         used.sort();
         used.dedup();
         assert_eq!(used.len(), 3);
-        drop(own);
-        assert_eq!(slots.available_permits(), 3, "every slot is given back");
     }
 
     #[test]
     fn without_a_free_slot_jobs_run_in_order_on_the_own_lane() {
-        let slots = Arc::new(Semaphore::new(1));
-        let lanes = Lanes::new(Some(slots));
-        let own = lanes.spare().unwrap();
-        let log = Mutex::new(Vec::new());
-        let done = lanes
-            .run_all(own.lane, jobs(&log, None), &|| false)
-            .unwrap();
+        let (lanes, done, started) = run_with(1);
         assert_eq!(done, vec![0, 10, 20, 30]);
         assert_eq!(lanes.peak_slots(), 1);
-        assert_eq!(*lock(&log), vec![0, 1, 2, 3]);
+        assert_eq!(started, vec![0, 1, 2, 3]);
         let spans = lanes.spans();
-        assert!(spans.iter().all(|s| s.lane == own.lane));
+        assert!(spans.iter().all(|s| s.lane == spans[0].lane));
         assert!(spans.windows(2).all(|w| w[0].end_ms <= w[1].start_ms));
     }
 
