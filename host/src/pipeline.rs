@@ -258,12 +258,32 @@ impl Pipeline {
         photo: Vec<u8>,
         options: AnalyzeOptions,
     ) -> Result<(RgbImage, likeness_vision::Analysis), GenerateError> {
+        self.analyze_at(photo, options, 0).await
+    }
+
+    /// The long side a generation needs of the photo: what a style post-processes without
+    /// diffusion ([`MAX_FALLBACK_SIDE`], also the style transfer's) or the largest side the
+    /// diffusion pack makes, whichever is more. Larger JPEGs are decoded by DCT scaling to at
+    /// least this ([`ingest::decode_at_least`]).
+    pub fn working_side(&self) -> u32 {
+        let diffusion = self.capabilities().diffusion_sizes.map(|s| s.max_side);
+        diffusion.unwrap_or(0).max(MAX_FALLBACK_SIDE)
+    }
+
+    /// [`Pipeline::analyze`] on the photo decoded to a long side of at least `long_side`
+    /// (0: in full), so coordinates are in the decoded photo's pixels.
+    async fn analyze_at(
+        &self,
+        photo: Vec<u8>,
+        options: AnalyzeOptions,
+        long_side: u32,
+    ) -> Result<(RgbImage, likeness_vision::Analysis), GenerateError> {
         let vision = self.vision.clone();
         let limits = self.limits;
         let slot = self.cpu_slot().await?;
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            let decoded = ingest::decode(&photo, &limits)?;
+            let decoded = ingest::decode_at_least(&photo, &limits, long_side)?;
             let analysis = analyze_image(&vision, &decoded.image, &options)?;
             Ok((decoded.image, analysis))
         })
@@ -333,7 +353,9 @@ impl Pipeline {
             min_face_share: Some(policy::SKIPPABLE_FACE_SHARE),
             ..AnalyzeOptions::default()
         };
-        let (photo, analysis) = self.analyze(photo, for_plan).await?;
+        let (photo, analysis) = self
+            .analyze_at(photo, for_plan, self.working_side())
+            .await?;
         timings.push(("analysing", ms(started)));
 
         checkpoint(Stage::Planning)?;
