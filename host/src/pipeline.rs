@@ -145,7 +145,8 @@ pub struct Generation {
     pub planned: likeness_contract::MethodKind,
     /// The options the style got: checked, defaults applied.
     pub options: likeness_contract::Options,
-    /// What the host saw in the photo.
+    /// What the host saw in the photo, in the photo's own (upright) pixels, also when it was
+    /// decoded smaller.
     pub analysis: likeness_vision::Analysis,
     /// The result, RGBA.
     pub image: Image,
@@ -258,7 +259,8 @@ impl Pipeline {
         photo: Vec<u8>,
         options: AnalyzeOptions,
     ) -> Result<(RgbImage, likeness_vision::Analysis), GenerateError> {
-        self.analyze_at(photo, options, 0).await
+        let (image, analysis, _) = self.analyze_at(photo, options, 0).await?;
+        Ok((image, analysis))
     }
 
     /// The long side a generation needs of the photo: what a style post-processes without
@@ -271,13 +273,14 @@ impl Pipeline {
     }
 
     /// [`Pipeline::analyze`] on the photo decoded to a long side of at least `long_side`
-    /// (0: in full), so coordinates are in the decoded photo's pixels.
+    /// (0: in full): coordinates in the decoded photo's pixels, and the photo's full upright
+    /// size.
     async fn analyze_at(
         &self,
         photo: Vec<u8>,
         options: AnalyzeOptions,
         long_side: u32,
-    ) -> Result<(RgbImage, likeness_vision::Analysis), GenerateError> {
+    ) -> Result<(RgbImage, likeness_vision::Analysis, (u32, u32)), GenerateError> {
         let vision = self.vision.clone();
         let limits = self.limits;
         let slot = self.cpu_slot().await?;
@@ -285,7 +288,8 @@ impl Pipeline {
             let _slot = slot;
             let decoded = ingest::decode_at_least(&photo, &limits, long_side)?;
             let analysis = analyze_image(&vision, &decoded.image, &options)?;
-            Ok((decoded.image, analysis))
+            let size = decoded.upright_size();
+            Ok((decoded.image, analysis, size))
         })
         .await
         .map_err(|e| GenerateError::Internal(e.to_string()))?
@@ -353,7 +357,7 @@ impl Pipeline {
             min_face_share: Some(policy::SKIPPABLE_FACE_SHARE),
             ..AnalyzeOptions::default()
         };
-        let (photo, analysis) = self
+        let (photo, analysis, (full_width, full_height)) = self
             .analyze_at(photo, for_plan, self.working_side())
             .await?;
         timings.push(("analysing", ms(started)));
@@ -453,7 +457,8 @@ impl Pipeline {
             plan,
             planned,
             options,
-            analysis,
+            // The faces in the photo's own pixels, whatever size it was decoded at.
+            analysis: analysis.in_size(full_width, full_height),
             image,
             identity,
             timings,

@@ -116,6 +116,19 @@ pub struct Decoded {
     pub orientation: u8,
 }
 
+impl Decoded {
+    /// The photo's full size upright: [`Decoded::original_size`] turned by the orientation (the
+    /// image's own size when it was decoded in full).
+    pub fn upright_size(&self) -> (u32, u32) {
+        let (w, h) = self.original_size;
+        if (5..=8).contains(&self.orientation) {
+            (h, w)
+        } else {
+            (w, h)
+        }
+    }
+}
+
 /// Sniffs the container from its magic bytes. `Err` names what else it looks like.
 pub fn sniff(bytes: &[u8]) -> Result<Format, IngestError> {
     if bytes.is_empty() {

@@ -487,6 +487,7 @@ fn dct_scaled_jpegs_are_turned_upright() {
         let scaled = ingest::decode_at_least(&bytes, &limits(), 1280).expect("scaled");
         assert_eq!(scaled.orientation, tag);
         assert_eq!(scaled.image.dimensions(), (1300, 975), "tag {tag}");
+        assert_eq!(scaled.upright_size(), (2600, 1950), "tag {tag}");
         let (mean, far) = difference(&scaled.image, &ingest::resize(&upright, 1300, 975));
         assert!(
             mean <= 1.0 && far <= 0.001,
