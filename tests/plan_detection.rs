@@ -146,3 +146,65 @@ fn the_cheaper_detection_plans_as_the_full_one() {
         "only {settled} photos were settled by the first pass"
     );
 }
+
+/// A photo much larger than the working side is decoded by DCT scaling for a generation: the
+/// plan and the faces (mapped back to the full photo, dominant box IoU >= 0.95: the detector
+/// sees differently resampled pixels) are those of the full decode.
+#[test]
+fn the_dct_scaled_decode_plans_as_the_full_one() {
+    let vision = common::vision();
+    let faces = ["astronaut.png", "obama.jpg", "biden.jpg", "camera.png"].map(photo);
+    let group: Vec<(&RgbImage, u32, i64, i64)> = (0..4)
+        .map(|i| (&faces[i], 840, 120 + i as i64 * 920, 660))
+        .collect();
+    let cases = [
+        ("portrait 2560x2560", fit(&faces[1], 2560)),
+        ("group 3840x2160", canvas(3840, 2160, &group)),
+    ];
+    let capabilities = Capabilities::all();
+    let prefs = Preferences {
+        look: "test".into(),
+        preferred: MethodKind::InstantId,
+        prompt: "a portrait".into(),
+        negative_prompt: String::new(),
+        seed: Some(1),
+    };
+    let cheap = AnalyzeOptions {
+        min_face_share: Some(policy::SKIPPABLE_FACE_SHARE),
+        ..AnalyzeOptions::default()
+    };
+    for (name, img) in &cases {
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
+            .encode_image(img)
+            .expect("encode");
+        let limits = ingest::Limits::default();
+        let full = ingest::decode(&bytes, &limits).expect("full").image;
+        let scaled = ingest::decode_at_least(&bytes, &limits, 1280)
+            .expect("scaled")
+            .image;
+        assert_eq!(
+            scaled.dimensions(),
+            (full.width().div_ceil(2), full.height().div_ceil(2)),
+            "{name}: decoded at 1/2 for 1280"
+        );
+        let a = analyze_image(&vision, &full, &cheap).expect("full");
+        let b = analyze_image(&vision, &scaled, &cheap).expect("scaled");
+        let plan_full = policy::default_plan(&to_style_analysis(&a), &capabilities, &prefs);
+        let plan_scaled = policy::default_plan(&to_style_analysis(&b), &capabilities, &prefs);
+        assert_eq!(plan_scaled.method, plan_full.method, "{name}");
+        assert_eq!(a.faces.len(), b.faces.len(), "{name}");
+        // Reported in the photo's own pixels, as a generation reports them.
+        let b = b.in_size(full.width(), full.height());
+        assert_eq!((b.width, b.height), full.dimensions());
+        let (fa, fb) = (a.dominant().expect("a face"), b.dominant().expect("a face"));
+        let overlap = iou(&fa.bbox, &fb.bbox);
+        println!(
+            "{name}: {} faces either way, {:?}, dominant IoU {overlap:.4}",
+            a.faces.len(),
+            plan_full.method.kind()
+        );
+        assert!(overlap >= 0.95, "{name}: dominant face IoU {overlap}");
+        assert!((fa.share - fb.share).abs() <= 0.01, "{name}: shares");
+    }
+}

@@ -146,7 +146,8 @@ pub struct Generation {
     pub planned: likeness_contract::MethodKind,
     /// The options the style got: checked, defaults applied.
     pub options: likeness_contract::Options,
-    /// What the host saw in the photo.
+    /// What the host saw in the photo, in the photo's own (upright) pixels, also when it was
+    /// decoded smaller.
     pub analysis: likeness_vision::Analysis,
     /// The result, RGBA.
     pub image: Image,
@@ -254,24 +255,39 @@ impl Pipeline {
         photo: Vec<u8>,
         options: AnalyzeOptions,
     ) -> Result<(RgbImage, likeness_vision::Analysis), GenerateError> {
-        self.analyze_on(&Lanes::new(self.cpu_slots.clone()), photo, options)
-            .await
+        let (image, analysis, _) = self
+            .analyze_on(&Lanes::new(self.cpu_slots.clone()), photo, options, 0)
+            .await?;
+        Ok((image, analysis))
     }
 
-    /// [`Pipeline::analyze`] on the request's own lane of `lanes`.
+    /// The long side a generation needs of the photo: what a style post-processes without
+    /// diffusion ([`MAX_FALLBACK_SIDE`], also the style transfer's) or the largest side the
+    /// diffusion pack makes, whichever is more. Larger JPEGs are decoded by DCT scaling to at
+    /// least this ([`ingest::decode_at_least`]).
+    pub fn working_side(&self) -> u32 {
+        let diffusion = self.capabilities().diffusion_sizes.map(|s| s.max_side);
+        diffusion.unwrap_or(0).max(MAX_FALLBACK_SIDE)
+    }
+
+    /// [`Pipeline::analyze`] on the request's own lane of `lanes`, the photo decoded to a long
+    /// side of at least `long_side` (0: in full): coordinates in the decoded photo's pixels,
+    /// and the photo's full upright size.
     async fn analyze_on(
         &self,
         lanes: &Lanes,
         photo: Vec<u8>,
         options: AnalyzeOptions,
-    ) -> Result<(RgbImage, likeness_vision::Analysis), GenerateError> {
+        long_side: u32,
+    ) -> Result<(RgbImage, likeness_vision::Analysis, (u32, u32)), GenerateError> {
         let (vision, limits, lanes) = (self.vision.clone(), self.limits, lanes.clone());
         let slot = lanes.own().await?;
         tokio::task::spawn_blocking(move || {
             lanes.timed("analysing", slot.lane, || {
-                let decoded = ingest::decode(&photo, &limits)?;
+                let decoded = ingest::decode_at_least(&photo, &limits, long_side)?;
                 let analysis = analyze_image(&vision, &decoded.image, &options)?;
-                Ok((decoded.image, analysis))
+                let size = decoded.upright_size();
+                Ok((decoded.image, analysis, size))
             })
         })
         .await
@@ -341,7 +357,9 @@ impl Pipeline {
             min_face_share: Some(policy::SKIPPABLE_FACE_SHARE),
             ..AnalyzeOptions::default()
         };
-        let (photo, analysis) = self.analyze_on(&lanes, photo, for_plan).await?;
+        let (photo, analysis, (full_width, full_height)) = self
+            .analyze_on(&lanes, photo, for_plan, self.working_side())
+            .await?;
         let photo = Arc::new(photo);
         timings.push(("analysing", ms(started)));
 
@@ -455,7 +473,8 @@ impl Pipeline {
             plan,
             planned,
             options,
-            analysis,
+            // The faces in the photo's own pixels, whatever size it was decoded at.
+            analysis: analysis.in_size(full_width, full_height),
             image,
             identity,
             timings,

@@ -48,6 +48,11 @@ pub struct MatchOptions {
     /// A face whose centre is within this share of the reference box's diagonal from the
     /// reference box's centre matches too (a detector drawing a tighter or looser box).
     pub max_centre_distance: f32,
+    /// Only faces whose side is at least this share of the scaled reference box's side are
+    /// looked for (MTCNN skips the pyramid levels for smaller ones, most of its work on a
+    /// portrait): a box a quarter the reference's size at its place is a detail of the face,
+    /// not the face. 0 looks at every size.
+    pub min_face_side: f32,
 }
 
 impl Default for MatchOptions {
@@ -56,6 +61,7 @@ impl Default for MatchOptions {
             min_score: 0.8,
             min_overlap: 0.3,
             max_centre_distance: 0.25,
+            min_face_side: 0.25,
         }
     }
 }
@@ -155,16 +161,24 @@ impl Vision {
         options: &MatchOptions,
     ) -> Result<IdentityScore> {
         let started = Instant::now();
+        let scaled = reference.box_in(output.width(), output.height());
+        // MTCNN looks for faces of at least half the side of a square of `min_face_share`.
+        let side = ((scaled[2] - scaled[0]) * (scaled[3] - scaled[1]))
+            .max(0.0)
+            .sqrt();
+        let area = (output.width() as f32 * output.height() as f32).max(1.0);
+        let min_face_share = (options.min_face_side > 0.0)
+            .then(|| (2.0 * options.min_face_side * side).powi(2) / area);
         let analysis = self.analyze(
             output,
             &AnalyzeOptions {
                 min_score: Some(options.min_score),
+                min_face_share,
                 ..AnalyzeOptions::default()
             },
         )?;
         let detect_ms = started.elapsed().as_secs_f64() * 1e3;
         let boxes: Vec<[f32; 4]> = analysis.faces.iter().map(|f| f.bbox).collect();
-        let scaled = reference.box_in(output.width(), output.height());
         let Some((index, overlap)) = match_face(scaled, &boxes, options) else {
             return Ok(IdentityScore {
                 score: 0.0,

@@ -116,6 +116,19 @@ pub struct Decoded {
     pub orientation: u8,
 }
 
+impl Decoded {
+    /// The photo's full size upright: [`Decoded::original_size`] turned by the orientation (the
+    /// image's own size when it was decoded in full).
+    pub fn upright_size(&self) -> (u32, u32) {
+        let (w, h) = self.original_size;
+        if (5..=8).contains(&self.orientation) {
+            (h, w)
+        } else {
+            (w, h)
+        }
+    }
+}
+
 /// Sniffs the container from its magic bytes. `Err` names what else it looks like.
 pub fn sniff(bytes: &[u8]) -> Result<Format, IngestError> {
     if bytes.is_empty() {
@@ -262,6 +275,21 @@ fn check_vp8_frame(chunk: &[u8], limits: &Limits) -> Result<(), IngestError> {
 /// decoder also gets `image::Limits` with a matching allocation cap), then the decode.
 /// Never panics on hostile input; every failure is an [`IngestError`].
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, IngestError> {
+    decode_at_least(bytes, limits, 0)
+}
+
+/// [`decode`] for a caller that needs no more than `long_side` pixels on the long side: a JPEG
+/// at least twice as large is decoded at 1/2, 1/4 or 1/8 of its size by DCT scaling (the
+/// smallest of these whose long side is still at least `long_side`), which skips most of the
+/// inverse DCT and the upsampling and allocates a quarter or less. The image is then smaller
+/// than [`Decoded::original_size`]; resizing it on to `long_side` gives what a full decode and
+/// resize gives, within a few levels. Other formats, CMYK JPEGs and `long_side` 0 decode at
+/// full size.
+pub fn decode_at_least(
+    bytes: &[u8],
+    limits: &Limits,
+    long_side: u32,
+) -> Result<Decoded, IngestError> {
     if bytes.is_empty() {
         return Err(IngestError::Empty);
     }
@@ -284,12 +312,11 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, IngestError> {
     image_limits.max_image_width = Some(limits.max_side);
     image_limits.max_image_height = Some(limits.max_side);
     // Worst case: 16-bit RGBA (8 bytes a pixel) plus one converted 8-bit copy, plus slack for codec state.
-    image_limits.max_alloc = Some(
-        limits
-            .max_pixels
-            .saturating_mul(12)
-            .saturating_add(64 << 20),
-    );
+    let max_alloc = limits
+        .max_pixels
+        .saturating_mul(12)
+        .saturating_add(64 << 20);
+    image_limits.max_alloc = Some(max_alloc);
 
     let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
     reader.limits(image_limits);
@@ -302,8 +329,17 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, IngestError> {
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut dynamic = DynamicImage::from_decoder(decoder)
-        .map_err(|e| map_image_error(format, e, limits, Some((width, height))))?;
+    let scaled = match format {
+        Format::Jpeg if long_side > 0 && width.max(height) >= long_side.saturating_mul(2) => {
+            decode_jpeg_scaled(bytes, (width, height), long_side, max_alloc)
+        }
+        _ => None,
+    };
+    let mut dynamic = match scaled {
+        Some(image) => image,
+        None => DynamicImage::from_decoder(decoder)
+            .map_err(|e| map_image_error(format, e, limits, Some((width, height))))?,
+    };
     dynamic.apply_orientation(orientation);
     Ok(Decoded {
         image: to_rgb8(dynamic),
@@ -311,6 +347,40 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, IngestError> {
         original_size: (width, height),
         orientation: orientation.to_exif(),
     })
+}
+
+/// A JPEG of `size` (already checked against the limits) decoded by DCT scaling to the smallest
+/// of 1/2, 1/4, 1/8 whose long side is at least `long_side`. `None` (decode at full size) when
+/// the scaled decoder refuses the file or gives CMYK or 16-bit pixels.
+fn decode_jpeg_scaled(
+    bytes: &[u8],
+    (width, height): (u32, u32),
+    long_side: u32,
+    max_alloc: u64,
+) -> Option<DynamicImage> {
+    let factor = f64::from(long_side) / f64::from(width.max(height));
+    // Both sides scaled alike, so the decoder's "either side at least" is both sides.
+    let request = |side: u32| u16::try_from((f64::from(side) * factor).ceil() as u32).ok();
+    let mut decoder = jpeg_decoder::Decoder::new(bytes);
+    decoder.set_max_decoding_buffer_size(usize::try_from(max_alloc).unwrap_or(usize::MAX));
+    let (w, h) = decoder.scale(request(width)?, request(height)?).ok()?;
+    let (w, h) = (u32::from(w), u32::from(h));
+    if w.max(h) < long_side || w > width || h > height {
+        return None;
+    }
+    // The pixel format from the buffer's length (the decoder's `info` panics on some frame
+    // headers); a panic in the decoder is a file it cannot scale, decoded in full instead.
+    let pixels = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoder.decode()))
+        .ok()?
+        .ok()?;
+    let area = w as usize * h as usize;
+    if pixels.len() == area * 3 {
+        RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8)
+    } else if pixels.len() == area {
+        image::GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8)
+    } else {
+        None
+    }
 }
 
 /// Converts any decoded image to RGB8; colours with alpha are composited over white.

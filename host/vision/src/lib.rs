@@ -149,6 +149,26 @@ impl Analysis {
     pub fn dominant(&self) -> Option<&Face> {
         self.faces.first()
     }
+
+    /// The same analysis in the pixels of the image at `width` x `height` (boxes and landmarks
+    /// scaled per axis; shares, scores and embeddings kept), e.g. to report faces found on a
+    /// smaller decode in the photo's own pixels.
+    pub fn in_size(mut self, width: u32, height: u32) -> Analysis {
+        let fx = width as f32 / self.width.max(1) as f32;
+        let fy = height as f32 / self.height.max(1) as f32;
+        for face in &mut self.faces {
+            face.bbox = [
+                face.bbox[0] * fx,
+                face.bbox[1] * fy,
+                face.bbox[2] * fx,
+                face.bbox[3] * fy,
+            ];
+            face.landmarks = face.landmarks.map(|[x, y]| [x * fx, y * fy]);
+        }
+        self.width = width;
+        self.height = height;
+        self
+    }
 }
 
 /// What the loaded packs make possible (for the service's capabilities endpoint).

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{iou, photo, vision};
+use common::{iou, jpeg_with_orientation, photo, vision};
 use image::{RgbImage, imageops};
 use likeness_vision::{AnalyzeOptions, DetectorKind, cosine, ingest};
 
@@ -225,31 +225,6 @@ fn capabilities_report_installed_models() {
     );
     let json = serde_json::to_string(&c).expect("json");
     assert!(json.contains("\"mtcnn\""), "{json}");
-}
-
-/// JPEG bytes of `img` with an EXIF APP1 block carrying `orientation`, built by hand.
-fn jpeg_with_orientation(img: &RgbImage, orientation: u16) -> Vec<u8> {
-    let mut jpeg = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
-        .encode_image(img)
-        .expect("encode");
-    // TIFF (big-endian): header, one IFD with one SHORT entry 0x0112 = orientation, no next IFD.
-    let mut tiff = Vec::new();
-    tiff.extend_from_slice(b"MM\0\x2a\0\0\0\x08");
-    tiff.extend_from_slice(&1u16.to_be_bytes());
-    tiff.extend_from_slice(&0x0112u16.to_be_bytes());
-    tiff.extend_from_slice(&3u16.to_be_bytes());
-    tiff.extend_from_slice(&1u32.to_be_bytes());
-    tiff.extend_from_slice(&orientation.to_be_bytes());
-    tiff.extend_from_slice(&[0, 0]);
-    tiff.extend_from_slice(&0u32.to_be_bytes());
-    let mut app1 = b"Exif\0\0".to_vec();
-    app1.extend_from_slice(&tiff);
-    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
-    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
-    out.extend_from_slice(&app1);
-    out.extend_from_slice(&jpeg[2..]);
-    out
 }
 
 #[test]

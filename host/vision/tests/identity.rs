@@ -154,3 +154,53 @@ fn a_photo_without_faces_is_scored_without_error() {
         .expect("score");
     assert_eq!((score.score, score.faces_in_output), (0.0, 0));
 }
+
+/// Looking only for faces at least a quarter of the reference's side gives the score a search at
+/// every size gives, on the test photos' faces as they are, resized and with another face
+/// pasted in; and it is cheaper.
+#[test]
+fn the_reference_sized_search_scores_as_the_full_one() {
+    let v = vision();
+    let every_size = MatchOptions {
+        min_face_side: 0.0,
+        ..MatchOptions::default()
+    };
+    let obama = photo("obama.jpg");
+    let cases = [
+        ("obama as is", obama.clone(), obama.clone()),
+        (
+            "obama at 0.6",
+            obama.clone(),
+            ingest::resize(&obama, obama.width() * 3 / 5, obama.height() * 3 / 5),
+        ),
+        (
+            "obama with biden pasted",
+            obama.clone(),
+            paste_face(&obama, &photo("biden.jpg")),
+        ),
+        ("astronaut", photo("astronaut.png"), photo("astronaut.png")),
+        ("obama2", photo("obama2.jpg"), photo("obama2.jpg")),
+    ];
+    for (name, source, output) in &cases {
+        let reference = reference_of(source);
+        let fast = v
+            .identity_score(&reference, output, &MatchOptions::default())
+            .expect("score");
+        let full = v
+            .identity_score(&reference, output, &every_size)
+            .expect("score");
+        println!(
+            "{name}: {:.4} vs {:.4} at every size; detect {:.0} ms vs {:.0} ms",
+            fast.score, full.score, fast.detect_ms, full.detect_ms
+        );
+        assert_eq!(
+            fast.matched.map(|m| m.index),
+            full.matched.map(|m| m.index),
+            "{name}"
+        );
+        assert!(
+            (fast.score - full.score).abs() <= 1e-4,
+            "{name}: {fast:?} {full:?}"
+        );
+    }
+}

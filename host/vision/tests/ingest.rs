@@ -5,6 +5,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Instant;
 
+mod common;
+
 use image::{ImageBuffer, Rgb, RgbImage, Rgba};
 use likeness_vision::ingest::{self, Format, IngestError, Limits};
 
@@ -388,4 +390,126 @@ fn errors_serialise_to_stable_codes() {
         ]
     );
     assert!(all.iter().all(|e| e.to_string().len() > 10));
+}
+
+/// Mean absolute difference and the share of channel values more than 24 levels apart.
+fn difference(a: &RgbImage, b: &RgbImage) -> (f64, f64) {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let (mut sum, mut far) = (0u64, 0usize);
+    for (x, y) in a.as_raw().iter().zip(b.as_raw()) {
+        let d = x.abs_diff(*y);
+        sum += u64::from(d);
+        far += usize::from(d > 24);
+    }
+    let n = a.as_raw().len() as f64;
+    (sum as f64 / n, far as f64 / n)
+}
+
+/// A 2600x1950 photo (obama.jpg scaled up) as a JPEG, as a phone would send one.
+fn large_photo() -> RgbImage {
+    ingest::resize(&common::photo("obama.jpg"), 2600, 1950)
+}
+
+/// What the DCT-scaled decode gives is what a full decode resized (Lanczos3) to the same size
+/// gives: at 1/2 within a mean of 1 level and at most 0.1% of the values more than 24 levels
+/// apart; at 1/4 and 1/8 (where the DCT's box-like averaging and Lanczos3's sharpening part
+/// more at edges) within a mean of 3 levels and 1%. The same holds after the resize on to the
+/// side asked for.
+#[test]
+fn dct_scaled_jpegs_match_a_full_decode_and_resize() {
+    let bytes = jpeg_bytes(&large_photo());
+    let full = ingest::decode(&bytes, &limits()).expect("full");
+    assert_eq!(full.image.dimensions(), (2600, 1950));
+    for (long_side, want, (mean_max, far_max)) in [
+        (1280, (1300, 975), (1.0, 0.001)),
+        (600, (650, 488), (3.0, 0.01)),
+        (300, (325, 244), (3.0, 0.01)),
+    ] {
+        let scaled = ingest::decode_at_least(&bytes, &limits(), long_side).expect("scaled");
+        assert_eq!(scaled.image.dimensions(), want, "for {long_side}");
+        assert_eq!(scaled.original_size, (2600, 1950));
+        let resized = ingest::resize(&full.image, want.0, want.1);
+        let (mean, far) = difference(&scaled.image, &resized);
+        println!(
+            "decoded for {long_side}: {want:?}, mean difference {mean:.3}, {:.4}% far",
+            far * 100.0
+        );
+        assert!(
+            mean <= mean_max && far <= far_max,
+            "for {long_side}: {mean:.3}, {far:.4}"
+        );
+        let (a, _) = ingest::bounded(&scaled.image, long_side);
+        let (b, _) = ingest::bounded(&full.image, long_side);
+        let (mean, far) = difference(&a, &b);
+        println!(
+            "  bounded to {long_side}: mean difference {mean:.3}, {:.4}% far",
+            far * 100.0
+        );
+        assert!(
+            mean <= mean_max && far <= far_max,
+            "bounded to {long_side}: {mean:.3}, {far:.4}"
+        );
+    }
+    // Under twice the side asked for, and other formats: decoded in full.
+    let whole = ingest::decode_at_least(&bytes, &limits(), 1400).expect("whole");
+    assert_eq!(whole.image.dimensions(), (2600, 1950));
+    assert_eq!(
+        ingest::decode_at_least(&bytes, &limits(), 0)
+            .expect("0")
+            .image,
+        full.image
+    );
+    let mut png = Vec::new();
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut png),
+        large_photo().as_raw(),
+        2600,
+        1950,
+        image::ExtendedColorType::Rgb8,
+    )
+    .expect("png");
+    let png = ingest::decode_at_least(&png, &limits(), 600).expect("png");
+    assert_eq!(png.image.dimensions(), (2600, 1950));
+}
+
+/// Every EXIF orientation is applied to the scaled decode as to the full one.
+#[test]
+fn dct_scaled_jpegs_are_turned_upright() {
+    use image::DynamicImage;
+    use image::metadata::Orientation;
+    let upright = large_photo();
+    let inverse = [1u8, 2, 3, 4, 5, 8, 7, 6];
+    for tag in 1u8..=8 {
+        let inv = Orientation::from_exif(inverse[(tag - 1) as usize]).expect("orientation");
+        let mut stored = DynamicImage::ImageRgb8(upright.clone());
+        stored.apply_orientation(inv);
+        let bytes = common::jpeg_with_orientation(&stored.to_rgb8(), u16::from(tag));
+        let scaled = ingest::decode_at_least(&bytes, &limits(), 1280).expect("scaled");
+        assert_eq!(scaled.orientation, tag);
+        assert_eq!(scaled.image.dimensions(), (1300, 975), "tag {tag}");
+        assert_eq!(scaled.upright_size(), (2600, 1950), "tag {tag}");
+        let (mean, far) = difference(&scaled.image, &ingest::resize(&upright, 1300, 975));
+        assert!(
+            mean <= 1.0 && far <= 0.001,
+            "tag {tag}: {mean:.3}, {far:.4}"
+        );
+    }
+}
+
+/// A truncated or corrupt large JPEG decoded for a smaller side: an error or a picture, never a
+/// panic.
+#[test]
+fn broken_large_jpegs_decoded_for_a_smaller_side_do_not_panic() {
+    let bytes = jpeg_bytes(&large_photo());
+    for cut in [bytes.len() / 2, bytes.len() - 10, 700] {
+        let result = ingest::decode_at_least(&bytes[..cut], &limits(), 600);
+        if let Ok(d) = result {
+            assert!(d.image.width() >= 325, "{:?}", d.image.dimensions());
+        }
+    }
+    let mut scrambled = bytes.clone();
+    for i in (2000..scrambled.len()).step_by(997) {
+        scrambled[i] ^= 0x5A;
+    }
+    let _ = ingest::decode_at_least(&scrambled, &limits(), 600);
 }
