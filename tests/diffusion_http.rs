@@ -318,3 +318,93 @@ async fn the_identity_gate_retries_with_new_seeds_then_falls_back() {
     );
     assert!(server.stop().await);
 }
+
+/// The stages of a generation around the engine's inputs, in order.
+const STAGES: [&str; 5] = [
+    "analysing",
+    "planning",
+    "reference-face",
+    "post-processing",
+    "identity",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_requests_independent_stages_run_side_by_side_only_on_free_cpu_slots() {
+    let mut config = serve_config(common::first_party_styles());
+    config.diffusion_pack = Some(common::tiny_pack());
+    config.admission.cpu_slots = 4;
+    let server = TestServer::start(config).await;
+    let pipeline = server.service.pipeline();
+    let photo = common::photo_bytes("astronaut.png");
+    let options = vec![("seed".to_string(), "3".to_string())];
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let generate = || pipeline.generate("anime", photo.clone(), &options, &|_| {}, &cancel);
+    let lanes = |g: &likeness_host::pipeline::Generation, name: &str| -> Vec<u32> {
+        g.spans
+            .iter()
+            .filter(|s| s.name == name)
+            .map(|s| s.lane)
+            .collect()
+    };
+
+    // All four slots free: the reference face is embedded beside the plan, and InstantID's
+    // inputs (canny, the face keypoints, the face embedding) are made on several lanes.
+    let free = generate().await.unwrap();
+    assert_eq!(
+        free.plan.method.kind().name(),
+        "instant-id",
+        "{}",
+        free.plan.reason
+    );
+    eprintln!("free slots: {:#?}", free.spans);
+    assert!(free.peak_cpu_slots >= 2, "{}", free.peak_cpu_slots);
+    assert!(free.peak_cpu_slots <= 4);
+    assert!(lanes(&free, "reference-face").iter().all(|&l| l > 0));
+    assert_eq!(lanes(&free, "planning"), [0]);
+    let mut inputs: Vec<u32> = free
+        .spans
+        .iter()
+        .filter(|s| !STAGES.contains(&s.name))
+        .map(|s| s.lane)
+        .collect();
+    assert!(
+        inputs.len() >= 2,
+        "the face embedding and a control map: {:?}",
+        free.spans
+    );
+    inputs.sort();
+    inputs.dedup();
+    assert!(inputs.len() >= 2, "{:?}", free.spans);
+
+    // One slot free (three held by others): every stage in order on the request's own lane.
+    let others = server
+        .service
+        .admission()
+        .cpu_slots()
+        .clone()
+        .acquire_many_owned(3)
+        .await
+        .unwrap();
+    let one = generate().await.unwrap();
+    drop(others);
+    eprintln!("one slot: {:#?}", one.spans);
+    assert_eq!(one.peak_cpu_slots, 1);
+    assert!(one.spans.iter().all(|s| s.lane == 0), "{:?}", one.spans);
+    assert!(
+        one.spans.windows(2).all(|w| w[0].end_ms <= w[1].start_ms),
+        "overlapping stages on one slot: {:?}",
+        one.spans
+    );
+    let order: Vec<&str> = one.spans.iter().map(|s| s.name).collect();
+    let n = order.len();
+    assert_eq!(order[..3], STAGES[..3], "{order:?}");
+    assert_eq!(order[n - 2..], STAGES[3..], "{order:?}");
+    assert!(order[3..n - 2].contains(&"face-embedding"), "{order:?}");
+
+    // The same answer either way.
+    assert_eq!(free.plan, one.plan);
+    assert_eq!(free.analysis, one.analysis);
+    assert_eq!(free.identity, one.identity);
+    assert!(free.image.rgba == one.image.rgba, "the images differ");
+    assert!(server.stop().await);
+}

@@ -382,7 +382,7 @@ async fn without_the_style_transfer_pack_every_first_party_style_runs_method_non
         );
         assert!(body.get("identity_reason").is_none());
         assert!(body["timings"]["identity"].as_f64().is_some());
-        assert_eq!(body["output"]["format"], "png");
+        assert_eq!(body["output"]["format"], "webp", "the default format");
         let result = decode_data_url(body["output"]["data_url"].as_str().unwrap());
         assert_eq!((result.width(), result.height()), (512, 512));
         let original = image::load_from_memory(&photo_bytes("astronaut.png")).unwrap();

@@ -1,7 +1,9 @@
 //! The first-party Rust styles on the neural CPU tier, end to end in-process (decode, face
 //! analysis, the style's plan, the style transfer and its face-preserving composite, the
 //! style's post-process, the identity score): the p50 wall time per style at 512 x 512 and
-//! 1024 x 1024, and the identity score per style per photo. Prints markdown tables for
+//! 1024 x 1024, the encoding of each style's 1024 x 1024 result in every output format (the
+//! mean CPU time of [`ENCODES`] runs, which the machine's load hardly moves, and their p50 wall
+//! time; the size), and the identity score per style per photo. Prints markdown tables for
 //! docs/benchmarks.md.
 //!
 //! `cargo bench -p likeness-host --bench looks` (release), or `cargo test -p likeness-host
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use likeness_host::output::OutputFormat;
 use likeness_host::pipeline::{Generation, Pipeline};
 use likeness_host::style::{Registry, build};
 use likeness_host::wasm::{RuntimeConfig, StyleRuntime};
@@ -23,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 const STYLES: [&str; 4] = ["anime", "claymation", "pixel-art", "watercolor"];
 const SIDES: [u32; 2] = [512, 1024];
 const RUNS: usize = 7;
+/// Encodings timed per style and format.
+const ENCODES: usize = 15;
 /// The photos scored (obama and biden are test photos only, never committed).
 const PHOTOS: [&str; 4] = ["astronaut.png", "obama.jpg", "obama2.jpg", "biden.jpg"];
 
@@ -45,6 +50,16 @@ fn square(photo: &[u8], side: u32) -> Vec<u8> {
     let mut png = std::io::Cursor::new(Vec::new());
     cropped.write_to(&mut png, image::ImageFormat::Png).unwrap();
     png.into_inner()
+}
+
+/// The calling thread's CPU time so far in milliseconds (Linux's per-thread scheduler
+/// statistics, updated at scheduler ticks: read around many runs, not one; 0 where there are
+/// none).
+fn thread_cpu_ms() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|stat| stat.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |ns| ns / 1e6)
 }
 
 fn main() {
@@ -104,6 +119,7 @@ fn main() {
     let astronaut = read("astronaut.png");
     let mut totals = Vec::new();
     let mut stages = Vec::new();
+    let mut encodes = Vec::new();
     for style in STYLES {
         let mut cells = Vec::new();
         let mut method = "";
@@ -125,6 +141,25 @@ fn main() {
                     "| {style} | {} |",
                     STAGES.map(|name| format!("{:.0}", stage(name))).join(" | ")
                 ));
+                let image = &runs[0].0.image;
+                let cells = OutputFormat::ALL.map(|format| {
+                    let mut bytes = 0;
+                    let cpu = thread_cpu_ms();
+                    let wall: Vec<f64> = (0..ENCODES)
+                        .map(|_| {
+                            let started = Instant::now();
+                            bytes = format.encode(image).unwrap().len();
+                            started.elapsed().as_secs_f64() * 1e3
+                        })
+                        .collect();
+                    format!(
+                        "{:.1} ms ({:.1}), {:.0} KiB",
+                        (thread_cpu_ms() - cpu) / ENCODES as f64,
+                        p50(wall),
+                        bytes as f64 / 1024.0
+                    )
+                });
+                encodes.push(format!("| {style} | {} |", cells.join(" | ")));
             }
         }
         totals.push(format!(
@@ -139,6 +174,14 @@ fn main() {
     println!("| style (1024 x 1024, p50 ms) | {} |", STAGES.join(" | "));
     println!("|---|{}", "---:|".repeat(STAGES.len()));
     println!("{}", stages.join("\n"));
+
+    println!();
+    println!(
+        "| style (1024 x 1024 result; CPU mean (wall p50), size) | {} |",
+        OutputFormat::ALL.map(OutputFormat::name).join(" | ")
+    );
+    println!("|---|{}", "---:|".repeat(OutputFormat::ALL.len()));
+    println!("{}", encodes.join("\n"));
 
     println!();
     println!("| style | threshold | {} |", PHOTOS.join(" | "));

@@ -1,6 +1,7 @@
 //! Runs a style's plan on the diffusion engine: the host derives the control images and the
 //! aligned faces with its vision engine, maps the plan's fields onto the engine's input, and
-//! bridges progress and cancellation. The identity methods' face embedding comes from the
+//! bridges progress and cancellation. The engine's inputs (control maps, face features) are
+//! made side by side when CPU slots are free ([`crate::lanes`]). The identity methods' face embedding comes from the
 //! pack's own `face_recognizer` (antelopev2's, the one InstantID and PuLID were trained with),
 //! raw as insightface's `embedding`, never from the host's identity-score embedder.
 
@@ -12,6 +13,7 @@ use likeness_diffusion::{
 };
 use likeness_vision::{Vision, align, control, ingest};
 
+use crate::lanes::{Job, Lanes};
 use crate::pipeline::GenerateError;
 use crate::wasm::Image;
 
@@ -59,11 +61,15 @@ pub fn output_size(settings: &Diffusion, limits: &SizeLimits, width: u32, height
         .unwrap_or_else(|| limits.default_for(width, height))
 }
 
-/// Runs the diffusion method `method` with `settings` on `photo` (as analysed in `analysis`,
-/// identity taken from `reference`, the face the plan keeps). Blocking: run it on a blocking
-/// thread. Returns RGBA at `size` (see [`output_size`]).
+/// The engine's input for the diffusion method `method` with `settings` on `photo` (identity
+/// taken from `reference`, the face the plan keeps), at `size` (see [`output_size`]): the
+/// control images, InstantID's face embedding or PuLID's features. Blocking: run it on a
+/// blocking thread holding a CPU slot for lane `lane` of `lanes`. The parts are independent and
+/// run side by side on the CPU slots free now ([`Lanes::run_all`]), in order on this thread
+/// when none is; a failure is the first in the sequential order (PuLID's features, the control
+/// maps in the plan's order, InstantID's embedding). `canceled` stops the parts not started.
 #[allow(clippy::too_many_arguments)]
-pub fn run(
+pub fn prepare(
     engine: &DiffusionEngine,
     vision: &Vision,
     photo: &RgbImage,
@@ -71,9 +77,10 @@ pub fn run(
     method: MethodKind,
     settings: &Diffusion,
     size: Size,
-    progress: &dyn Fn(u32, u32),
-    cancel: &CancelToken,
-) -> Result<Image, GenerateError> {
+    lanes: &Lanes,
+    lane: u32,
+    canceled: &(dyn Fn() -> bool + Sync),
+) -> Result<GenerationInput, GenerateError> {
     if !method.is_diffusion() {
         return Err(GenerateError::Internal(format!(
             "method {} needs no diffusion",
@@ -81,73 +88,124 @@ pub fn run(
         )));
     }
     let (width, height) = (size.width, size.height);
-    let sized = ingest::resize(photo, width, height);
     let (sx, sy) = (
         width as f32 / photo.width() as f32,
         height as f32 / photo.height() as f32,
     );
-
     let identity = match method {
         MethodKind::InstantId | MethodKind::Pulid => Some(
             reference.ok_or_else(|| invalid("the plan's reference face is not in the analysis"))?,
         ),
         _ => None,
     };
-    let aligned_face = match (method, identity) {
-        (MethodKind::InstantId, Some(face)) => Some(recognizer_crop(photo, face)?),
-        _ => None,
-    };
-    let pulid = match (method, identity) {
-        (MethodKind::Pulid, Some(face)) => Some(pulid_features(engine, photo, face)?),
-        _ => None,
-    };
-
-    let mut control_images: Vec<ControlImage> = Vec::new();
+    let mut kinds: Vec<ControlKind> = Vec::new();
     for map in &settings.control_maps {
-        if control_images.iter().any(|c| c.kind == map.kind) {
-            continue;
+        if !kinds.contains(&map.kind) {
+            kinds.push(map.kind);
         }
-        let image = match map.kind {
-            ControlKind::Canny => {
-                let edges = control::canny(&sized);
-                likeness_diffusion::Image::grey(width, height, edges.into_raw())
-            }
-            ControlKind::Depth => {
-                let depth = vision.depth_map(&sized).map_err(GenerateError::Vision)?;
-                let (w, h) = depth.dimensions();
-                likeness_diffusion::Image::grey(w, h, depth.into_raw())
-            }
-            ControlKind::FaceKeypoints => {
-                let face = reference.ok_or_else(|| {
-                    invalid("a face-keypoints map needs the plan's reference face")
-                })?;
-                let points = face.landmarks.to_array().map(|[x, y]| [x * sx, y * sy]);
-                let drawn = control::keypoint_image(width, height, &points);
-                likeness_diffusion::Image::rgb(width, height, drawn.into_raw())
-            }
-            ControlKind::Pose => return Err(invalid("this host has no pose estimator")),
-        };
-        let image = image
-            .ok_or_else(|| GenerateError::Internal("a control image has the wrong size".into()))?;
-        control_images.push(ControlImage {
-            kind: map.kind,
-            image,
-        });
+    }
+    // Canny and depth read the photo at the output size; made once, before the parts.
+    let sized = kinds
+        .iter()
+        .any(|k| matches!(k, ControlKind::Canny | ControlKind::Depth))
+        .then(|| ingest::resize(photo, width, height));
+    let sized = sized.as_ref();
+
+    let mut jobs: Vec<Job<'_, Part>> = Vec::new();
+    if let (MethodKind::Pulid, Some(face)) = (method, identity) {
+        jobs.push(Job::new("pulid-features", move || {
+            pulid_features(engine, photo, face).map(Part::Pulid)
+        }));
+    }
+    for kind in kinds {
+        jobs.push(Job::new(control_name(kind), move || {
+            let resized =
+                || sized.ok_or_else(|| GenerateError::Internal("the photo was not resized".into()));
+            let image = match kind {
+                ControlKind::Canny => {
+                    let edges = control::canny(resized()?);
+                    likeness_diffusion::Image::grey(width, height, edges.into_raw())
+                }
+                ControlKind::Depth => {
+                    let depth = vision
+                        .depth_map(resized()?)
+                        .map_err(GenerateError::Vision)?;
+                    let (w, h) = depth.dimensions();
+                    likeness_diffusion::Image::grey(w, h, depth.into_raw())
+                }
+                ControlKind::FaceKeypoints => {
+                    let face = reference.ok_or_else(|| {
+                        invalid("a face-keypoints map needs the plan's reference face")
+                    })?;
+                    let points = face.landmarks.to_array().map(|[x, y]| [x * sx, y * sy]);
+                    let drawn = control::keypoint_image(width, height, &points);
+                    likeness_diffusion::Image::rgb(width, height, drawn.into_raw())
+                }
+                ControlKind::Pose => return Err(invalid("this host has no pose estimator")),
+            };
+            let image = image.ok_or_else(|| {
+                GenerateError::Internal("a control image has the wrong size".into())
+            })?;
+            Ok(Part::Control(ControlImage { kind, image }))
+        }));
+    }
+    if let (MethodKind::InstantId, Some(face)) = (method, identity) {
+        // The pack's recogniser on the aligned face: what the engine would do with the crop.
+        jobs.push(Job::new("face-embedding", move || {
+            let crop = recognizer_crop(photo, face)?;
+            engine
+                .embed_face(&crop)
+                .map(Part::Embedding)
+                .map_err(diffusion_error)
+        }));
     }
 
-    let settings = Diffusion {
-        size: Some(size),
-        seed: Some(settings.seed.unwrap_or_else(random_seed)),
-        ..settings.clone()
-    };
-    let input = GenerationInput {
-        control_images,
-        aligned_face,
-        pulid,
-        ..GenerationInput::with_settings(method, settings)
-    };
+    let mut input = GenerationInput::with_settings(
+        method,
+        Diffusion {
+            size: Some(size),
+            seed: Some(settings.seed.unwrap_or_else(random_seed)),
+            ..settings.clone()
+        },
+    );
+    for part in lanes.run_all(lane, jobs, canceled)? {
+        match part {
+            Part::Control(image) => input.control_images.push(image),
+            Part::Embedding(embedding) => input.face_embedding = Some(embedding),
+            Part::Pulid(features) => input.pulid = Some(features),
+        }
+    }
+    Ok(input)
+}
+
+/// The name of the stage drawing a `kind` control map.
+fn control_name(kind: ControlKind) -> &'static str {
+    match kind {
+        ControlKind::Canny => "canny",
+        ControlKind::Depth => "depth",
+        ControlKind::FaceKeypoints => "face-keypoints",
+        ControlKind::Pose => "pose",
+    }
+}
+
+/// A part of the engine's input made by [`prepare`].
+enum Part {
+    Control(ControlImage),
+    Embedding(Vec<f32>),
+    Pulid(PulidFeatures),
+}
+
+/// Runs the engine on `input` (made by [`prepare`]), reporting each step and stopping between
+/// steps when `cancel` fires. Blocking: run it on a blocking thread. Returns RGBA at the input's
+/// size.
+pub fn generate(
+    engine: &DiffusionEngine,
+    input: &GenerationInput,
+    progress: &dyn Fn(u32, u32),
+    cancel: &CancelToken,
+) -> Result<Image, GenerateError> {
     let generated = engine
-        .generate(&input, progress, cancel)
+        .generate(input, progress, cancel)
         .map_err(diffusion_error)?;
     let mut rgba = Vec::with_capacity(generated.data.len() / 3 * 4);
     for pixel in generated.data.chunks_exact(3) {

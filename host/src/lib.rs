@@ -9,6 +9,7 @@
 //! - [`pipeline`]: one generation, from upload to styled image;
 //! - [`execute`]: running a plan: its fallbacks in order, the identity gate's retries;
 //! - [`identity`]: how much of the person the result kept (the score and the plan's gate);
+//! - [`lanes`]: a generation's independent CPU stages side by side within the free CPU slots;
 //! - [`admission`]: upload places, the bounded queue, generation slots, CPU slots, each style's
 //!   share;
 //! - [`breaker`]: a style's circuit breaker;
@@ -32,6 +33,7 @@ pub mod diffuse;
 pub mod execute;
 pub mod identity;
 pub mod jobs;
+pub mod lanes;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;

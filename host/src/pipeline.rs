@@ -17,6 +17,7 @@ use likeness_contract::{Analysis, Capabilities, Face, Landmarks, Method, MethodK
 
 use crate::execute::{Executor, Made, Try};
 use crate::identity::{self, Identity, IdentityReport, ReferenceFace};
+use crate::lanes::{Lanes, Slot, StageSpan};
 use crate::style::canary::Routing;
 use crate::style::{Registry, StyleState};
 use crate::transfer::StyleVectors;
@@ -153,6 +154,11 @@ pub struct Generation {
     pub identity: Identity,
     /// Milliseconds spent per stage, in order.
     pub timings: Vec<(&'static str, f64)>,
+    /// When each CPU stage ran and on which lane (the stages beside each other on free CPU
+    /// slots, [`crate::lanes`]), in the order they started.
+    pub spans: Vec<StageSpan>,
+    /// The most CPU slots the generation held at once.
+    pub peak_cpu_slots: usize,
 }
 
 /// The generation service: styles, eyes and (later) the diffusion engine.
@@ -160,8 +166,10 @@ pub struct Pipeline {
     registry: Arc<Registry>,
     vision: Arc<Vision>,
     limits: ingest::Limits,
-    /// Bounds the CPU stages (decode + analyse, post-process) across all requests; `None`:
-    /// unbounded.
+    /// Bounds the CPU stages (decode + analyse, the plan, the reference embedding, the
+    /// method's inputs, post-process, the identity score) across all requests; `None`:
+    /// unbounded. A generation runs its independent stages side by side on the slots free at
+    /// the time ([`crate::lanes`]).
     cpu_slots: Option<Arc<tokio::sync::Semaphore>>,
     /// The diffusion engine over the installed model pack; `None`: only method `none` runs.
     diffusion: Option<Arc<likeness_diffusion::DiffusionEngine>>,
@@ -191,8 +199,9 @@ impl Pipeline {
         self
     }
 
-    /// Runs the CPU stages (decode + analyse, post-process) only while holding one of these
-    /// permits, so that the server bounds them apart from the generation slots.
+    /// Runs the CPU stages (decode + analyse, the plan, the embeddings and control maps,
+    /// post-process, the identity score) only while holding one of these permits, so that the
+    /// server bounds them apart from the generation slots.
     pub fn with_cpu_slots(mut self, slots: Arc<tokio::sync::Semaphore>) -> Self {
         self.cpu_slots = Some(slots);
         self
@@ -202,19 +211,6 @@ impl Pipeline {
     pub fn with_retry_budget(mut self, budget: std::time::Duration) -> Self {
         self.retry_budget = budget;
         self
-    }
-
-    /// Waits for a CPU slot (none needed when unbounded).
-    async fn cpu_slot(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, GenerateError> {
-        match &self.cpu_slots {
-            Some(slots) => slots
-                .clone()
-                .acquire_owned()
-                .await
-                .map(Some)
-                .map_err(|_| GenerateError::Internal("the CPU slots are closed".into())),
-            None => Ok(None),
-        }
     }
 
     /// The styles.
@@ -258,14 +254,25 @@ impl Pipeline {
         photo: Vec<u8>,
         options: AnalyzeOptions,
     ) -> Result<(RgbImage, likeness_vision::Analysis), GenerateError> {
-        let vision = self.vision.clone();
-        let limits = self.limits;
-        let slot = self.cpu_slot().await?;
+        self.analyze_on(&Lanes::new(self.cpu_slots.clone()), photo, options)
+            .await
+    }
+
+    /// [`Pipeline::analyze`] on the request's own lane of `lanes`.
+    async fn analyze_on(
+        &self,
+        lanes: &Lanes,
+        photo: Vec<u8>,
+        options: AnalyzeOptions,
+    ) -> Result<(RgbImage, likeness_vision::Analysis), GenerateError> {
+        let (vision, limits, lanes) = (self.vision.clone(), self.limits, lanes.clone());
+        let slot = lanes.own().await?;
         tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            let decoded = ingest::decode(&photo, &limits)?;
-            let analysis = analyze_image(&vision, &decoded.image, &options)?;
-            Ok((decoded.image, analysis))
+            lanes.timed("analysing", slot.lane, || {
+                let decoded = ingest::decode(&photo, &limits)?;
+                let analysis = analyze_image(&vision, &decoded.image, &options)?;
+                Ok((decoded.image, analysis))
+            })
         })
         .await
         .map_err(|e| GenerateError::Internal(e.to_string()))?
@@ -327,34 +334,48 @@ impl Pipeline {
             Ok(())
         };
 
+        let lanes = Lanes::new(self.cpu_slots.clone());
         checkpoint(Stage::Analysing)?;
         let started = Instant::now();
         let for_plan = AnalyzeOptions {
             min_face_share: Some(policy::SKIPPABLE_FACE_SHARE),
             ..AnalyzeOptions::default()
         };
-        let (photo, analysis) = self.analyze(photo, for_plan).await?;
+        let (photo, analysis) = self.analyze_on(&lanes, photo, for_plan).await?;
+        let photo = Arc::new(photo);
         timings.push(("analysing", ms(started)));
 
         checkpoint(Stage::Planning)?;
         let started = Instant::now();
         let capabilities = self.capabilities();
         let style_analysis = to_style_analysis(&analysis);
+        let slot = lanes.own().await?;
+        // The reference face's embedding needs no plan for the face most plans keep (face 0,
+        // the dominant one): on a free CPU slot it runs beside the plan.
+        let early = self.spare_reference(&lanes, &photo, &analysis, 0);
+        let plan_start = lanes.now_ms();
         // The runtime checks the plan against this analysis and these capabilities (methods
         // offered, bounded prompts and reason, finite weights, a size the pack runs).
-        let mut plan = routed.settle(
-            style
-                .component
-                .plan(&style_analysis, &capabilities, &options)
-                .await,
-        )?;
+        let planned = style
+            .component
+            .plan(&style_analysis, &capabilities, &options)
+            .await;
+        lanes.record("planning", slot.lane, plan_start);
+        drop(slot);
+        let mut plan = routed.settle(planned)?;
         timings.push(("planning", ms(started)));
 
         // The plan runs image by image: the planned method, then its fallbacks when a method
         // cannot run for this request or the identity gate is not passed.
-        let photo = Arc::new(photo);
         let face = plan.reference_face(&style_analysis).copied();
-        let reference = self.reference_face(&photo, &analysis, &plan).await?;
+        let kept = plan.reference_faces.first().copied().unwrap_or(0);
+        // Started beside the plan for the face the plan keeps, the embedding goes on beside
+        // the method and is awaited by the first score; else it runs now, in order on the
+        // request's own lane.
+        let mut reference = match early {
+            Some(early) if early.face == kept => early,
+            _ => self.reference_face(&lanes, &photo, &analysis, kept).await?,
+        };
         let planned = plan.method.kind();
         let mut executor = Executor::new(&plan, self.retry_budget, Instant::now());
         let mut unrunnable = None;
@@ -363,6 +384,7 @@ impl Pipeline {
             let mut method = tried.method.clone();
             let input = self
                 .input(
+                    &lanes,
                     &mut method,
                     &photo,
                     face,
@@ -379,7 +401,8 @@ impl Pipeline {
                     }
                     checkpoint(Stage::PostProcessing)?;
                     let post = Instant::now();
-                    let slot = self.cpu_slot().await?;
+                    let slot = lanes.own().await?;
+                    let post_start = lanes.now_ms();
                     let scale = (
                         input.width as f32 / analysis.width as f32,
                         input.height as f32 / analysis.height as f32,
@@ -395,10 +418,11 @@ impl Pipeline {
                             .post_process(&input, &input_analysis, &ran, &options)
                             .await,
                     )?;
+                    lanes.record("post-processing", slot.lane, post_start);
                     drop(slot);
                     add_timing(&mut timings, "post-processing", ms(post));
                     let scoring = Instant::now();
-                    let identity = self.score(&reference, &image).await?;
+                    let identity = self.score(&lanes, reference.get().await?, &image).await?;
                     add_timing(&mut timings, "identity", ms(scoring));
                     Made::Image { image, identity }
                 }
@@ -435,6 +459,8 @@ impl Pipeline {
             image,
             identity,
             timings,
+            spans: lanes.spans(),
+            peak_cpu_slots: lanes.peak_slots(),
         })
     }
 }
@@ -447,6 +473,7 @@ impl Pipeline {
     #[allow(clippy::too_many_arguments)]
     async fn input(
         &self,
+        lanes: &Lanes,
         method: &mut Method,
         photo: &Arc<RgbImage>,
         reference: Option<Face>,
@@ -471,21 +498,31 @@ impl Pipeline {
                     crate::diffuse::output_size(settings, &limits, photo.width(), photo.height());
                 settings.size = Some(size);
                 let image = self
-                    .diffuse(engine, photo.clone(), reference, method, progress, cancel)
+                    .diffuse(
+                        engine,
+                        lanes,
+                        photo.clone(),
+                        reference,
+                        method,
+                        progress,
+                        cancel,
+                    )
                     .await?;
                 Ok((image, Some(ms(started))))
             }
             (_, Method::StyleTransfer(settings)) => {
                 let started = Instant::now();
-                let _slot = self.cpu_slot().await?;
-                let (vision, vectors, photo) = (
+                let slot = lanes.own().await?;
+                let (vision, vectors, photo, lanes) = (
                     self.vision.clone(),
                     self.style_vectors.clone(),
                     photo.clone(),
+                    lanes.clone(),
                 );
                 let (analysis, package, settings) =
                     (analysis.clone(), package.to_path_buf(), settings.clone());
                 let image = tokio::task::spawn_blocking(move || {
+                    let start = lanes.now_ms();
                     let sized = bounded_photo(&photo);
                     let (w, h) = sized.dimensions();
                     let scale = (
@@ -493,7 +530,11 @@ impl Pipeline {
                         h as f32 / photo.height() as f32,
                     );
                     let faces = analysis.scaled(scale, w, h).faces;
-                    crate::transfer::run(&vision, &vectors, &package, &sized, &faces, &settings)
+                    let image = crate::transfer::run(
+                        &vision, &vectors, &package, &sized, &faces, &settings,
+                    );
+                    lanes.record("style-transfer", slot.lane, start);
+                    image
                 })
                 .await
                 .map_err(|e| GenerateError::Internal(e.to_string()))??;
@@ -501,21 +542,27 @@ impl Pipeline {
             }
             // With method `none` the style draws from the photo itself.
             _ => {
-                let _slot = self.cpu_slot().await?;
-                let photo = photo.clone();
-                let input = tokio::task::spawn_blocking(move || fallback_input(&photo))
-                    .await
-                    .map_err(|e| GenerateError::Internal(e.to_string()))?;
+                let slot = lanes.own().await?;
+                let (photo, lanes) = (photo.clone(), lanes.clone());
+                let input = tokio::task::spawn_blocking(move || {
+                    lanes.timed("photo", slot.lane, || fallback_input(&photo))
+                })
+                .await
+                .map_err(|e| GenerateError::Internal(e.to_string()))?;
                 Ok((input, None))
             }
         }
     }
 
-    /// Runs `method` on the diffusion engine off the async workers, reporting each step and
-    /// stopping between steps when `cancel` fires or this future is dropped.
+    /// Runs `method` on the diffusion engine off the async workers: first its inputs, made on
+    /// the request's own CPU slot and any free ones beside it ([`crate::diffuse::prepare`]),
+    /// then the engine, reporting each step and stopping between steps when `cancel` fires or
+    /// this future is dropped.
+    #[allow(clippy::too_many_arguments)]
     async fn diffuse(
         &self,
         engine: &Arc<likeness_diffusion::DiffusionEngine>,
+        lanes: &Lanes,
         photo: Arc<RgbImage>,
         reference: Option<Face>,
         method: &Method,
@@ -532,13 +579,12 @@ impl Pipeline {
             .ok_or_else(|| GenerateError::Internal("a diffusion plan without a size".into()))?;
         let token = likeness_diffusion::CancelToken::new();
         let _cancel_on_drop = CancelOnDrop(token.clone());
-        let (steps_tx, mut steps_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (engine, vision, worker_token) = (engine.clone(), self.vision.clone(), token.clone());
-        let mut work = tokio::task::spawn_blocking(move || {
-            let report = |k: u32, n: u32| {
-                let _ = steps_tx.send((k, n));
-            };
-            crate::diffuse::run(
+
+        let slot = lanes.own().await?;
+        let (engine, vision, lanes) = (engine.clone(), self.vision.clone(), lanes.clone());
+        let (stop, canceled) = (token.clone(), cancel.clone());
+        let input = tokio::task::spawn_blocking(move || {
+            let input = crate::diffuse::prepare(
                 &engine,
                 &vision,
                 &photo,
@@ -546,9 +592,27 @@ impl Pipeline {
                 method,
                 &settings,
                 size,
-                &report,
-                &worker_token,
-            )
+                &lanes,
+                slot.lane,
+                &|| stop.is_canceled() || canceled.is_cancelled(),
+            );
+            drop(slot);
+            input.map(|input| (engine, input))
+        })
+        .await
+        .map_err(|e| GenerateError::Internal(e.to_string()))?;
+        let (engine, input) = input?;
+        if cancel.is_cancelled() {
+            return Err(GenerateError::Canceled);
+        }
+
+        let (steps_tx, mut steps_rx) = tokio::sync::mpsc::unbounded_channel();
+        let worker_token = token.clone();
+        let mut work = tokio::task::spawn_blocking(move || {
+            let report = |k: u32, n: u32| {
+                let _ = steps_tx.send((k, n));
+            };
+            crate::diffuse::generate(&engine, &input, &report, &worker_token)
         });
         loop {
             tokio::select! {
@@ -561,29 +625,96 @@ impl Pipeline {
 }
 
 impl Pipeline {
-    /// The reference face of `plan` (its first reference face, else the dominant one),
-    /// embedded from the photo off the async workers; `Err` says why there is none (no face,
-    /// no embedding model, a failed embedding) and the generation goes on unscored.
+    /// Reference face `face` of the analysis ([`identity::reference_face`]), embedded from the
+    /// photo on the request's own lane, off the async workers; `Err` inside says why there is
+    /// none (no face, no embedding model, a failed embedding) and the generation goes on
+    /// unscored.
     async fn reference_face(
         &self,
+        lanes: &Lanes,
         photo: &Arc<RgbImage>,
         analysis: &likeness_vision::Analysis,
-        plan: &Plan,
-    ) -> Result<Result<ReferenceFace, String>, GenerateError> {
-        let _slot = self.cpu_slot().await?;
-        let (vision, photo, analysis) = (self.vision.clone(), photo.clone(), analysis.clone());
-        let planned = plan.reference_faces.first().copied();
-        tokio::task::spawn_blocking(move || {
-            identity::reference_face(&vision, &photo, &analysis, planned)
+        face: u32,
+    ) -> Result<Reference, GenerateError> {
+        if let Some(known) = self.known_reference(analysis, face) {
+            return Ok(known);
+        }
+        let slot = lanes.own().await?;
+        let embedded = self
+            .embed_reference(lanes, slot, photo, analysis, face)
+            .await
+            .map_err(|e| GenerateError::Internal(e.to_string()))?;
+        Ok(Reference {
+            face,
+            embedding: Embedding::Done(embedded),
         })
-        .await
-        .map_err(|e| GenerateError::Internal(e.to_string()))
     }
 
-    /// Scores how much of `reference` `image` kept, off the async workers. A failing model
-    /// gives no score, with the reason, never a failed generation.
+    /// [`Pipeline::reference_face`] on a spare lane, started now and awaited when the first
+    /// score needs it, if a CPU slot is free (else `None`).
+    fn spare_reference(
+        &self,
+        lanes: &Lanes,
+        photo: &Arc<RgbImage>,
+        analysis: &likeness_vision::Analysis,
+        face: u32,
+    ) -> Option<Reference> {
+        if let Some(known) = self.known_reference(analysis, face) {
+            return Some(known);
+        }
+        let slot = lanes.spare()?;
+        Some(Reference {
+            face,
+            embedding: Embedding::Running(self.embed_reference(lanes, slot, photo, analysis, face)),
+        })
+    }
+
+    /// Why there is no reference face `face` (no such face, no embedding model), when that
+    /// needs no CPU slot to say.
+    fn known_reference(
+        &self,
+        analysis: &likeness_vision::Analysis,
+        face: u32,
+    ) -> Option<Reference> {
+        let embeddable = self.vision.embedder().is_some() && analysis.faces.len() > face as usize;
+        (!embeddable).then(|| Reference {
+            face,
+            embedding: Embedding::Done(identity::reference_face(
+                &self.vision,
+                &RgbImage::new(0, 0),
+                analysis,
+                Some(face),
+            )),
+        })
+    }
+
+    /// Embeds reference face `face` on a blocking thread holding `slot`.
+    fn embed_reference(
+        &self,
+        lanes: &Lanes,
+        slot: Slot,
+        photo: &Arc<RgbImage>,
+        analysis: &likeness_vision::Analysis,
+        face: u32,
+    ) -> tokio::task::JoinHandle<Result<ReferenceFace, String>> {
+        let (vision, photo, analysis, lanes) = (
+            self.vision.clone(),
+            photo.clone(),
+            analysis.clone(),
+            lanes.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            lanes.timed("reference-face", slot.lane, || {
+                identity::reference_face(&vision, &photo, &analysis, Some(face))
+            })
+        })
+    }
+
+    /// Scores how much of `reference` `image` kept, on the request's own lane, off the async
+    /// workers. A failing model gives no score, with the reason, never a failed generation.
     async fn score(
         &self,
+        lanes: &Lanes,
         reference: &Result<ReferenceFace, String>,
         image: &Image,
     ) -> Result<Identity, GenerateError> {
@@ -591,17 +722,51 @@ impl Pipeline {
             Ok(reference) => reference.clone(),
             Err(reason) => return Ok(Identity::Unscored(reason.clone())),
         };
-        let _slot = self.cpu_slot().await?;
-        let (vision, image) = (self.vision.clone(), image.clone());
-        tokio::task::spawn_blocking(move || match identity::score(&vision, &reference, &image) {
-            Ok(score) => Identity::Scored(IdentityReport::new(&score, &reference)),
-            Err(error) => {
-                tracing::warn!(%error, "scoring the output's identity failed");
-                Identity::Unscored(format!("scoring the output's identity failed: {error}"))
-            }
+        let slot = lanes.own().await?;
+        let (vision, image, lanes) = (self.vision.clone(), image.clone(), lanes.clone());
+        tokio::task::spawn_blocking(move || {
+            lanes.timed("identity", slot.lane, || {
+                match identity::score(&vision, &reference, &image) {
+                    Ok(score) => Identity::Scored(IdentityReport::new(&score, &reference)),
+                    Err(error) => {
+                        tracing::warn!(%error, "scoring the output's identity failed");
+                        Identity::Unscored(format!("scoring the output's identity failed: {error}"))
+                    }
+                }
+            })
         })
         .await
         .map_err(|e| GenerateError::Internal(e.to_string()))
+    }
+}
+
+/// The reference face of a generation, for face `face` of the analysis.
+struct Reference {
+    face: u32,
+    embedding: Embedding,
+}
+
+/// A reference face's embedding: running on a spare lane, or done.
+enum Embedding {
+    Running(tokio::task::JoinHandle<Result<ReferenceFace, String>>),
+    Done(Result<ReferenceFace, String>),
+}
+
+impl Reference {
+    /// The embedded reference face, waiting for a spare lane's embedding to finish.
+    async fn get(&mut self) -> Result<&Result<ReferenceFace, String>, GenerateError> {
+        if let Embedding::Running(task) = &mut self.embedding {
+            let done = task
+                .await
+                .map_err(|e| GenerateError::Internal(e.to_string()))?;
+            self.embedding = Embedding::Done(done);
+        }
+        match &self.embedding {
+            Embedding::Done(done) => Ok(done),
+            Embedding::Running(_) => Err(GenerateError::Internal(
+                "the reference face is still being embedded".into(),
+            )),
+        }
     }
 }
 

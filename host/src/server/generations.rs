@@ -51,7 +51,7 @@ fn negotiate(headers: &HeaderMap) -> Answer {
             .unwrap_or(1.0);
         let answer = match media.as_str() {
             "application/json" | "*/*" | "application/*" => Answer::Json,
-            "image/*" => Answer::Image(OutputFormat::Png),
+            "image/*" => Answer::Image(OutputFormat::default()),
             other => match OutputFormat::from_mime(other) {
                 Some(format) => Answer::Image(format),
                 None => continue,

@@ -55,7 +55,7 @@ pub struct GenerationForm {
     /// A JSON object of style options, values strings, numbers or booleans, e.g.
     /// `{"palette": "gameboy", "pixel-size": 6}`.
     options: Option<String>,
-    /// `png` (default), `jpeg` or `webp`.
+    /// `webp` (default, lossless), `png` or `jpeg`.
     output_format: Option<FormatName>,
 }
 
@@ -101,7 +101,7 @@ pub struct GenerationJson {
     #[serde(default)]
     #[schema(schema_with = options_schema)]
     pub options: Option<OrderedObject>,
-    /// The result's format (default `png`).
+    /// The result's format (default `webp`, lossless).
     #[serde(default)]
     pub output_format: Option<FormatName>,
 }

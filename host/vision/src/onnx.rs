@@ -52,7 +52,8 @@ pub enum Provider {
 pub struct RuntimeOptions {
     /// Provider preference.
     pub provider: ProviderChoice,
-    /// Intra-op threads per session; 0 lets ONNX Runtime pick (one per core).
+    /// Intra-op threads of the process's one pool, which every session shares (so stages
+    /// running at once do not multiply them); 0 lets ONNX Runtime pick (one per core).
     pub intra_threads: usize,
     /// Sessions per model, so that this many requests can run one model at once (at least 1).
     pub pool_size: usize,
@@ -127,9 +128,16 @@ impl Runtime {
         }
         let builder = ort::init_from(&canonical)
             .map_err(|e| VisionError::Runtime(format!("loading {}: {e}", canonical.display())))?;
+        // One intra-op pool for the whole process, shared by every session (vision's pools and
+        // the diffusion engine's graphs): stages running side by side on several CPU slots
+        // share these threads instead of each session bringing a pool of one thread per core.
+        let threads = ort::environment::GlobalThreadPoolOptions::default()
+            .with_intra_threads(options.intra_threads)
+            .map_err(|e| VisionError::Runtime(format!("configuring the thread pool: {e}")))?;
         let env = builder
             .with_name("likeness-vision")
             .with_telemetry(false)
+            .with_global_thread_pool(threads)
             .build()
             .map_err(|e| VisionError::Runtime(format!("creating the environment: {e}")))?;
         let providers = select_providers(&canonical, options.provider);
@@ -199,8 +207,8 @@ impl Runtime {
     }
 
     /// A session builder on this runtime's environment with its options in force: full graph
-    /// optimisation, flush-to-zero when `flush_denormals`, `intra_threads`, and the execution
-    /// providers in order (a provider that fails to register falls back to the next, then CPU).
+    /// optimisation, flush-to-zero when `flush_denormals`, the environment's shared intra-op pool
+    /// (`intra_threads`), and the execution providers in order (a provider that fails to register falls back to the next, then CPU).
     /// Every session of the process, vision's pools and the diffusion engine's graphs, starts here.
     pub fn session_builder(&self) -> Result<SessionBuilder> {
         self.configured_builder()
@@ -214,11 +222,6 @@ impl Runtime {
             .map_err(|e| e.to_string())?;
         if self.options.flush_denormals {
             builder = builder.with_flush_to_zero().map_err(|e| e.to_string())?;
-        }
-        if self.options.intra_threads > 0 {
-            builder = builder
-                .with_intra_threads(self.options.intra_threads)
-                .map_err(|e| e.to_string())?;
         }
         let eps = gpu_providers(&self.providers);
         if !eps.is_empty() {

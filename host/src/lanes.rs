@@ -1,0 +1,323 @@
+//! A generation's CPU lanes: its independent CPU stages (the reference face's embedding beside
+//! the style's plan, the control maps and face features of a diffusion run beside each other)
+//! run side by side when CPU slots are free, and one after another when they are not.
+//!
+//! The request's own lane (lane 0) holds a CPU slot it waited for, as every CPU stage does.
+//! Every further lane holds a slot taken only if one is free at that moment
+//! (`try_acquire`, which never jumps a queue of waiting requests), never waited for: under load
+//! a request gets no second slot and its stages run in order on its own lane, so the CPU stages
+//! of all requests together never exceed the CPU slots. A lane is a blocking thread holding its
+//! slot, so a request never has more threads than slots it holds. The results are the same
+//! either way: the stages that run side by side share no state, and their results are taken
+//! in the order the sequential code had.
+//!
+//! Each stage's work is recorded as a [`StageSpan`] (name, lane, start and end) and the most
+//! slots the request held at once as [`Lanes::peak_slots`], for the tests and benches.
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::pipeline::GenerateError;
+
+/// When a stage of a generation ran, and on which of its lanes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageSpan {
+    /// The stage (`analysing`, `planning`, `reference-face`, `canny`, ...).
+    pub name: &'static str,
+    /// 0: the request's own slot; 1, 2, ...: a slot that was free, taken beside it.
+    pub lane: u32,
+    /// Milliseconds from the generation's start to the stage's start.
+    pub start_ms: f64,
+    /// Milliseconds from the generation's start to the stage's end.
+    pub end_ms: f64,
+}
+
+/// One generation's CPU slots: its own lane, the spare lanes it takes when slots are free,
+/// and the record of its stages. Cloning shares the record.
+#[derive(Clone)]
+pub struct Lanes {
+    slots: Option<Arc<Semaphore>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    origin: Instant,
+    held: AtomicUsize,
+    peak: AtomicUsize,
+    next_lane: AtomicU32,
+    spans: Mutex<Vec<StageSpan>>,
+}
+
+/// A CPU slot a lane holds (none where the CPU stages are unbounded); dropping it frees it.
+pub struct Slot {
+    /// The lane it belongs to.
+    pub lane: u32,
+    _permit: Option<OwnedSemaphorePermit>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.shared.held.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One of [`Lanes::run_all`]'s independent stages: its name and its work.
+pub struct Job<'a, T> {
+    /// The stage's name in the spans.
+    pub name: &'static str,
+    /// The work (blocking).
+    pub run: Box<dyn FnOnce() -> Result<T, GenerateError> + Send + 'a>,
+}
+
+impl<'a, T> Job<'a, T> {
+    /// A job named `name` doing `run`.
+    pub fn new(
+        name: &'static str,
+        run: impl FnOnce() -> Result<T, GenerateError> + Send + 'a,
+    ) -> Self {
+        Job {
+            name,
+            run: Box::new(run),
+        }
+    }
+}
+
+impl Lanes {
+    /// The lanes of a generation starting now, over the host's CPU slots (`None`: unbounded,
+    /// every spare lane is granted).
+    pub fn new(slots: Option<Arc<Semaphore>>) -> Lanes {
+        Lanes {
+            slots,
+            shared: Arc::new(Shared {
+                origin: Instant::now(),
+                held: AtomicUsize::new(0),
+                peak: AtomicUsize::new(0),
+                next_lane: AtomicU32::new(1),
+                spans: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Waits for a CPU slot for the request's own lane.
+    pub async fn own(&self) -> Result<Slot, GenerateError> {
+        let permit = match &self.slots {
+            Some(slots) => Some(
+                slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| GenerateError::Internal("the CPU slots are closed".into()))?,
+            ),
+            None => None,
+        };
+        Ok(self.slot(0, permit))
+    }
+
+    /// A slot for a spare lane if one is free now, else `None` (the stage then runs in order
+    /// on the request's own lane).
+    pub fn spare(&self) -> Option<Slot> {
+        let permit = match &self.slots {
+            Some(slots) => Some(slots.clone().try_acquire_owned().ok()?),
+            None => None,
+        };
+        let lane = self.shared.next_lane.fetch_add(1, Ordering::Relaxed);
+        Some(self.slot(lane, permit))
+    }
+
+    fn slot(&self, lane: u32, permit: Option<OwnedSemaphorePermit>) -> Slot {
+        let held = self.shared.held.fetch_add(1, Ordering::Relaxed) + 1;
+        self.shared.peak.fetch_max(held, Ordering::Relaxed);
+        Slot {
+            lane,
+            _permit: permit,
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Milliseconds since the generation started.
+    pub fn now_ms(&self) -> f64 {
+        self.shared.origin.elapsed().as_secs_f64() * 1e3
+    }
+
+    /// Records that stage `name` ran on `lane` from `start_ms` until now.
+    pub fn record(&self, name: &'static str, lane: u32, start_ms: f64) {
+        let span = StageSpan {
+            name,
+            lane,
+            start_ms,
+            end_ms: self.now_ms(),
+        };
+        lock(&self.shared.spans).push(span);
+    }
+
+    /// Runs `work` as stage `name` on `lane`, recording its span.
+    pub fn timed<T>(&self, name: &'static str, lane: u32, work: impl FnOnce() -> T) -> T {
+        let start = self.now_ms();
+        let result = work();
+        self.record(name, lane, start);
+        result
+    }
+
+    /// Runs independent blocking `jobs` on the calling thread (lane `lane`, whose slot the
+    /// caller holds) and on one more thread per CPU slot free now (at most one per job beyond
+    /// the first), job `i` on lane `i mod lanes`; returns their results in the jobs' order, or
+    /// the error of the first job (in that order) that failed. Jobs after a failed one that
+    /// have not started are skipped, and every job not yet started once `canceled` says so.
+    pub fn run_all<T: Send>(
+        &self,
+        lane: u32,
+        jobs: Vec<Job<'_, T>>,
+        canceled: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Vec<T>, GenerateError> {
+        let count = jobs.len();
+        let spares: Vec<Slot> = (1..count).map_while(|_| self.spare()).collect();
+        let width = spares.len() + 1;
+        let failed = AtomicUsize::new(usize::MAX);
+        let results: Vec<Mutex<Option<Result<T, GenerateError>>>> =
+            (0..count).map(|_| Mutex::new(None)).collect();
+        let mut queues: Vec<Vec<(usize, Job<'_, T>)>> = (0..width).map(|_| Vec::new()).collect();
+        for (i, job) in jobs.into_iter().enumerate() {
+            queues[i % width].push((i, job));
+        }
+        let work = |lane: u32, queue: Vec<(usize, Job<'_, T>)>| {
+            for (i, job) in queue {
+                let result = if canceled() {
+                    Err(GenerateError::Canceled)
+                } else if i > failed.load(Ordering::Relaxed) {
+                    continue;
+                } else {
+                    self.timed(job.name, lane, job.run)
+                };
+                if result.is_err() {
+                    failed.fetch_min(i, Ordering::Relaxed);
+                }
+                *lock(&results[i]) = Some(result);
+            }
+        };
+        let mut queues = queues.into_iter();
+        let mine = queues.next().unwrap_or_default();
+        std::thread::scope(|scope| {
+            for (slot, queue) in spares.into_iter().zip(queues) {
+                let work = &work;
+                scope.spawn(move || {
+                    let slot = slot;
+                    work(slot.lane, queue);
+                });
+            }
+            work(lane, mine);
+        });
+        let mut done = Vec::with_capacity(count);
+        for result in results {
+            match result.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                Some(Ok(value)) => done.push(value),
+                Some(Err(error)) => return Err(error),
+                // Skipped after an earlier job failed, whose error came first.
+                None => return Err(GenerateError::Internal("a skipped stage".into())),
+            }
+        }
+        Ok(done)
+    }
+
+    /// The stages so far, in the order they started.
+    pub fn spans(&self) -> Vec<StageSpan> {
+        let mut spans = lock(&self.shared.spans).clone();
+        spans.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+        spans
+    }
+
+    /// The most CPU slots the generation held at once.
+    pub fn peak_slots(&self) -> usize {
+        self.shared.peak.load(Ordering::Relaxed)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jobs(log: &Mutex<Vec<usize>>, fail: Option<usize>) -> Vec<Job<'_, usize>> {
+        (0..4)
+            .map(|i| {
+                Job::new("job", move || {
+                    lock(log).push(i);
+                    if Some(i) == fail {
+                        return Err(GenerateError::Internal(format!("job {i} failed")));
+                    }
+                    Ok(i * 10)
+                })
+            })
+            .collect()
+    }
+
+    /// Runs the four jobs on a host of `slots` CPU slots, the caller holding one of them: the
+    /// lanes, the results and the order the jobs started in.
+    fn run_with(slots: usize) -> (Lanes, Vec<usize>, Vec<usize>) {
+        let semaphore = Arc::new(Semaphore::new(slots));
+        let lanes = Lanes::new(Some(semaphore.clone()));
+        let own = lanes.spare().unwrap();
+        let log = Mutex::new(Vec::new());
+        let done = lanes
+            .run_all(own.lane, jobs(&log, None), &|| false)
+            .unwrap();
+        drop(own);
+        assert_eq!(
+            semaphore.available_permits(),
+            slots,
+            "every slot is given back"
+        );
+        (lanes, done, log.into_inner().unwrap())
+    }
+
+    #[test]
+    fn jobs_spread_over_the_free_slots_and_answer_in_order() {
+        let (lanes, done, _) = run_with(3);
+        assert_eq!(done, vec![0, 10, 20, 30]);
+        assert_eq!(lanes.peak_slots(), 3, "the own slot and the two free ones");
+        let mut used: Vec<u32> = lanes.spans().iter().map(|s| s.lane).collect();
+        used.sort();
+        used.dedup();
+        assert_eq!(used.len(), 3);
+    }
+
+    #[test]
+    fn without_a_free_slot_jobs_run_in_order_on_the_own_lane() {
+        let (lanes, done, started) = run_with(1);
+        assert_eq!(done, vec![0, 10, 20, 30]);
+        assert_eq!(lanes.peak_slots(), 1);
+        assert_eq!(started, vec![0, 1, 2, 3]);
+        let spans = lanes.spans();
+        assert!(spans.iter().all(|s| s.lane == spans[0].lane));
+        assert!(spans.windows(2).all(|w| w[0].end_ms <= w[1].start_ms));
+    }
+
+    #[test]
+    fn the_first_failure_in_order_wins_and_cancellation_stops_the_rest() {
+        let lanes = Lanes::new(Some(Arc::new(Semaphore::new(1))));
+        let own = lanes.spare().unwrap();
+        let log = Mutex::new(Vec::new());
+        let error = lanes
+            .run_all(own.lane, jobs(&log, Some(1)), &|| false)
+            .unwrap_err();
+        assert_eq!(error.to_string(), "internal error: job 1 failed");
+        assert_eq!(
+            *lock(&log),
+            vec![0, 1],
+            "the jobs after the failure are skipped"
+        );
+
+        let log = Mutex::new(Vec::new());
+        let error = lanes
+            .run_all(own.lane, jobs(&log, None), &|| true)
+            .unwrap_err();
+        assert!(matches!(error, GenerateError::Canceled));
+        assert!(lock(&log).is_empty());
+    }
+}
