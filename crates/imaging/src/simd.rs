@@ -9,20 +9,27 @@
 
 use core::arch::wasm32::*;
 
-/// Four `f32` from `s[i..i + 4]` (bounds checked).
+/// Four `f32` from `s[i..i + 4]`, unchecked (a bounds check per load costs as much as the
+/// arithmetic in Cranelift's code): each caller checks its ranges once, on entry.
+///
+/// # Safety
+/// `i + 4 <= s.len()`.
 #[inline(always)]
-fn load(s: &[f32], i: usize) -> v128 {
-    let s = &s[i..i + 4];
-    // SAFETY: `s` holds 4 readable f32; wasm loads need no alignment.
-    unsafe { v128_load(s.as_ptr().cast()) }
+unsafe fn load(s: &[f32], i: usize) -> v128 {
+    debug_assert!(i + 4 <= s.len());
+    // SAFETY: the caller guarantees 4 readable f32 at `i`; wasm loads need no alignment.
+    unsafe { v128_load(s.as_ptr().add(i).cast()) }
 }
 
-/// Stores four `f32` to `s[i..i + 4]` (bounds checked).
+/// Stores four `f32` to `s[i..i + 4]`, unchecked as [`load`].
+///
+/// # Safety
+/// `i + 4 <= s.len()`.
 #[inline(always)]
-fn store(s: &mut [f32], i: usize, v: v128) {
-    let s = &mut s[i..i + 4];
-    // SAFETY: `s` holds 4 writable f32; wasm stores need no alignment.
-    unsafe { v128_store(s.as_mut_ptr().cast(), v) }
+unsafe fn store(s: &mut [f32], i: usize, v: v128) {
+    debug_assert!(i + 4 <= s.len());
+    // SAFETY: the caller guarantees 4 writable f32 at `i`; wasm stores need no alignment.
+    unsafe { v128_store(s.as_mut_ptr().add(i).cast(), v) }
 }
 
 /// The 4 x 4 transpose: lane `k` of row `j` becomes lane `j` of row `k`.
@@ -52,14 +59,17 @@ pub(crate) fn box_rows_middle(
     inv: f64,
     acc: &mut [f64; 4],
 ) {
-    debug_assert_eq!((hi - lo) % 4, 0);
+    assert!((hi - lo) % 4 == 0 && lo > r);
+    assert!(src.iter().all(|s| hi + r <= s.len()) && out.iter().all(|o| hi <= o.len()));
     let inv = f64x2_splat(inv);
     let mut acc01 = f64x2(acc[0], acc[1]);
     let mut acc23 = f64x2(acc[2], acc[3]);
     let mut x = lo;
     while x < hi {
-        let adds = transpose(src.map(|s| load(s, x + r)));
-        let subs = transpose(src.map(|s| load(s, x - r - 1)));
+        // SAFETY: lo <= x, x + 4 <= hi, r < lo and hi + r <= each row's length (checked
+        // above): both windows lie in every row.
+        let adds = transpose(src.map(|s| unsafe { load(s, x + r) }));
+        let subs = transpose(src.map(|s| unsafe { load(s, x - r - 1) }));
         let mut outs = [f32x4_splat(0.0); 4];
         for k in 0..4 {
             let (add, sub) = (adds[k], subs[k]);
@@ -76,7 +86,8 @@ pub(crate) fn box_rows_middle(
             outs[k] = i32x4_shuffle::<0, 1, 4, 5>(o01, o23);
         }
         for (row, v) in out.iter_mut().zip(transpose(outs)) {
-            store(row, x, v);
+            // SAFETY: x + 4 <= hi <= the row's length (checked above).
+            unsafe { store(row, x, v) };
         }
         x += 4;
     }
@@ -98,18 +109,23 @@ pub(crate) fn column_step(
     out: &mut [f32],
     inv: f32,
 ) -> usize {
+    let n = acc.len();
+    assert!(add.len() >= n && sub.len() >= n && out.len() >= n);
     let inv = f32x4_splat(inv);
     let mut x = 0;
-    while x + 8 <= acc.len() {
-        let a = f32x4_add(load(acc, x), f32x4_sub(load(add, x), load(sub, x)));
-        let b = f32x4_add(
-            load(acc, x + 4),
-            f32x4_sub(load(add, x + 4), load(sub, x + 4)),
-        );
-        store(acc, x, a);
-        store(acc, x + 4, b);
-        store(out, x, f32x4_mul(a, inv));
-        store(out, x + 4, f32x4_mul(b, inv));
+    while x + 8 <= n {
+        // SAFETY: x + 8 <= n, and every slice holds n values (checked above).
+        unsafe {
+            let a = f32x4_add(load(acc, x), f32x4_sub(load(add, x), load(sub, x)));
+            let b = f32x4_add(
+                load(acc, x + 4),
+                f32x4_sub(load(add, x + 4), load(sub, x + 4)),
+            );
+            store(acc, x, a);
+            store(acc, x + 4, b);
+            store(out, x, f32x4_mul(a, inv));
+            store(out, x + 4, f32x4_mul(b, inv));
+        }
         x += 8;
     }
     x
@@ -119,24 +135,30 @@ pub(crate) fn column_step(
 /// leading multiple of 4 of `out`; returns how many values it wrote. The partial sums stay in
 /// registers (the scalar loop stores each tap's).
 pub(crate) fn convolve_row(padded: &[f32], kernel: &[f32], out: &mut [f32]) -> usize {
+    let n = out.len();
+    assert!(!kernel.is_empty() && padded.len() >= n + kernel.len() - 1);
     let taps: Vec<v128> = kernel.iter().map(|&k| f32x4_splat(k)).collect();
     let mut x = 0;
-    while x + 8 <= out.len() {
+    // SAFETY (every load and store below): x + 8 (then x + 4) <= n and t < kernel.len(), so
+    // the reads end by n + kernel.len() - 1 <= padded.len() (checked above), the writes by n.
+    while x + 8 <= n {
         let (mut a, mut b) = (f32x4_splat(0.0), f32x4_splat(0.0));
         for (t, &k) in taps.iter().enumerate() {
-            a = f32x4_add(a, f32x4_mul(k, load(padded, x + t)));
-            b = f32x4_add(b, f32x4_mul(k, load(padded, x + t + 4)));
+            a = f32x4_add(a, f32x4_mul(k, unsafe { load(padded, x + t) }));
+            b = f32x4_add(b, f32x4_mul(k, unsafe { load(padded, x + t + 4) }));
         }
-        store(out, x, a);
-        store(out, x + 4, b);
+        unsafe {
+            store(out, x, a);
+            store(out, x + 4, b);
+        }
         x += 8;
     }
-    while x + 4 <= out.len() {
+    while x + 4 <= n {
         let mut a = f32x4_splat(0.0);
         for (t, &k) in taps.iter().enumerate() {
-            a = f32x4_add(a, f32x4_mul(k, load(padded, x + t)));
+            a = f32x4_add(a, f32x4_mul(k, unsafe { load(padded, x + t) }));
         }
-        store(out, x, a);
+        unsafe { store(out, x, a) };
         x += 4;
     }
     x
@@ -159,22 +181,26 @@ pub(crate) fn weighted_rows(
         .collect();
     let n = out.len().min(w);
     let mut x = 0;
+    // SAFETY (every load and store below): x + 8 (then x + 4) <= n, and every row holds w >= n
+    // values (sliced above), `out` at least n.
     while x + 8 <= n {
         let (mut a, mut b) = (f32x4_splat(0.0), f32x4_splat(0.0));
         for &(k, row) in &taps {
-            a = f32x4_add(a, f32x4_mul(k, load(row, x)));
-            b = f32x4_add(b, f32x4_mul(k, load(row, x + 4)));
+            a = f32x4_add(a, f32x4_mul(k, unsafe { load(row, x) }));
+            b = f32x4_add(b, f32x4_mul(k, unsafe { load(row, x + 4) }));
         }
-        store(out, x, a);
-        store(out, x + 4, b);
+        unsafe {
+            store(out, x, a);
+            store(out, x + 4, b);
+        }
         x += 8;
     }
     while x + 4 <= n {
         let mut a = f32x4_splat(0.0);
         for &(k, row) in &taps {
-            a = f32x4_add(a, f32x4_mul(k, load(row, x)));
+            a = f32x4_add(a, f32x4_mul(k, unsafe { load(row, x) }));
         }
-        store(out, x, a);
+        unsafe { store(out, x, a) };
         x += 4;
     }
     x
@@ -196,7 +222,8 @@ pub(crate) fn read_channel(data: &[u8], c: usize, out: &mut [f32]) -> usize {
     let n = out.len().min(data.len() / 4) / 4 * 4;
     for i in (0..n).step_by(4) {
         let bytes = v128_and(u32x4_shr(load_pixels(data, i), shift), mask);
-        store(out, i, f32x4_div(f32x4_convert_u32x4(bytes), by));
+        // SAFETY: i + 4 <= n <= out.len().
+        unsafe { store(out, i, f32x4_div(f32x4_convert_u32x4(bytes), by)) };
     }
     n
 }
@@ -219,7 +246,8 @@ pub(crate) fn read_luma(data: &[u8], out: &mut [f32]) -> usize {
             i32x4_add(i32x4_mul(b, u32x4_splat(29)), u32x4_splat(128)),
         );
         let luma = u32x4_shr(sum, 8);
-        store(out, i, f32x4_div(f32x4_convert_u32x4(luma), by));
+        // SAFETY: i + 4 <= n <= out.len().
+        unsafe { store(out, i, f32x4_div(f32x4_convert_u32x4(luma), by)) };
     }
     n
 }
@@ -234,7 +262,8 @@ pub(crate) fn write_channel(values: &[f32], c: usize, data: &mut [u8]) -> usize 
     let keep = v128_not(u32x4_shl(u32x4_splat(0xff), shift));
     let n = values.len().min(data.len() / 4) / 4 * 4;
     for i in (0..n).step_by(4) {
-        let v = f32x4_add(f32x4_mul(load(values, i), scale), half);
+        // SAFETY: i + 4 <= n <= values.len().
+        let v = f32x4_add(f32x4_mul(unsafe { load(values, i) }, scale), half);
         // pmax(0, v) is v when 0 < v, else 0 (NaN too); pmin(255, v) is v when v < 255.
         let v = f32x4_pmin(top, f32x4_pmax(zero, v));
         let bytes = u32x4_shl(i32x4_trunc_sat_f32x4(v), shift);
