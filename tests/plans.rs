@@ -1,6 +1,8 @@
 //! Plan selection of the four first-party styles, through real components in real wasmtime:
 //! zero faces, one face, several faces of similar size and one tiny face, with and without
-//! diffusion capabilities.
+//! diffusion capabilities. And their post-processes: the look drawn without diffusion, byte for
+//! byte what the same style compiled natively draws (the components run likeness-imaging's
+//! SIMD128 loops, the native build its scalar reference loops).
 
 mod common;
 
@@ -13,6 +15,7 @@ use likeness_contract::{
 use likeness_host::style::conformance::{face, situations};
 use likeness_host::style::{LoadedStyle, package};
 use likeness_host::wasm::Image;
+use likeness_sdk::image::Rgba;
 
 /// Each first-party style and the identity method it prefers for one clear face.
 const STYLES: [(&str, IdentityMethod); 4] = [
@@ -250,5 +253,40 @@ async fn without_diffusion_post_process_renders_the_look_from_the_photo() {
             changed > photo.rgba.len() / 10,
             "{id} left the photo almost untouched ({changed} bytes changed)"
         );
+    }
+}
+
+/// The components' post-process (method `none`, default options) gives exactly the native
+/// twin's bytes, on test cards whose sides are not multiples of 4 (the SIMD loops' leftover
+/// rows and columns take the scalar path) and one large enough for the filters' full radii.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_diffusion_post_process_gives_the_native_bytes() {
+    let natives = common::native::NativeStyles::new(&common::repo());
+    for (width, height) in [(259, 197), (643, 514)] {
+        let photo = common::native::test_card(width, height);
+        let analysis = common::native::card_analysis(width, height);
+        let native_photo = Rgba::from_raw(width, height, photo.rgba.clone()).unwrap();
+        for id in common::native::RUST_STYLES {
+            let style = load(id).await;
+            let plan = plan_for(&style, &analysis, &Capabilities::none()).await;
+            assert_eq!(plan.method, Method::None, "{id}");
+            let wasm = style
+                .component
+                .post_process(&photo, &analysis, &plan, &defaults(&style))
+                .await
+                .unwrap();
+            let native = natives.post_process(id, &native_photo, &analysis);
+            assert_eq!((wasm.width, wasm.height), (width, height), "{id}");
+            let differing = wasm
+                .rgba
+                .iter()
+                .zip(&native.data)
+                .filter(|(a, b)| a != b)
+                .count();
+            assert_eq!(
+                differing, 0,
+                "{id} at {width}x{height}: {differing} bytes differ between wasm and native"
+            );
+        }
     }
 }

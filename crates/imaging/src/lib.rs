@@ -24,6 +24,8 @@ mod palette;
 mod plane;
 mod resample;
 mod rgba;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd;
 mod tone;
 
 pub use blend::BlendMode;
@@ -32,6 +34,21 @@ pub use palette::{Color, nearest_color};
 pub use plane::Plane;
 pub use resample::Filter;
 pub use rgba::{Rgba, luma_u8, to_byte};
+
+/// The larger of `a` and `b`: `a.max(b)` unless `b` is NaN (then `b`), written as a comparison.
+/// In WebAssembly `f32::max`'s NaN rule compiles to a call of libm's `fmaxf` per value, which
+/// also keeps the loop around it from vectorising; this is one `select`.
+#[inline(always)]
+pub fn max_f32(a: f32, b: f32) -> f32 {
+    if a > b { a } else { b }
+}
+
+/// The smaller of `a` and `b`: `a.min(b)` unless `b` is NaN (then `b`), written as a
+/// comparison (see [`max_f32`]).
+#[inline(always)]
+pub fn min_f32(a: f32, b: f32) -> f32 {
+    if a < b { a } else { b }
+}
 
 /// A pixel buffer that does not make an image: an empty side, or a length that is not
 /// `width * height * 4`. The message says which.

@@ -1,6 +1,6 @@
 //! [`Plane`]: one channel of `f32` values and the filters on it.
 
-use crate::to_byte;
+use crate::{max_f32, min_f32, to_byte};
 
 /// A single-channel `f32` image, rows top to bottom.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,38 +13,99 @@ pub struct Plane {
     pub data: Vec<f32>,
 }
 
-/// Box filter of one line, radius `r`, clamped ends, into `out` (same length).
-fn box_line(src: &[f32], out: &mut [f32], r: usize) {
-    let n = src.len();
-    if n == 0 {
-        return;
-    }
-    let last = n - 1;
-    let inv = 1.0 / (2 * r + 1) as f64;
+/// Where the middle of a line of `n` values starts and ends for a box of radius `r`: the
+/// part whose window lies inside the line, so it needs no clamped indices.
+fn middle(n: usize, r: usize) -> (usize, usize) {
+    let lo = (r + 1).min(n);
+    (lo, n.saturating_sub(r).max(lo))
+}
+
+/// The start of a box filter of one line (radius `r`, clamped ends) into `out` (same length,
+/// not empty): `out[..lo]` of [`middle`]; returns the running sum.
+fn box_line_head(src: &[f32], out: &mut [f32], r: usize, inv: f64) -> f64 {
+    let last = src.len() - 1;
     let mut acc: f64 = 0.0;
     for k in 0..=2 * r {
         acc += src[k.saturating_sub(r).min(last)] as f64;
     }
     out[0] = (acc * inv) as f32;
-    // Clamped indices only near the ends; the middle runs without bounds arithmetic.
-    let lo = (r + 1).min(n);
-    let hi = n.saturating_sub(r).max(lo);
-    for x in 1..lo {
+    for x in 1..middle(src.len(), r).0 {
         acc += src[(x + r).min(last)] as f64 - src[0] as f64;
         out[x] = (acc * inv) as f32;
     }
-    if hi > lo {
-        let adds = &src[lo + r..];
-        let subs = &src[lo - r - 1..];
-        for ((o, &add), &sub) in out[lo..hi].iter_mut().zip(adds).zip(subs) {
-            acc += add as f64 - sub as f64;
-            *o = (acc * inv) as f32;
+    acc
+}
+
+/// The box filter's middle, `out[from..hi]` of [`middle`], from the running sum `acc`.
+fn box_line_middle(src: &[f32], out: &mut [f32], r: usize, from: usize, acc: &mut f64, inv: f64) {
+    let (lo, hi) = middle(src.len(), r);
+    if hi > from.max(lo) {
+        let from = from.max(lo);
+        let adds = &src[from + r..];
+        let subs = &src[from - r - 1..];
+        for ((o, &add), &sub) in out[from..hi].iter_mut().zip(adds).zip(subs) {
+            *acc += add as f64 - sub as f64;
+            *o = (*acc * inv) as f32;
         }
     }
-    for x in hi.max(1)..n {
+}
+
+/// The box filter's end, `out[hi..]` of [`middle`], from the running sum `acc`.
+fn box_line_tail(src: &[f32], out: &mut [f32], r: usize, mut acc: f64, inv: f64) {
+    let (n, last) = (src.len(), src.len() - 1);
+    for x in middle(n, r).1.max(1)..n {
         acc += src[last] as f64 - src[x.saturating_sub(r + 1).min(last)] as f64;
         out[x] = (acc * inv) as f32;
     }
+}
+
+/// The horizontal pass of a box filter of radius `r` (clamped ends) over `src`, rows of `w`
+/// values, into `dst` (same size): a running sum in `f64` along each row.
+fn box_rows(src: &[f32], dst: &mut [f32], w: usize, r: usize) {
+    if w == 0 {
+        return;
+    }
+    let inv = 1.0 / (2 * r + 1) as f64;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let done = box_rows_simd(src, dst, w, r, inv);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let done = 0;
+    for (s, o) in src[done..]
+        .chunks_exact(w)
+        .zip(dst[done..].chunks_exact_mut(w))
+    {
+        let mut acc = box_line_head(s, o, r, inv);
+        box_line_middle(s, o, r, 0, &mut acc, inv);
+        box_line_tail(s, o, r, acc, inv);
+    }
+}
+
+/// [`box_rows`] four rows at a time, their middles side by side in SIMD128
+/// (`simd::box_rows_middle`), the same arithmetic as the scalar rows; returns
+/// how many values it wrote (whole groups of four rows).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn box_rows_simd(src: &[f32], dst: &mut [f32], w: usize, r: usize, inv: f64) -> usize {
+    let (lo, hi) = middle(w, r);
+    let end = lo + (hi - lo) / 4 * 4;
+    if end == lo {
+        return 0;
+    }
+    let done = src.len() / (4 * w) * 4 * w;
+    for (s, o) in src[..done]
+        .chunks_exact(4 * w)
+        .zip(dst[..done].chunks_exact_mut(4 * w))
+    {
+        let rows: [&[f32]; 4] = std::array::from_fn(|i| &s[i * w..(i + 1) * w]);
+        let mut chunks = o.chunks_exact_mut(w);
+        let mut outs: [&mut [f32]; 4] = std::array::from_fn(|_| chunks.next().unwrap());
+        let mut acc: [f64; 4] = std::array::from_fn(|i| box_line_head(rows[i], outs[i], r, inv));
+        crate::simd::box_rows_middle(rows, &mut outs, r, (lo, end), inv, &mut acc);
+        for i in 0..4 {
+            box_line_middle(rows[i], outs[i], r, end, &mut acc[i], inv);
+            box_line_tail(rows[i], outs[i], r, acc[i], inv);
+        }
+    }
+    done
 }
 
 /// The vertical pass of a box filter of radius `r` (clamped ends) over `src`, rows of `w`
@@ -62,16 +123,61 @@ fn box_columns(src: &[f32], dst: &mut [f32], w: usize, r: usize) {
             *a += v;
         }
     }
-    for y in 0..h {
-        if y > 0 {
+    for (y, out) in dst.chunks_exact_mut(w).enumerate() {
+        if y == 0 {
+            for (d, &a) in out.iter_mut().zip(&acc) {
+                *d = a * inv;
+            }
+        } else {
             let add = &src[(y + r).min(last) * w..][..w];
             let sub = &src[y.saturating_sub(r + 1).min(last) * w..][..w];
-            for ((a, &p), &m) in acc.iter_mut().zip(add).zip(sub) {
-                *a += p - m;
-            }
+            column_step(&mut acc, add, sub, out, inv);
         }
-        for (d, &a) in dst[y * w..(y + 1) * w].iter_mut().zip(&acc) {
-            *d = a * inv;
+    }
+}
+
+/// One row of [`box_columns`]: the running sums `acc += add - sub`, and `out = acc * inv`.
+fn column_step(acc: &mut [f32], add: &[f32], sub: &[f32], out: &mut [f32], inv: f32) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let done = crate::simd::column_step(acc, add, sub, out, inv);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let done = 0;
+    let sums = add[done..].iter().zip(&sub[done..]);
+    for ((a, (&p, &m)), d) in acc[done..].iter_mut().zip(sums).zip(&mut out[done..]) {
+        *a += p - m;
+        *d = *a * inv;
+    }
+}
+
+/// `out[x] = sum over t of kernel[t] * padded[x + t]` (`padded` is `kernel.len() - 1` longer
+/// than `out`), summed from 0 in tap order.
+fn convolve_row(padded: &[f32], kernel: &[f32], out: &mut [f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let done = crate::simd::convolve_row(padded, kernel, out);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let done = 0;
+    let out = &mut out[done..];
+    out.iter_mut().for_each(|v| *v = 0.0);
+    // Tap by tap over the whole row, so that the loop vectorises.
+    for (t, &tv) in kernel.iter().enumerate() {
+        for (o, &v) in out.iter_mut().zip(&padded[done + t..]) {
+            *o += tv * v;
+        }
+    }
+}
+
+/// `out[x] = sum over k of kernel[k] * row[x]` of the `w`-wide row `slots[k]` of `ring`,
+/// summed from 0 in kernel order; `out` is `w` long.
+fn weighted_rows(ring: &[f32], w: usize, slots: &[usize], kernel: &[f32], out: &mut [f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let done = crate::simd::weighted_rows(ring, w, slots, kernel, out);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let done = 0;
+    let out = &mut out[done..];
+    out.iter_mut().for_each(|v| *v = 0.0);
+    for (&kv, &slot) in kernel.iter().zip(slots) {
+        for (d, &v) in out.iter_mut().zip(&ring[slot * w + done..(slot + 1) * w]) {
+            *d += kv * v;
         }
     }
 }
@@ -103,9 +209,9 @@ impl Plane {
         if self.data.is_empty() {
             return (0.0, 0.0);
         }
-        self.data
-            .iter()
-            .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+        self.data.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &v| {
+            (min_f32(v, lo), max_f32(v, hi))
+        })
     }
 
     /// The mean value (0 when empty).
@@ -175,9 +281,7 @@ impl Plane {
         if rx == 0 {
             tmp.copy_from_slice(&self.data);
         } else {
-            for (src, out) in self.data.chunks_exact(w).zip(tmp.chunks_exact_mut(w)) {
-                box_line(src, out, rx as usize);
-            }
+            box_rows(&self.data, &mut tmp, w, rx as usize);
         }
         if ry == 0 {
             return Plane {
@@ -200,9 +304,7 @@ impl Plane {
         let w = self.width as usize;
         let mut tmp = vec![0.0f32; self.data.len()];
         for &r in radii.iter().filter(|&&r| r > 0) {
-            for (src, out) in self.data.chunks_exact(w).zip(tmp.chunks_exact_mut(w)) {
-                box_line(src, out, r as usize);
-            }
+            box_rows(&self.data, &mut tmp, w, r as usize);
             box_columns(&tmp, &mut self.data, w, r as usize);
         }
         self
@@ -267,33 +369,25 @@ impl Plane {
         let (n, r) = (kernel.len(), kernel.len() / 2);
         let mut padded = vec![0.0f32; w + 2 * r];
         let mut ring = vec![0.0f32; n * w];
-        // Which source row each ring slot holds.
+        // Which source row each ring slot holds, and the slot of each tap of this output row.
         let mut held = vec![usize::MAX; n];
+        let mut slots = vec![0usize; n];
         let mut out = vec![0.0f32; w * h];
         for y in 0..h {
-            let dst = &mut out[y * w..(y + 1) * w];
-            for (k, &kv) in kernel.iter().enumerate() {
+            // The rows within the kernel's reach are distinct modulo `n`: all fit the ring.
+            for (k, slot) in slots.iter_mut().enumerate() {
                 let sy = (y + k).saturating_sub(r).min(h - 1);
-                let slot = sy % n;
-                let row = &mut ring[slot * w..(slot + 1) * w];
-                if held[slot] != sy {
+                *slot = sy % n;
+                if held[*slot] != sy {
                     let src = &self.data[sy * w..(sy + 1) * w];
                     for (i, p) in padded.iter_mut().enumerate() {
                         *p = src[i.saturating_sub(r).min(w - 1)];
                     }
-                    row.iter_mut().for_each(|v| *v = 0.0);
-                    // Tap by tap over the whole row, so that the loop vectorises.
-                    for (t, &tv) in kernel.iter().enumerate() {
-                        for (o, &v) in row.iter_mut().zip(&padded[t..]) {
-                            *o += tv * v;
-                        }
-                    }
-                    held[slot] = sy;
-                }
-                for (d, &v) in dst.iter_mut().zip(&*row) {
-                    *d += kv * v;
+                    convolve_row(&padded, kernel, &mut ring[*slot * w..(*slot + 1) * w]);
+                    held[*slot] = sy;
                 }
             }
+            weighted_rows(&ring, w, &slots, kernel, &mut out[y * w..(y + 1) * w]);
         }
         Plane {
             width: self.width,
@@ -348,15 +442,26 @@ impl Plane {
         // a = cov(I, p) / (var(I) + eps), in place of corr_ip; b = mean_p - a * mean_i.
         let mut a = corr_ip;
         let mut b = Plane::new(self.width, self.height, 0.0);
-        for k in 0..a.data.len() {
-            let mi = mean_i.data[k];
-            let mp = mean_p.data[k];
-            let cov = a.data[k] - mi * mp;
-            let ii = corr_ii.as_ref().map_or(a.data[k], |c| c.data[k]);
-            let var = (ii - mi * mi).max(0.0);
+        let coefficient = |ip: f32, ii: f32, mi: f32, mp: f32| {
+            let cov = ip - mi * mp;
+            let var = max_f32(ii - mi * mi, 0.0);
             let ak = cov / (var + eps);
-            a.data[k] = ak;
-            b.data[k] = mp - ak * mi;
+            (ak, mp - ak * mi)
+        };
+        let means = mean_i.data.iter().zip(&mean_p.data);
+        let ab = a.data.iter_mut().zip(&mut b.data);
+        // Two loops, not a choice per pixel, so that each vectorises.
+        match &corr_ii {
+            Some(ii) => {
+                for (((ak, bk), &ii), (&mi, &mp)) in ab.zip(&ii.data).zip(means) {
+                    (*ak, *bk) = coefficient(*ak, ii, mi, mp);
+                }
+            }
+            None => {
+                for ((ak, bk), (&mi, &mp)) in ab.zip(means) {
+                    (*ak, *bk) = coefficient(*ak, *ak, mi, mp);
+                }
+            }
         }
         drop((mean_i, mean_p_own, corr_ii));
         let a = a.box_blur(radius);

@@ -1,7 +1,7 @@
 //! [`Rgba`]: an 8-bit RGBA image and the filters on it.
 
 use crate::plane::resample_axis;
-use crate::{Color, Plane, SizeError};
+use crate::{Color, Plane, SizeError, max_f32};
 
 /// An 8-bit RGBA image, rows top to bottom, `width * height * 4` bytes.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +21,67 @@ fn unit_lut() -> [f32; 256] {
         *v = i as f32 / 255.0;
     }
     lut
+}
+
+/// `out[i] = data[4 * i + c] / 255`: channel `c` of RGBA pixels as `0.0..=1.0`.
+fn read_channel(data: &[u8], c: usize, out: &mut [f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let done = crate::simd::read_channel(data, c, out);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let done = 0;
+    let lut = unit_lut();
+    for (v, p) in out[done..].iter_mut().zip(data[done * 4..].chunks_exact(4)) {
+        *v = lut[p[c] as usize];
+    }
+}
+
+/// `out[i]` = the luma ([`luma_u8`]) of pixel `i` of `data` / 255.
+fn read_luma(data: &[u8], out: &mut [f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let done = crate::simd::read_luma(data, out);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let done = 0;
+    let lut = unit_lut();
+    for (v, p) in out[done..].iter_mut().zip(data[done * 4..].chunks_exact(4)) {
+        *v = lut[luma_u8(p[0], p[1], p[2]) as usize];
+    }
+}
+
+/// For each `x`: the sum, from 0, of `top` and then `bottom` at `x - d` and `x + d` (clamped to
+/// the row): the corners of the squares of [`Rgba::kuwahara`] whose corners meet at `x`. Where
+/// no index is clamped the loop runs on shifted slices, so that it vectorises.
+fn corner_sums(top: &[f32], bottom: &[f32], d: usize, out: &mut [f32]) {
+    let w = out.len();
+    let at = |x: usize| {
+        let (c0, c1) = (x.saturating_sub(d), (x + d).min(w - 1));
+        0.0 + top[c0] + top[c1] + bottom[c0] + bottom[c1]
+    };
+    let lo = d.min(w);
+    let hi = w.saturating_sub(d).max(lo);
+    for (x, o) in out[..lo].iter_mut().enumerate() {
+        *o = at(x);
+    }
+    if hi > lo {
+        let tops = top.iter().zip(&top[2 * d..]);
+        let bottoms = bottom.iter().zip(&bottom[2 * d..]);
+        for ((o, (&t0, &t1)), (&b0, &b1)) in out[lo..hi].iter_mut().zip(tops).zip(bottoms) {
+            *o = 0.0 + t0 + t1 + b0 + b1;
+        }
+    }
+    for (x, o) in out.iter_mut().enumerate().skip(hi) {
+        *o = at(x);
+    }
+}
+
+/// `data[4 * i + c] = to_byte(values[i])`: `values` into channel `c` of RGBA pixels.
+fn write_channel(values: &[f32], c: usize, data: &mut [u8]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let done = crate::simd::write_channel(values, c, data);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let done = 0;
+    for (p, &v) in data[done * 4..].chunks_exact_mut(4).zip(&values[done..]) {
+        p[c] = to_byte(v);
+    }
 }
 
 /// `0.0..=1.0` to a byte, rounded and clamped.
@@ -102,55 +163,24 @@ impl Rgba {
 
     /// Luma (Rec. 601) as a plane of `0.0..=1.0`.
     pub fn luma(&self) -> Plane {
-        let lut = unit_lut();
-        let data = self
-            .data
-            .chunks_exact(4)
-            .map(|p| lut[luma_u8(p[0], p[1], p[2]) as usize])
-            .collect();
-        Plane {
-            width: self.width,
-            height: self.height,
-            data,
-        }
+        let mut plane = Plane::new(self.width, self.height, 0.0);
+        read_luma(&self.data, &mut plane.data);
+        plane
     }
 
     /// The red, green and blue channels as planes of `0.0..=1.0`.
     pub fn to_planes(&self) -> [Plane; 3] {
-        let lut = unit_lut();
-        let n = self.pixel_count();
-        let (mut r, mut g, mut b) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-        for (((p, r), g), b) in self
-            .data
-            .chunks_exact(4)
-            .zip(&mut r)
-            .zip(&mut g)
-            .zip(&mut b)
-        {
-            *r = lut[p[0] as usize];
-            *g = lut[p[1] as usize];
-            *b = lut[p[2] as usize];
-        }
-        [r, g, b].map(|data| Plane {
-            width: self.width,
-            height: self.height,
-            data,
+        [0, 1, 2].map(|c| {
+            let mut plane = Plane::new(self.width, self.height, 0.0);
+            read_channel(&self.data, c, &mut plane.data);
+            plane
         })
     }
 
     /// Replaces red, green and blue by `planes` (same size, `0.0..=1.0`, clamped); alpha stays.
     pub fn set_planes(&mut self, planes: &[Plane; 3]) {
-        let [r, g, b] = planes;
-        for (((p, &r), &g), &b) in self
-            .data
-            .chunks_exact_mut(4)
-            .zip(&r.data)
-            .zip(&g.data)
-            .zip(&b.data)
-        {
-            p[0] = to_byte(r);
-            p[1] = to_byte(g);
-            p[2] = to_byte(b);
+        for (c, plane) in planes.iter().enumerate() {
+            write_channel(&plane.data, c, &mut self.data);
         }
     }
 
@@ -164,17 +194,12 @@ impl Rgba {
     /// An image of the same size and alpha whose colour channels are `filter` of this one's,
     /// one channel at a time (so that one channel's planes are alive at once, not three).
     pub fn map_channels(&self, filter: impl Fn(&Plane) -> Plane) -> Rgba {
-        let lut = unit_lut();
         let mut out = self.clone();
         let mut plane = Plane::new(self.width, self.height, 0.0);
         for c in 0..3 {
-            for (v, p) in plane.data.iter_mut().zip(self.data.chunks_exact(4)) {
-                *v = lut[p[c] as usize];
-            }
+            read_channel(&self.data, c, &mut plane.data);
             let filtered = filter(&plane);
-            for (p, &v) in out.data.chunks_exact_mut(4).zip(&filtered.data) {
-                p[c] = to_byte(v);
-            }
+            write_channel(&filtered.data, c, &mut out.data);
         }
         out
     }
@@ -205,7 +230,7 @@ impl Rgba {
     /// are averaged, each weighted by how flat (low luma variance) it is, so that regions stay
     /// flat and edges stay sharp. `sharpness` (1..) sets how strongly the flattest square wins.
     pub fn kuwahara(&self, radius: u32, sharpness: f32) -> Rgba {
-        if radius == 0 {
+        if radius == 0 || self.data.is_empty() {
             return self.clone();
         }
         let [r, g, b] = self.to_planes();
@@ -217,7 +242,7 @@ impl Rgba {
         // Per square (indexed by its centre): its weight, and its mean colour times the weight.
         let mut weight = mean_l2;
         for (wv, &m) in weight.data.iter_mut().zip(&mean_l.data) {
-            let var = (*wv - m * m).max(0.0);
+            let var = max_f32(*wv - m * m, 0.0);
             // Weight 1 / (1 + sharpness * var / 0.0025)^4: flat squares dominate.
             let t = 1.0 + k * var;
             let t2 = t * t;
@@ -230,25 +255,21 @@ impl Rgba {
         let (w, h) = (self.width as usize, self.height as usize);
         let d = radius as usize;
         let mut out = self.clone();
-        for y in 0..h {
-            let rows = [y.saturating_sub(d) * w, (y + d).min(h - 1) * w];
-            for x in 0..w {
-                let cols = [x.saturating_sub(d), (x + d).min(w - 1)];
-                let (mut sw, mut sr, mut sg, mut sb) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
-                for row in rows {
-                    for col in cols {
-                        let i = row + col;
-                        sw += weight.data[i];
-                        sr += weighted[0].data[i];
-                        sg += weighted[1].data[i];
-                        sb += weighted[2].data[i];
-                    }
+        // Row by row: the four squares' sums of the weight and of each weighted colour, then
+        // the colours (sums over the weight's sum).
+        let planes = [&weight, &weighted[0], &weighted[1], &weighted[2]];
+        let mut sums = vec![0.0f32; 4 * w];
+        for (y, out_row) in out.data.chunks_exact_mut(4 * w).enumerate() {
+            let (top, bottom) = (y.saturating_sub(d) * w, (y + d).min(h - 1) * w);
+            for (plane, sum) in planes.iter().zip(sums.chunks_exact_mut(w)) {
+                corner_sums(&plane.data[top..][..w], &plane.data[bottom..][..w], d, sum);
+            }
+            let (sw, colours) = sums.split_at_mut(w);
+            for (c, colour) in colours.chunks_exact_mut(w).enumerate() {
+                for (v, &s) in colour.iter_mut().zip(&*sw) {
+                    *v *= 1.0 / s;
                 }
-                let o = (y * w + x) * 4;
-                let inv = 1.0 / sw;
-                out.data[o] = to_byte(sr * inv);
-                out.data[o + 1] = to_byte(sg * inv);
-                out.data[o + 2] = to_byte(sb * inv);
+                write_channel(colour, c, out_row);
             }
         }
         out

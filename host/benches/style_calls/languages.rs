@@ -13,23 +13,12 @@ use likeness_host::style::{build, package};
 use likeness_host::wasm::{CallLimits, RuntimeConfig, StyleRuntime};
 use sha2::{Digest, Sha256};
 
-use super::{Stats, stats};
+use super::{Stats, process_cpu, stats};
 
 /// Calls sampled per style and kind of call.
 const CALLS: usize = 400;
 /// Calls before sampling starts.
 const WARM_UP: usize = 20;
-
-/// This process's CPU time so far (all threads: Cranelift compiles in parallel).
-fn process_cpu() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and a valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
-}
 
 /// One style's numbers.
 struct Row {

@@ -10,7 +10,7 @@
 
 #![deny(missing_docs)]
 
-use likeness_sdk::image::{Plane, Rgba, face_mask};
+use likeness_sdk::image::{Plane, Rgba, face_mask, max_f32};
 use likeness_sdk::noise;
 use likeness_sdk::options;
 use likeness_sdk::{
@@ -119,7 +119,9 @@ pub fn sculpt(photo: &Rgba, analysis: &Analysis, shine: f32, seed: u64) -> Rgba 
     height.zip_map(&grain, |h, g| h + (g - 0.5) * 0.004);
     // Creases: where the surface lies below its surroundings, the light reaches less.
     let mut occlusion = height.gaussian_blur(14.0 * scale.max(0.35));
-    occlusion.zip_map(&height, |around, here| 1.0 - 2.5 * (around - here).max(0.0));
+    occlusion.zip_map(&height, |around, here| {
+        1.0 - 2.5 * max_f32(around - here, 0.0)
+    });
     let (w, h) = (photo.width as usize, photo.height as usize);
     let relief = 30.0 * scale.max(0.35);
     let (lx, ly, lz) = normalize3(-0.5, -0.65, 0.58);
@@ -134,10 +136,10 @@ pub fn sculpt(photo: &Rgba, analysis: &Analysis, shine: f32, seed: u64) -> Rgba 
             let dx = (row[(x + 1).min(w - 1)] - row[x.saturating_sub(1)]) * 0.5 * relief;
             let dy = (down[x] - up[x]) * 0.5 * relief;
             let (nx, ny, nz) = normalize3(-dx, -dy, 1.0);
-            let diffuse = (nx * lx + ny * ly + nz * lz).max(0.0);
+            let diffuse = max_f32(nx * lx + ny * ly + nz * lz, 0.0);
             let i = y * w + x;
             light.data[i] = (0.55 + 0.55 * diffuse) * occlusion.data[i];
-            let s = (nx * hx + ny * hy + nz * hz).max(0.0);
+            let s = max_f32(nx * hx + ny * hy + nz * hz, 0.0);
             let s2 = s * s;
             let s4 = s2 * s2;
             spec.data[i] = shine * 0.3 * s4 * s4;

@@ -7,7 +7,8 @@
 //! Everything is pure Rust and written for speed in WebAssembly as well as natively.
 
 pub use likeness_imaging::{
-    BlendMode, Color, Filter, Plane, Rgba, SizeError, ellipse_mask, luma_u8, nearest_color, to_byte,
+    BlendMode, Color, Filter, Plane, Rgba, SizeError, ellipse_mask, luma_u8, max_f32, min_f32,
+    nearest_color, to_byte,
 };
 
 use crate::{Analysis, Image, StyleError};
@@ -47,7 +48,7 @@ pub fn face_mask(width: u32, height: u32, analysis: &Analysis) -> Plane {
                 let dx = (x as f32 + 0.5 - cx) / ax;
                 let d = (dx * dx + dy * dy).sqrt();
                 let t = ((fade - d) / (fade - 1.0)).clamp(0.0, 1.0);
-                *m = m.max(t * t * (3.0 - 2.0 * t));
+                *m = max_f32(*m, t * t * (3.0 - 2.0 * t));
             }
         }
     }

@@ -12,7 +12,7 @@
 
 #![deny(missing_docs)]
 
-use likeness_sdk::image::{Plane, Rgba, face_mask, to_byte};
+use likeness_sdk::image::{Plane, Rgba, face_mask, min_f32, to_byte};
 use likeness_sdk::noise;
 use likeness_sdk::options;
 use likeness_sdk::{
@@ -204,7 +204,7 @@ pub fn paint(photo: &Rgba, analysis: &Analysis, texture: &Plane, strength: f32, 
     // Pigment density: pooling along the washes' edges, slow turbulence, fine dispersion
     // (less on faces).
     let mut density = paint.luma().gaussian_blur(1.5 * scale.max(0.5)).sobel();
-    density.map(|edge| 1.0 + 1.4 * edge.min(0.4));
+    density.map(|edge| 1.0 + 1.4 * min_f32(edge, 0.4));
     let turbulence = noise::fractal_noise(w, h, 140.0 * scale, 3, seed ^ 0x51, false);
     density.zip_map(&turbulence, |d, t| d + 0.35 * (t - 0.5));
     drop(turbulence);
@@ -243,10 +243,10 @@ fn margins(width: u32, height: u32, seed: u64) -> Plane {
     let margin = 0.07 * fw.min(fh);
     for (y, row) in fade.data.chunks_exact_mut(width as usize).enumerate() {
         let fy = y as f32;
-        let to_edge_y = fy.min(fh - 1.0 - fy);
+        let to_edge_y = min_f32(fy, fh - 1.0 - fy);
         for (x, v) in row.iter_mut().enumerate() {
             let fx = x as f32;
-            let to_edge = fx.min(fw - 1.0 - fx).min(to_edge_y);
+            let to_edge = min_f32(min_f32(fx, fw - 1.0 - fx), to_edge_y);
             *v = smoothstep(0.0, 1.0, to_edge / margin - 0.9 * (*v - 0.3));
         }
     }

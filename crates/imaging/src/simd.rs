@@ -1,0 +1,276 @@
+//! WebAssembly SIMD128 (`core::arch::wasm32`) versions of the [`Plane`](crate::Plane) filters'
+//! innermost loops that Cranelift runs slowly as the compiler leaves them: running sums
+//! whose dependency chain is one add per pixel, and convolutions that store every partial sum.
+//! Compiled only for `wasm32` with `simd128` (the style components' target); natively the
+//! scalar loops in `plane.rs` run, and they are the reference: each function here does the same
+//! floating-point operations in the same order on every value, only several values at once, so
+//! its results are bit for bit the scalar ones (`tests/plans.rs` compares the styles' wasm
+//! output with their native twins byte for byte).
+
+use core::arch::wasm32::*;
+
+/// Four `f32` from `s[i..i + 4]`, unchecked (a bounds check per load costs as much as the
+/// arithmetic in Cranelift's code): each caller checks its ranges once, on entry.
+///
+/// # Safety
+/// `i + 4 <= s.len()`.
+#[inline(always)]
+unsafe fn load(s: &[f32], i: usize) -> v128 {
+    debug_assert!(i + 4 <= s.len());
+    // SAFETY: the caller guarantees 4 readable f32 at `i`; wasm loads need no alignment.
+    unsafe { v128_load(s.as_ptr().add(i).cast()) }
+}
+
+/// Stores four `f32` to `s[i..i + 4]`, unchecked as [`load`].
+///
+/// # Safety
+/// `i + 4 <= s.len()`.
+#[inline(always)]
+unsafe fn store(s: &mut [f32], i: usize, v: v128) {
+    debug_assert!(i + 4 <= s.len());
+    // SAFETY: the caller guarantees 4 writable f32 at `i`; wasm stores need no alignment.
+    unsafe { v128_store(s.as_mut_ptr().add(i).cast(), v) }
+}
+
+/// The 4 x 4 transpose: lane `k` of row `j` becomes lane `j` of row `k`.
+#[inline(always)]
+fn transpose([a, b, c, d]: [v128; 4]) -> [v128; 4] {
+    let ab_lo = i32x4_shuffle::<0, 4, 1, 5>(a, b);
+    let ab_hi = i32x4_shuffle::<2, 6, 3, 7>(a, b);
+    let cd_lo = i32x4_shuffle::<0, 4, 1, 5>(c, d);
+    let cd_hi = i32x4_shuffle::<2, 6, 3, 7>(c, d);
+    [
+        i32x4_shuffle::<0, 1, 4, 5>(ab_lo, cd_lo),
+        i32x4_shuffle::<2, 3, 6, 7>(ab_lo, cd_lo),
+        i32x4_shuffle::<0, 1, 4, 5>(ab_hi, cd_hi),
+        i32x4_shuffle::<2, 3, 6, 7>(ab_hi, cd_hi),
+    ]
+}
+
+/// The middle of a box filter's line (`box_line_middle` in `plane.rs`) on four rows at once: for `x` in `lo..hi` (a
+/// multiple of 4 long), `acc += src[x + r] as f64 - src[x - r - 1] as f64` and
+/// `out[x] = (acc * inv) as f32`, with each row's running sum in `acc` (updated). The four sums
+/// are independent chains in two `f64x2`, so the adds overlap instead of waiting on each other.
+pub(crate) fn box_rows_middle(
+    src: [&[f32]; 4],
+    out: &mut [&mut [f32]; 4],
+    r: usize,
+    (lo, hi): (usize, usize),
+    inv: f64,
+    acc: &mut [f64; 4],
+) {
+    assert!((hi - lo) % 4 == 0 && lo > r);
+    assert!(src.iter().all(|s| hi + r <= s.len()) && out.iter().all(|o| hi <= o.len()));
+    let inv = f64x2_splat(inv);
+    let mut acc01 = f64x2(acc[0], acc[1]);
+    let mut acc23 = f64x2(acc[2], acc[3]);
+    let mut x = lo;
+    while x < hi {
+        // SAFETY: lo <= x, x + 4 <= hi, r < lo and hi + r <= each row's length (checked
+        // above): both windows lie in every row.
+        let adds = transpose(src.map(|s| unsafe { load(s, x + r) }));
+        let subs = transpose(src.map(|s| unsafe { load(s, x - r - 1) }));
+        let mut outs = [f32x4_splat(0.0); 4];
+        for k in 0..4 {
+            let (add, sub) = (adds[k], subs[k]);
+            let high = |v: v128| i32x4_shuffle::<2, 3, 2, 3>(v, v);
+            let d01 = f64x2_sub(f64x2_promote_low_f32x4(add), f64x2_promote_low_f32x4(sub));
+            let d23 = f64x2_sub(
+                f64x2_promote_low_f32x4(high(add)),
+                f64x2_promote_low_f32x4(high(sub)),
+            );
+            acc01 = f64x2_add(acc01, d01);
+            acc23 = f64x2_add(acc23, d23);
+            let o01 = f32x4_demote_f64x2_zero(f64x2_mul(acc01, inv));
+            let o23 = f32x4_demote_f64x2_zero(f64x2_mul(acc23, inv));
+            outs[k] = i32x4_shuffle::<0, 1, 4, 5>(o01, o23);
+        }
+        for (row, v) in out.iter_mut().zip(transpose(outs)) {
+            // SAFETY: x + 4 <= hi <= the row's length (checked above).
+            unsafe { store(row, x, v) };
+        }
+        x += 4;
+    }
+    *acc = [
+        f64x2_extract_lane::<0>(acc01),
+        f64x2_extract_lane::<1>(acc01),
+        f64x2_extract_lane::<0>(acc23),
+        f64x2_extract_lane::<1>(acc23),
+    ];
+}
+
+/// One row of a box filter's vertical pass (`column_step` in `plane.rs`) for the leading
+/// multiple of 8 of `acc`: `acc += add - sub` and `out = acc * inv`; returns how many values it
+/// wrote.
+pub(crate) fn column_step(
+    acc: &mut [f32],
+    add: &[f32],
+    sub: &[f32],
+    out: &mut [f32],
+    inv: f32,
+) -> usize {
+    let n = acc.len();
+    assert!(add.len() >= n && sub.len() >= n && out.len() >= n);
+    let inv = f32x4_splat(inv);
+    let mut x = 0;
+    while x + 8 <= n {
+        // SAFETY: x + 8 <= n, and every slice holds n values (checked above).
+        unsafe {
+            let a = f32x4_add(load(acc, x), f32x4_sub(load(add, x), load(sub, x)));
+            let b = f32x4_add(
+                load(acc, x + 4),
+                f32x4_sub(load(add, x + 4), load(sub, x + 4)),
+            );
+            store(acc, x, a);
+            store(acc, x + 4, b);
+            store(out, x, f32x4_mul(a, inv));
+            store(out, x + 4, f32x4_mul(b, inv));
+        }
+        x += 8;
+    }
+    x
+}
+
+/// `out[x] = sum over t of kernel[t] * padded[x + t]`, the sum from 0 in tap order, for the
+/// leading multiple of 4 of `out`; returns how many values it wrote. The partial sums stay in
+/// registers (the scalar loop stores each tap's).
+pub(crate) fn convolve_row(padded: &[f32], kernel: &[f32], out: &mut [f32]) -> usize {
+    let n = out.len();
+    assert!(!kernel.is_empty() && padded.len() >= n + kernel.len() - 1);
+    let taps: Vec<v128> = kernel.iter().map(|&k| f32x4_splat(k)).collect();
+    let mut x = 0;
+    // SAFETY (every load and store below): x + 8 (then x + 4) <= n and t < kernel.len(), so
+    // the reads end by n + kernel.len() - 1 <= padded.len() (checked above), the writes by n.
+    while x + 8 <= n {
+        let (mut a, mut b) = (f32x4_splat(0.0), f32x4_splat(0.0));
+        for (t, &k) in taps.iter().enumerate() {
+            a = f32x4_add(a, f32x4_mul(k, unsafe { load(padded, x + t) }));
+            b = f32x4_add(b, f32x4_mul(k, unsafe { load(padded, x + t + 4) }));
+        }
+        unsafe {
+            store(out, x, a);
+            store(out, x + 4, b);
+        }
+        x += 8;
+    }
+    while x + 4 <= n {
+        let mut a = f32x4_splat(0.0);
+        for (t, &k) in taps.iter().enumerate() {
+            a = f32x4_add(a, f32x4_mul(k, unsafe { load(padded, x + t) }));
+        }
+        unsafe { store(out, x, a) };
+        x += 4;
+    }
+    x
+}
+
+/// `out[x] = sum over k of kernel[k] * rows[k][x]`, the sum from 0 in kernel order, for the
+/// leading multiple of 4 of `out`, where `rows[k]` is the `w`-wide row `slots[k]` of `ring`;
+/// returns how many values it wrote.
+pub(crate) fn weighted_rows(
+    ring: &[f32],
+    w: usize,
+    slots: &[usize],
+    kernel: &[f32],
+    out: &mut [f32],
+) -> usize {
+    let taps: Vec<(v128, &[f32])> = kernel
+        .iter()
+        .zip(slots)
+        .map(|(&k, &slot)| (f32x4_splat(k), &ring[slot * w..(slot + 1) * w]))
+        .collect();
+    let n = out.len().min(w);
+    let mut x = 0;
+    // SAFETY (every load and store below): x + 8 (then x + 4) <= n, and every row holds w >= n
+    // values (sliced above), `out` at least n.
+    while x + 8 <= n {
+        let (mut a, mut b) = (f32x4_splat(0.0), f32x4_splat(0.0));
+        for &(k, row) in &taps {
+            a = f32x4_add(a, f32x4_mul(k, unsafe { load(row, x) }));
+            b = f32x4_add(b, f32x4_mul(k, unsafe { load(row, x + 4) }));
+        }
+        unsafe {
+            store(out, x, a);
+            store(out, x + 4, b);
+        }
+        x += 8;
+    }
+    while x + 4 <= n {
+        let mut a = f32x4_splat(0.0);
+        for &(k, row) in &taps {
+            a = f32x4_add(a, f32x4_mul(k, unsafe { load(row, x) }));
+        }
+        unsafe { store(out, x, a) };
+        x += 4;
+    }
+    x
+}
+
+/// Four RGBA pixels from `data[4 * i..4 * i + 16]`, one `u32` lane each (red in the low byte).
+#[inline(always)]
+fn load_pixels(data: &[u8], i: usize) -> v128 {
+    let s = &data[4 * i..4 * i + 16];
+    // SAFETY: `s` holds 16 readable bytes; wasm loads need no alignment.
+    unsafe { v128_load(s.as_ptr().cast()) }
+}
+
+/// Channel `c` of the RGBA pixels of `data` divided by 255 (what `unit_lut` holds: the same
+/// correctly rounded division), into the leading multiple of 4 of `out`; returns how many.
+pub(crate) fn read_channel(data: &[u8], c: usize, out: &mut [f32]) -> usize {
+    let (mask, by) = (u32x4_splat(0xff), f32x4_splat(255.0));
+    let shift = 8 * c as u32;
+    let n = out.len().min(data.len() / 4) / 4 * 4;
+    for i in (0..n).step_by(4) {
+        let bytes = v128_and(u32x4_shr(load_pixels(data, i), shift), mask);
+        // SAFETY: i + 4 <= n <= out.len().
+        unsafe { store(out, i, f32x4_div(f32x4_convert_u32x4(bytes), by)) };
+    }
+    n
+}
+
+/// The luma of the RGBA pixels of `data` (`luma_u8`: `(77 r + 150 g + 29 b + 128) >> 8`)
+/// divided by 255, into the leading multiple of 4 of `out`; returns how many.
+pub(crate) fn read_luma(data: &[u8], out: &mut [f32]) -> usize {
+    let (mask, by) = (u32x4_splat(0xff), f32x4_splat(255.0));
+    let n = out.len().min(data.len() / 4) / 4 * 4;
+    for i in (0..n).step_by(4) {
+        let px = load_pixels(data, i);
+        let r = v128_and(px, mask);
+        let g = v128_and(u32x4_shr(px, 8), mask);
+        let b = v128_and(u32x4_shr(px, 16), mask);
+        let sum = i32x4_add(
+            i32x4_add(
+                i32x4_mul(r, u32x4_splat(77)),
+                i32x4_mul(g, u32x4_splat(150)),
+            ),
+            i32x4_add(i32x4_mul(b, u32x4_splat(29)), u32x4_splat(128)),
+        );
+        let luma = u32x4_shr(sum, 8);
+        // SAFETY: i + 4 <= n <= out.len().
+        unsafe { store(out, i, f32x4_div(f32x4_convert_u32x4(luma), by)) };
+    }
+    n
+}
+
+/// `to_byte` of the leading multiple of 4 of `values` into channel `c` of the RGBA pixels of
+/// `data`: `(v * 255 + 0.5)` clamped to `0..=255` (NaN to 0) and truncated, as `as u8` does;
+/// returns how many.
+pub(crate) fn write_channel(values: &[f32], c: usize, data: &mut [u8]) -> usize {
+    let (scale, half) = (f32x4_splat(255.0), f32x4_splat(0.5));
+    let (zero, top) = (f32x4_splat(0.0), f32x4_splat(255.0));
+    let shift = 8 * c as u32;
+    let keep = v128_not(u32x4_shl(u32x4_splat(0xff), shift));
+    let n = values.len().min(data.len() / 4) / 4 * 4;
+    for i in (0..n).step_by(4) {
+        // SAFETY: i + 4 <= n <= values.len().
+        let v = f32x4_add(f32x4_mul(unsafe { load(values, i) }, scale), half);
+        // pmax(0, v) is v when 0 < v, else 0 (NaN too); pmin(255, v) is v when v < 255.
+        let v = f32x4_pmin(top, f32x4_pmax(zero, v));
+        let bytes = u32x4_shl(i32x4_trunc_sat_f32x4(v), shift);
+        let px = v128_or(v128_and(load_pixels(data, i), keep), bytes);
+        let s = &mut data[4 * i..4 * i + 16];
+        // SAFETY: `s` holds 16 writable bytes; wasm stores need no alignment.
+        unsafe { v128_store(s.as_mut_ptr().cast(), px) }
+    }
+    n
+}
