@@ -35,13 +35,11 @@ fn probe_wasm() -> &'static [u8] {
 
 /// The probe, loaded and validated as the registry does, with `extra` manifest lines.
 async fn probe(extra: &str) -> Arc<LoadedStyle> {
-    let dir = tempfile::tempdir().unwrap();
-    let package = common::write_package(dir.path(), "canvas-probe", "0.2.0", probe_wasm(), extra);
-    let style = package::load(&common::runtime(), &package)
+    let dir = common::kept_dir("canvas-probe");
+    let package = common::write_package(&dir, "canvas-probe", "0.2.0", probe_wasm(), extra);
+    package::load(&common::runtime(), &package)
         .await
-        .expect("the canvas probe passes the registry's checks");
-    std::mem::forget(dir);
-    style
+        .expect("the canvas probe passes the registry's checks")
 }
 
 /// A real photo (the imaging crate's golden input, 160 x 120), Lanczos-resized to `w` x `h`.

@@ -82,12 +82,18 @@ fn hostile_package(wasm: &[u8], extra: &str) -> (tempfile::TempDir, std::path::P
 }
 
 async fn hostile(extra: &str) -> Arc<LoadedStyle> {
-    let (dir, package) = hostile_package(common::hostile_wasm(), extra);
-    let style = package::load(&common::runtime(), &package)
+    // Kept for the whole process: the assets test below needs the folder while the style lives.
+    let dir = common::kept_dir("hostile");
+    let package = common::write_package(
+        &dir,
+        "hostile",
+        "0.1.0-generation-a",
+        common::hostile_wasm(),
+        extra,
+    );
+    package::load(&common::runtime(), &package)
         .await
-        .expect("the hostile style behaves by default");
-    std::mem::forget(dir); // the assets test below needs the folder while the style lives
-    style
+        .expect("the hostile style behaves by default")
 }
 
 /// The style's plan for a photo without faces on a host without diffusion.

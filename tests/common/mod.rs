@@ -36,12 +36,12 @@ fn plugin_target() -> PathBuf {
 /// into the shared cache here, as `styles build` does, so that no registry load under test
 /// spends its load timeout compiling a Python or JavaScript component (tens of seconds).
 pub fn first_party_styles() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = process_fixture("first-party-styles");
         let built = likeness_host::style::build::build_styles(
             &repo().join("plugins"),
-            dir.path(),
+            &dir,
             &[],
             Some(&plugin_target()),
         )
@@ -57,30 +57,29 @@ pub fn first_party_styles() -> &'static Path {
         }
         dir
     })
-    .path()
 }
 
 /// A folder holding the package of the gated test style (a 0.2 component on the contract
 /// alone: the host's default plan with an identity gate from its options), built once per test
 /// process.
 pub fn gated_styles() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| build_test_style("gated")).path()
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| build_test_style("gated"))
 }
 
 /// A folder holding the package of the transfer test style (plans `style-transfer` when the
 /// host offers it, with a style picture from `assets/` when asked), built once per test process.
 pub fn transfer_styles() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| build_test_style("transfer")).path()
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| build_test_style("transfer"))
 }
 
 /// A folder holding the built package of the test style `tests/plugins/<name>`.
-fn build_test_style(name: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+fn build_test_style(name: &str) -> PathBuf {
+    let dir = process_fixture(&format!("{name}-styles"));
     likeness_host::style::build::build_styles(
         &repo().join("tests").join("plugins"),
-        dir.path(),
+        &dir,
         &[name.to_string()],
         Some(&plugin_target()),
     )
@@ -253,19 +252,51 @@ pub fn vision_of(models: &Path) -> Arc<Vision> {
 /// The model packs of [`models_dir`] without the style-transfer pack (links in a temporary
 /// folder, made once per test process): a host where the styles draw from the photo alone.
 pub fn models_without_transfer() -> PathBuf {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = process_fixture("models-without-transfer");
         for entry in std::fs::read_dir(models_dir()).unwrap().flatten() {
             let name = entry.file_name();
             if name != "styletransfer" && !name.to_string_lossy().starts_with('.') {
-                std::os::unix::fs::symlink(entry.path(), dir.path().join(&name)).unwrap();
+                std::os::unix::fs::symlink(entry.path(), dir.join(&name)).unwrap();
             }
         }
         dir
     })
-    .path()
-    .to_path_buf()
+    .clone()
+}
+
+/// A fresh folder for fixtures kept for the whole test process, named `prefix` and a number
+/// unique in the process (for what must outlive the test that made it, e.g. a loaded style's
+/// package, which its instances read).
+pub fn kept_dir(prefix: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    process_fixture(&format!("{prefix}-{n}"))
+}
+
+/// A fresh folder `name` for fixtures kept for the whole test process:
+/// `<repo>/target/test-fixtures/<pid>/<name>`. Statics are never dropped, so a `TempDir` held by
+/// one would be left behind by every run; instead, the first call of a process deletes the
+/// folders of test processes that have exited.
+fn process_fixture(name: &str) -> PathBuf {
+    static SWEPT: OnceLock<PathBuf> = OnceLock::new();
+    let root = SWEPT.get_or_init(|| {
+        let root = repo().join("target").join("test-fixtures");
+        let procfs = Path::new("/proc/self").exists();
+        for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            let alive = Path::new("/proc").join(&pid).exists();
+            if procfs && pid != std::process::id().to_string() && !alive {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        root.join(std::process::id().to_string())
+    });
+    let dir = root.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    dir
 }
 
 /// The path of a test photo (`astronaut.png`: one face; `chelsea.png`: a cat, no face), fetched
