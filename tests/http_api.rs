@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::{
-    TestServer, client, error_code, expect_error, photo_bytes, photo_form, send, send_json,
-    serve_config, styles_with_hostile,
+    TestServer, client, error_code, expect_error, photo_bytes, photo_form, read_events, send,
+    send_json, serve_config, styles_with_hostile,
 };
-use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -74,44 +73,6 @@ fn jpeg_with_orientation(image: &image::RgbImage, orientation: u16) -> Vec<u8> {
         )
         .unwrap();
     jpeg
-}
-
-/// The names and ids of the events of an SSE response, read to its end.
-async fn read_events(response: reqwest::Response) -> Vec<(String, u64, Value)> {
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream")
-    );
-    let mut text = String::new();
-    let mut body = response.bytes_stream();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while let Some(chunk) = tokio::time::timeout_at(deadline.into(), body.next())
-        .await
-        .expect("the event stream ends")
-    {
-        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-    }
-    text.split("\n\n")
-        .filter(|block| block.contains("event:"))
-        .map(|block| {
-            let field = |name: &str| {
-                block
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name))
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string()
-            };
-            (
-                field("event:"),
-                field("id:").parse().unwrap(),
-                serde_json::from_str(&field("data:")).unwrap(),
-            )
-        })
-        .collect()
 }
 
 async fn poll_job(server: &TestServer, id: &str, until: &[&str]) -> Value {

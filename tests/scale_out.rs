@@ -11,13 +11,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -134,35 +133,25 @@ struct Node {
 impl Node {
     /// Starts `likeness serve` on `styles` with `args` and waits until it listens.
     fn start(styles: &Path, args: &[&str]) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_likeness"))
-            .arg("serve")
-            .args(["--addr", "127.0.0.1:0"])
-            .arg("--styles")
-            .arg(styles)
-            .arg("--models")
-            .arg(common::models_dir())
-            .arg("--cache-dir")
-            .arg(common::component_cache())
-            .args(["--generation-slots", "2"])
-            .args(args)
-            .env_remove("LIKENESS_CONFIG")
-            .env_remove("LIKENESS_API_KEYS")
-            .env_remove("LIKENESS_QUEUE")
-            .env_remove("LIKENESS_ROLE")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawning likeness serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let (child, url) = common::serve::spawn_listening(
+            Command::new(env!("CARGO_BIN_EXE_likeness"))
+                .arg("serve")
+                .args(["--addr", "127.0.0.1:0"])
+                .arg("--styles")
+                .arg(styles)
+                .arg("--models")
+                .arg(common::models_dir())
+                .arg("--cache-dir")
+                .arg(common::component_cache())
+                .args(["--generation-slots", "2"])
+                .args(args)
+                .env_remove("LIKENESS_CONFIG")
+                .env_remove("LIKENESS_API_KEYS")
+                .env_remove("LIKENESS_QUEUE")
+                .env_remove("LIKENESS_ROLE")
+                .env("RUST_LOG", "warn")
+                .stderr(Stdio::inherit()),
+        );
         Node {
             child: Some(child),
             url,
@@ -336,35 +325,7 @@ async fn events(node: &Node, id: &str, last_event_id: Option<&str>) -> Vec<(Stri
     if let Some(last) = last_event_id {
         request = request.header("last-event-id", last);
     }
-    let response = request.send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let mut text = String::new();
-    let mut body = response.bytes_stream();
-    let deadline = Instant::now() + HANG;
-    while let Some(chunk) = tokio::time::timeout_at(deadline.into(), body.next())
-        .await
-        .expect("the event stream ends")
-    {
-        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-    }
-    text.split("\n\n")
-        .filter(|block| block.contains("event:"))
-        .map(|block| {
-            let field = |name: &str| {
-                block
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name))
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string()
-            };
-            (
-                field("event:"),
-                field("id:").parse().unwrap(),
-                serde_json::from_str(&field("data:")).unwrap(),
-            )
-        })
-        .collect()
+    common::read_events(request.send().await.unwrap()).await
 }
 
 /// A generation's JSON without what differs between any two runs (its id, its timings).

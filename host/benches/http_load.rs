@@ -5,7 +5,9 @@
 //!
 //! `cargo bench -p likeness-host --bench http_load`
 
-use std::io::{BufRead as _, BufReader};
+#[path = "../../tests/common/serve.rs"]
+mod serve;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -124,34 +126,23 @@ async fn load(url: &str, photo: Arc<Vec<u8>>, concurrency: usize, total: usize) 
 
 fn start_server(styles: &Path, models: &Path) -> (Child, String) {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_likeness"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--queue", "256"])
-        .args(["--generation-slots", &cores.to_string()])
-        .args(["--cpu-slots", &cores.to_string()])
-        // One client and one style: let them use everything.
-        .args(["--uploads", "256", "--uploads-per-client", "256"])
-        .args(["--style-queue", "256", "--style-slots", &cores.to_string()])
-        .arg("--styles")
-        .arg(styles)
-        .arg("--models")
-        .arg(models)
-        .arg("--cache-dir")
-        .arg(repo().join("target").join("bench-component-cache"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawning the release likeness binary");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("the server's address")
-        .to_string();
-    (child, url)
+    serve::spawn_listening(
+        Command::new(env!("CARGO_BIN_EXE_likeness"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--queue", "256"])
+            .args(["--generation-slots", &cores.to_string()])
+            .args(["--cpu-slots", &cores.to_string()])
+            // One client and one style: let them use everything.
+            .args(["--uploads", "256", "--uploads-per-client", "256"])
+            .args(["--style-queue", "256", "--style-slots", &cores.to_string()])
+            .arg("--styles")
+            .arg(styles)
+            .arg("--models")
+            .arg(models)
+            .arg("--cache-dir")
+            .arg(repo().join("target").join("bench-component-cache"))
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::inherit()),
+    )
 }
 
 fn main() {

@@ -15,7 +15,10 @@
 //! `cargo bench -p likeness-host --bench scale_out` (needs redis-server on PATH; prints a note
 //! and exits otherwise).
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+#[path = "../../tests/common/serve.rs"]
+mod serve;
+
+use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -108,32 +111,21 @@ impl Drop for Processes {
 }
 
 fn serve(styles: &Path, args: &[String]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_likeness"))
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .arg("--styles")
-        .arg(styles)
-        .arg("--models")
-        .arg(repo().join("models"))
-        .arg("--cache-dir")
-        .arg(repo().join("target").join("bench-component-cache"))
-        .args(["--uploads", "256", "--uploads-per-client", "256"])
-        .args(["--queue-max-length", "100000"])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawning the release likeness binary");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("the server's address")
-        .to_string();
-    (child, url)
+    serve::spawn_listening(
+        Command::new(env!("CARGO_BIN_EXE_likeness"))
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .arg("--styles")
+            .arg(styles)
+            .arg("--models")
+            .arg(repo().join("models"))
+            .arg("--cache-dir")
+            .arg(repo().join("target").join("bench-component-cache"))
+            .args(["--uploads", "256", "--uploads-per-client", "256"])
+            .args(["--queue-max-length", "100000"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::inherit()),
+    )
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod native;
+pub mod serve;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -549,6 +550,46 @@ pub async fn expect_error(
     let error = error_code(send(request).await, status).await;
     assert_eq!(error["code"], code, "{error}");
     error
+}
+
+/// The events of an SSE response (200, `text/event-stream`), read to its end: (name, id, data).
+pub async fn read_events(response: reqwest::Response) -> Vec<(String, u64, serde_json::Value)> {
+    use futures_util::StreamExt as _;
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut text = String::new();
+    let mut body = response.bytes_stream();
+    // A bound that only catches a stream that never ends.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while let Some(chunk) = tokio::time::timeout_at(deadline.into(), body.next())
+        .await
+        .expect("the event stream ends")
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    text.split("\n\n")
+        .filter(|block| block.contains("event:"))
+        .map(|block| {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            };
+            (
+                field("event:"),
+                field("id:").parse().unwrap(),
+                serde_json::from_str(&field("data:")).unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// A multipart form holding the photo `name` as `image`, and `options` when given.
