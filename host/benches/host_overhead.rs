@@ -24,6 +24,9 @@
 //! `.cache/testdata/`); Python: `LIKENESS_BENCH_PYTHON`, else `.cache/vision-bench-venv`
 //! (created from tools/vision-bench/requirements.txt when absent).
 
+#[path = "../vision/benches/reference/python.rs"]
+mod reference_python;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -81,35 +84,6 @@ fn env_or(var: &str, default: usize) -> usize {
 
 fn env_dir(var: &str, default: &str, repo: &Path) -> PathBuf {
     std::env::var_os(var).map_or_else(|| repo.join(default), PathBuf::from)
-}
-
-/// The Python interpreter of the reference, creating its venv when absent.
-fn python(repo: &Path) -> PathBuf {
-    if let Some(p) = std::env::var_os("LIKENESS_BENCH_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = repo.join(".cache/vision-bench-venv");
-    let py = venv.join("bin/python");
-    if !py.is_file() {
-        eprintln!("creating {} for the Python reference ...", venv.display());
-        let made = Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new(&py)
-                .args(["-m", "pip", "install", "-q", "-r"])
-                .arg(repo.join("tools/vision-bench/requirements.txt"))
-                .status()
-                .is_ok_and(|s| s.success());
-        assert!(
-            made,
-            "could not set up the Python reference in {}",
-            venv.display()
-        );
-    }
-    py
 }
 
 /// The long-lived Python pipeline: one JSON request line, one JSON answer line.
@@ -391,7 +365,11 @@ fn main() {
         ..AnalyzeOptions::default()
     };
 
-    let mut reference = Reference::start(&python(repo), repo, &models);
+    let mut reference = Reference::start(
+        &reference_python::reference_python(repo).expect("the Python reference"),
+        repo,
+        &models,
+    );
     let versions = reference.ask(json!({"cmd": "versions"}));
     let mut tables = Vec::new();
     for (label, bytes) in inputs(&photos) {

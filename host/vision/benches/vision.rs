@@ -14,6 +14,9 @@
 //! `<repo>/.cache/vision-bench-venv` (created from tools/vision-bench/requirements.txt if absent;
 //! LIKENESS_BENCH_PYTHON overrides the interpreter). Without Python only the Rust column is filled.
 
+#[path = "reference/python.rs"]
+mod reference_python;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -49,33 +52,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn python(root: &Path) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("LIKENESS_BENCH_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    let venv = root.join(".cache/vision-bench-venv");
-    let py = venv.join("bin/python");
-    if !py.is_file() {
-        eprintln!("creating {} for the Python reference ...", venv.display());
-        let ok = Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new(&py)
-                .args(["-m", "pip", "install", "-q", "-r"])
-                .arg(root.join("tools/vision-bench/requirements.txt"))
-                .status()
-                .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("could not set up the Python reference; printing Rust timings only");
-            return None;
-        }
-    }
-    Some(py)
 }
 
 /// The long-lived Python reference: one JSON answer line per command line.
@@ -218,9 +194,11 @@ fn main() {
                 .map(|e| e.path())
                 .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
         });
-    let mut reference = python(&root).zip(sdist).and_then(|(py, sdist)| {
-        Reference::start(&py, &root, &photo_path, &sdist, &models, &canny_out)
-    });
+    let mut reference = reference_python::reference_python(&root)
+        .zip(sdist)
+        .and_then(|(py, sdist)| {
+            Reference::start(&py, &root, &photo_path, &sdist, &models, &canny_out)
+        });
     if reference.is_none() {
         eprintln!("the Python reference is not available; Rust timings only");
     }
