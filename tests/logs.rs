@@ -3,35 +3,29 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read as _};
+use std::io::Read as _;
 use std::process::{Command, Stdio};
 
 /// Starts `likeness serve` on an empty styles folder with `extra` arguments, waits until it
 /// listens, stops it, and returns what it wrote to stderr.
 fn serve_and_stop(extra: &[&str]) -> String {
     let styles = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_likeness"))
-        .arg("serve")
-        .args(["--addr", "127.0.0.1:0"])
-        .arg("--styles")
-        .arg(styles.path())
-        .arg("--models")
-        .arg(common::models_dir())
-        .arg("--cache-dir")
-        .arg(common::component_cache())
-        .args(extra)
-        .env_remove("LIKENESS_CONFIG")
-        .env_remove("LIKENESS_LOG_FORMAT")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning likeness serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("listening on "), "{line:?}");
+    let (mut child, _url) = common::serve::spawn_listening(
+        Command::new(env!("CARGO_BIN_EXE_likeness"))
+            .arg("serve")
+            .args(["--addr", "127.0.0.1:0"])
+            .arg("--styles")
+            .arg(styles.path())
+            .arg("--models")
+            .arg(common::models_dir())
+            .arg("--cache-dir")
+            .arg(common::component_cache())
+            .args(extra)
+            .env_remove("LIKENESS_CONFIG")
+            .env_remove("LIKENESS_LOG_FORMAT")
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped()),
+    );
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

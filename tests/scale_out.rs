@@ -225,9 +225,7 @@ impl Node {
             .text()
             .await
             .unwrap();
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or(0.0)
+        common::metric_value(&text, series)
     }
 
     /// Waits until this worker runs a job.
