@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, ensure};
 use sha2::{Digest, Sha256};
@@ -104,13 +104,16 @@ pub fn read(dir: &Path) -> anyhow::Result<PackageFiles> {
 /// world match, `describe()` agreeing with the manifest, and dry `plan` and `post-process` calls
 /// on synthetic analyses. Compilation runs on a blocking thread, off the request path.
 pub async fn load(runtime: &Arc<StyleRuntime>, dir: &Path) -> anyhow::Result<Arc<LoadedStyle>> {
-    load_files(runtime, read(dir)?).await
+    load_files(runtime, read(dir)?, None).await
 }
 
-/// Validates and compiles a package already [`read`] (the rest of [`load`]).
+/// Validates and compiles a package already [`read`] (the rest of [`load`]). Compilations
+/// take turns ([`StyleRuntime::compile_turn`]) and are bounded by the component's size
+/// limits, not by time; `limit` bounds the guest's part (`describe` and the dry runs).
 pub async fn load_files(
     runtime: &Arc<StyleRuntime>,
     files: PackageFiles,
+    limit: Option<Duration>,
 ) -> anyhow::Result<Arc<LoadedStyle>> {
     let PackageFiles {
         manifest,
@@ -133,28 +136,50 @@ pub async fn load_files(
         None
     };
 
+    // Compiling is the host's own work, bounded by the component's size limits: it takes its
+    // turn and is not timed. The guest's part (`describe`, dry runs) is, as a whole.
+    let turn = runtime.compile_turn(&digest).await;
+    let compiling = Instant::now();
     let component = {
         let runtime = runtime.clone();
         let id = manifest.id.clone();
         let digest = digest.clone();
-        tokio::task::spawn_blocking(move || runtime.compile(&id, &wasm, &digest, limits, assets))
-            .await
-            .context("the compiler thread failed")?
-            .with_context(|| format!("compiling {}", manifest.component))?
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            runtime.compile(&id, &wasm, &digest, limits, assets)
+        })
+        .await
+        .context("the compiler thread failed")?
+        .with_context(|| format!("compiling {}", manifest.component))?
     };
+    tracing::debug!(style = %manifest.id, took = ?compiling.elapsed(), "component ready");
 
-    let info = component.describe().await?;
-    for (field, said, manifest_says) in [
-        ("id", &info.id, &manifest.id),
-        ("name", &info.name, &manifest.name),
-        ("version", &info.version, &manifest.version),
-    ] {
-        ensure!(
-            said == manifest_says,
-            "describe() says {field} '{said}', but style.toml says '{manifest_says}'"
-        );
-    }
-    dry_run(&component, &info).await?;
+    let checking = async {
+        let info = component.describe().await?;
+        for (field, said, manifest_says) in [
+            ("id", &info.id, &manifest.id),
+            ("name", &info.name, &manifest.name),
+            ("version", &info.version, &manifest.version),
+        ] {
+            ensure!(
+                said == manifest_says,
+                "describe() says {field} '{said}', but style.toml says '{manifest_says}'"
+            );
+        }
+        dry_run(&component, &info).await?;
+        Ok(info)
+    };
+    let info = match limit {
+        Some(limit) => tokio::time::timeout(limit, checking)
+            .await
+            .unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "describe and the dry runs took longer than {} s",
+                    limit.as_secs_f64()
+                ))
+            })?,
+        None => checking.await?,
+    };
 
     Ok(Arc::new(LoadedStyle {
         manifest,
