@@ -1,6 +1,6 @@
 //! Scale-out on Redis Streams with separate processes of the real binary: an API node and
 //! workers sharing a real redis-server (each test starts its own on a free loopback port,
-//! without persistence, and kills it at the end). Under `CI=true` a missing redis-server fails
+//! without persistence unless it restarts Redis, and kills it at the end). Under `CI=true` a missing redis-server fails
 //! the tests; elsewhere they are skipped with a note.
 //!
 //! The generations use the CPU tier on a small photo without a face: the first-party
@@ -61,14 +61,28 @@ struct Redis {
     binary: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// Where it keeps its append-only file, when it persists its data.
+    data: Option<tempfile::TempDir>,
 }
 
 impl Redis {
+    /// A server without persistence: a restart loses everything.
     fn start(binary: PathBuf) -> Redis {
+        Redis::started(binary, None)
+    }
+
+    /// A server that writes every change to its append-only file before it answers
+    /// (`appendfsync always`), so that a restart keeps every acknowledged write.
+    fn persistent(binary: PathBuf) -> Redis {
+        Redis::started(binary, Some(tempfile::tempdir().unwrap()))
+    }
+
+    fn started(binary: PathBuf, data: Option<tempfile::TempDir>) -> Redis {
         let mut redis = Redis {
             binary,
             port: free_port(),
             child: None,
+            data,
         };
         redis.up();
         redis
@@ -80,9 +94,17 @@ impl Redis {
 
     /// Starts the server (again, on the same port) and waits until it answers PING.
     fn up(&mut self) {
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", ""]);
+        match &self.data {
+            Some(dir) => command
+                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                .arg(dir.path()),
+            None => command.args(["--appendonly", "no"]),
+        };
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -109,7 +131,7 @@ impl Redis {
             && &answer == b"+PONG\r\n"
     }
 
-    /// Kills the server (its data goes with it: no persistence).
+    /// Kills the server (SIGKILL: without persistence its data goes with it).
     fn down(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -131,7 +153,8 @@ struct Node {
 }
 
 impl Node {
-    /// Starts `likeness serve` on `styles` with `args` and waits until it listens.
+    /// Starts `likeness serve` on `styles` with `args` (two generation slots unless they say)
+    /// and waits until it listens.
     fn start(styles: &Path, args: &[&str]) -> Node {
         let (child, url) = common::serve::spawn_listening(
             Command::new(env!("CARGO_BIN_EXE_likeness"))
@@ -143,7 +166,11 @@ impl Node {
                 .arg(common::models_dir())
                 .arg("--cache-dir")
                 .arg(common::component_cache())
-                .args(["--generation-slots", "2"])
+                .args(if args.contains(&"--generation-slots") {
+                    &[][..]
+                } else {
+                    &["--generation-slots", "2"][..]
+                })
                 .args(args)
                 .env_remove("LIKENESS_CONFIG")
                 .env_remove("LIKENESS_API_KEYS")
@@ -226,6 +253,11 @@ impl Node {
             .await
             .unwrap();
         common::metric_value(&text, series)
+    }
+
+    /// Jobs this worker has taken from the queue (each delivery counted).
+    async fn deliveries(&self) -> f64 {
+        self.metric("likeness_queue_deliveries_count").await
     }
 
     /// Waits until this worker runs a job.
@@ -457,7 +489,7 @@ async fn an_api_node_and_two_workers_answer_as_one_process_does() {
     // Both workers took part, and nothing was reclaimed.
     let mut ran = 0.0;
     for worker in &workers {
-        let mine = worker.metric("likeness_queue_deliveries_count").await;
+        let mine = worker.deliveries().await;
         assert!(mine > 0.0, "a worker ran nothing");
         ran += mine;
         assert_eq!(worker.metric("likeness_queue_reclaims_total").await, 0.0);
@@ -596,18 +628,34 @@ async fn a_full_queue_or_a_keys_share_answers_429_with_retry_after() {
     assert_eq!(api.metric("likeness_queue_length").await, 3.0);
 }
 
+/// Redis restarted with its data persisted (AOF, `appendfsync always`): while it is down the
+/// API answers 503 and the worker's /readyz says so; afterwards both recover by themselves, and
+/// every job accepted before the outage (queued, running, or finished while Redis was away)
+/// ends `succeeded` with one stored result. Once the queue has drained, every entry has been
+/// acknowledged, so every job must have its result by then: a worker that acknowledged a job
+/// whose outcome it had not stored would leave that job unfinished with nothing left to run it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn while_redis_is_down_the_api_answers_503_and_recovers_by_itself() {
     let Some(binary) = redis_server() else { return };
-    let mut redis = Redis::start(binary);
+    let mut redis = Redis::persistent(binary);
     let styles = styles();
     let api = Node::api(styles.path(), &redis, &[]);
     let worker = Node::worker(styles.path(), &redis, &[]);
-    api.ready(&["pixel-art"]).await;
-    worker.ready(&["pixel-art"]).await;
+    api.ready(&["pixel-art", "hostile"]).await;
+    worker.ready(&["pixel-art", "hostile"]).await;
     let before = submit(&api, "pixel-art", None).await;
     assert_eq!(finished(&api, &before).await["status"], "succeeded");
 
+    // Jobs in flight when Redis goes: two running on the worker's two slots (each style call
+    // sleeps 1.5 s), four queued behind them, and a synchronous request whose client waits
+    // through the outage.
+    let mut accepted = Vec::new();
+    for _ in 0..6 {
+        accepted.push(submit(&api, "hostile", Some(r#"{"sleep-ms": 1500}"#)).await);
+    }
+    let waiting = tokio::spawn(generation(&api, "hostile", Some(r#"{"sleep-ms": 100}"#)).send());
+    worker.wait_until_busy().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     redis.down();
     let refused = generation(&api, "pixel-art", None).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -626,6 +674,14 @@ async fn while_redis_is_down_the_api_answers_503_and_recovers_by_itself() {
         .await
         .unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // The two running generations end while Redis is away: their outcomes must wait.
+    let ended = r#"likeness_generations_total{method="none",status="200",style="hostile"}"#;
+    let deadline = Instant::now() + HANG;
+    while worker.metric(ended).await < 2.0 {
+        assert!(Instant::now() < deadline, "the running jobs never ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     redis.up();
     // Both recover by themselves: the next generations succeed, synchronous and queued.
@@ -642,6 +698,48 @@ async fn while_redis_is_down_the_api_answers_503_and_recovers_by_itself() {
     let after = submit(&api, "pixel-art", None).await;
     assert_eq!(finished(&api, &after).await["status"], "succeeded");
     worker.ready(&["pixel-art"]).await;
+    // The synchronous client waited through the outage and got its answer (or, had its
+    // request come after Redis went, a 503 at once: never anything else, never a hang).
+    let answer = waiting.await.unwrap().unwrap();
+    let status = answer.status();
+    let body = answer.text().await.unwrap();
+    assert!(
+        status == StatusCode::OK
+            || (status == StatusCode::SERVICE_UNAVAILABLE && body.contains("queue_unavailable")),
+        "the synchronous request: {status} {body}"
+    );
+
+    // The queue drains: every entry acknowledged, none left pending.
+    let deadline = Instant::now() + HANG;
+    while api.metric("likeness_queue_length").await > 0.0
+        || api.metric("likeness_queue_pending").await > 0.0
+    {
+        assert!(Instant::now() < deadline, "the queue never drained");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // So every accepted job is done, each with one result, stored and unchanged on reading.
+    for id in &accepted {
+        let job: Value = common::client()
+            .get(api.at(&format!("/v1/jobs/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            job["status"], "succeeded",
+            "job {id} was acknowledged but is not done: {job}"
+        );
+        assert!(job["result"]["output"].is_object(), "{job}");
+        assert_eq!(finished(&api, id).await["result"], job["result"]);
+        let all = events(&api, id, None).await;
+        let ends = all
+            .iter()
+            .filter(|(name, _, _)| ["succeeded", "failed", "canceled"].contains(&name.as_str()))
+            .count();
+        assert_eq!(ends, 1, "job {id} was reported finished {ends} times");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
