@@ -818,3 +818,44 @@ async fn a_worker_serving_another_build_of_the_style_says_so() {
     let response = generation(&api, "pixel-art", None).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+/// `--role all` with a Redis queue is an API node and a worker in one process: beside a
+/// worker process it answers every kind of generation, and both take jobs from the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_of_role_all_answers_and_shares_the_work_with_a_worker() {
+    let Some(binary) = redis_server() else { return };
+    let redis = Redis::start(binary);
+    let styles = styles();
+    let url = redis.url();
+    let one_slot = ["--generation-slots", "1", "--claim-idle-ms", "1000"];
+    let all = Node::start(
+        styles.path(),
+        &[&["--role", "all", "--queue", &url][..], &one_slot].concat(),
+    );
+    let worker = Node::worker(styles.path(), &redis, &one_slot[..2]);
+    all.ready(&["pixel-art", "hostile"]).await;
+    worker.ready(&["pixel-art", "hostile"]).await;
+    // Sync JSON, sync image, async and SSE through the `all` node.
+    for kind in 0..4 {
+        each_kind(&all, "pixel-art", kind).await;
+    }
+    // One node's only slot held by a long job, the next job is the other node's.
+    let long = submit(&all, "hostile", Some(r#"{"sleep-ms": 4000}"#)).await;
+    let deadline = Instant::now() + HANG;
+    while all.metric("likeness_worker_busy").await + worker.metric("likeness_worker_busy").await
+        < 1.0
+    {
+        assert!(Instant::now() < deadline, "nobody took the long job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let short = submit(&all, "hostile", None).await;
+    for id in [&short, &long] {
+        let job = finished(&all, id).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+    let (here, there) = (all.deliveries().await, worker.deliveries().await);
+    assert_eq!(here + there, 6.0, "every job was taken once");
+    assert!(here >= 1.0 && there >= 1.0, "all: {here}, worker: {there}");
+    assert_eq!(all.metric("likeness_queue_reclaims_total").await, 0.0);
+    assert_eq!(all.metric("likeness_queue_length").await, 0.0);
+}
