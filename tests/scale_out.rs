@@ -329,18 +329,23 @@ async fn submit(node: &Node, style: &str, options: Option<&str>) -> String {
     job["id"].as_str().unwrap().to_string()
 }
 
+/// Job `id` as `node` tells it now.
+async fn job_now(node: &Node, id: &str) -> Value {
+    common::client()
+        .get(node.at(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Polls job `id` until it has finished.
 async fn finished(node: &Node, id: &str) -> Value {
     let deadline = Instant::now() + HANG;
     loop {
-        let job: Value = common::client()
-            .get(node.at(&format!("/v1/jobs/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let job = job_now(node, id).await;
         if ["succeeded", "failed", "canceled"].contains(&job["status"].as_str().unwrap()) {
             return job;
         }
@@ -381,7 +386,6 @@ fn facts(response: &reqwest::Response) -> BTreeMap<String, String> {
 /// One generation of each kind (sync JSON, sync image, async, SSE) against `node`, as
 /// comparable values.
 async fn each_kind(node: &Node, style: &str, round: usize) -> Vec<Value> {
-    let http = common::client();
     let mut out = Vec::new();
     match round % 4 {
         0 => {
@@ -423,14 +427,7 @@ async fn each_kind(node: &Node, style: &str, round: usize) -> Vec<Value> {
             let resumed = events(node, &id, Some("2")).await;
             assert_eq!(resumed.first().map(|(_, seq, _)| *seq), Some(3));
             assert_eq!(resumed.len(), all.len() - 2);
-            let job: Value = http
-                .get(node.at(&format!("/v1/jobs/{id}")))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let job = job_now(node, &id).await;
             out.push(
                 serde_json::json!({"events": names, "result": comparable(job["result"].clone())}),
             );
@@ -719,14 +716,7 @@ async fn while_redis_is_down_the_api_answers_503_and_recovers_by_itself() {
     }
     // So every accepted job is done, each with one result, stored and unchanged on reading.
     for id in &accepted {
-        let job: Value = common::client()
-            .get(api.at(&format!("/v1/jobs/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let job = job_now(&api, id).await;
         assert_eq!(
             job["status"], "succeeded",
             "job {id} was acknowledged but is not done: {job}"
@@ -858,4 +848,129 @@ async fn a_node_of_role_all_answers_and_shares_the_work_with_a_worker() {
     assert!(here >= 1.0 && there >= 1.0, "all: {here}, worker: {there}");
     assert_eq!(all.metric("likeness_queue_reclaims_total").await, 0.0);
     assert_eq!(all.metric("likeness_queue_length").await, 0.0);
+}
+
+/// A generation of `style` on the photo `name` (from tests/photos).
+fn generation_on(node: &Node, style: &str, name: &str) -> reqwest::RequestBuilder {
+    common::client()
+        .post(node.at(&format!("/v1/styles/{style}/generations")))
+        .multipart(common::photo_form(name, Some(r#"{"seed": 3}"#)))
+}
+
+/// An anime generation on a photo with one clear face, as JSON (which must be 200 OK).
+async fn anime(node: &Node) -> Value {
+    let response = generation_on(node, "anime", "astronaut.png")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+impl Node {
+    /// The value of metric `name` for worker class `class`.
+    async fn of_class(&self, name: &str, class: &str) -> f64 {
+        self.metric(&format!(r#"{name}{{class="{class}"}}"#)).await
+    }
+
+    /// Waits until this API node sees `cpu` and `diffusion` live workers of each class.
+    async fn sees_workers(&self, cpu: f64, diffusion: f64) {
+        let deadline = Instant::now() + HANG;
+        loop {
+            let live = (
+                self.of_class("likeness_queue_class_workers", "cpu").await,
+                self.of_class("likeness_queue_class_workers", "diffusion")
+                    .await,
+            );
+            if live == (cpu, diffusion) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "live workers stay {live:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Workers that differ, one with a diffusion pack (the tiny pack) and one without: the job of
+/// a style whose plan picks diffusion (anime, on one clear face: InstantID) runs on the
+/// diffusion worker, as its answer's method says (the CPU worker would answer a CPU method);
+/// CPU jobs run on either. With its diffusion worker killed, such a job waits in the diffusion
+/// stream for the next diffusion worker; once no diffusion worker is live, the CPU worker runs
+/// the job as one process without a diffusion pack does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_go_to_workers_that_can_run_what_their_style_plans() {
+    let Some(binary) = redis_server() else { return };
+    let redis = Redis::start(binary);
+    let styles = styles();
+    let pack = common::tiny_pack();
+    let with_pack = ["--diffusion-pack", pack.to_str().unwrap()];
+    let api = Node::api(styles.path(), &redis, &[]);
+    let mut diffusion = Node::worker(styles.path(), &redis, &with_pack);
+    let cpu = Node::worker(styles.path(), &redis, &[]);
+    for node in [&api, &diffusion, &cpu] {
+        node.ready(&["anime", "hostile"]).await;
+    }
+    api.sees_workers(1.0, 1.0).await;
+
+    for _ in 0..2 {
+        let body = anime(&api).await;
+        assert_eq!(body["method"], "instant-id", "{}", body["reason"]);
+    }
+    // The hostile test style plans method `none` (a CPU style): its jobs run on either.
+    let mut cpu_jobs = Vec::new();
+    for _ in 0..4 {
+        cpu_jobs.push(submit(&api, "hostile", None).await);
+    }
+    for id in &cpu_jobs {
+        assert_eq!(finished(&api, id).await["status"], "succeeded");
+    }
+    let ran = r#"likeness_generations_total{method="instant-id",status="200",style="anime"}"#;
+    assert_eq!(diffusion.metric(ran).await, 2.0);
+    assert_eq!(
+        diffusion.deliveries().await + cpu.deliveries().await,
+        6.0,
+        "every job was taken once"
+    );
+
+    // Killed, the diffusion worker still counts as live until its advertisement lapses: a
+    // job for it waits in its stream (the CPU worker does not read it) for the next one.
+    diffusion.kill();
+    let response = generation_on(&api, "anime", "astronaut.png")
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let waiting = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        api.of_class("likeness_queue_class_length", "diffusion")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        api.of_class("likeness_queue_class_length", "cpu").await,
+        0.0
+    );
+    let mut next = Node::worker(styles.path(), &redis, &with_pack);
+    let job = finished(&api, &waiting).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["method"], "instant-id", "{job}");
+
+    // Stopped, the next one withdraws at once: anime runs on the CPU worker, which has no
+    // diffusion method to offer its plan (it answers a CPU method, as one process would).
+    assert!(next.terminate().success());
+    api.sees_workers(1.0, 0.0).await;
+    let body = anime(&api).await;
+    let method = body["method"].as_str().unwrap();
+    assert!(
+        ["style-transfer", "none"].contains(&method),
+        "{method}: {}",
+        body["reason"]
+    );
+    assert_eq!(api.metric("likeness_queue_length").await, 0.0);
 }
