@@ -33,6 +33,9 @@ pub struct LoadedStyle {
     pub component: StyleComponent,
     /// The package's preview picture, if it has one.
     pub preview: Option<Preview>,
+    /// Whether its dry-run plan, offered the diffusion methods, picks one: a fleet routes its
+    /// jobs to workers with a diffusion pack (`crate::queue::class`).
+    pub plans_diffusion: bool,
 }
 
 impl std::fmt::Debug for LoadedStyle {
@@ -166,10 +169,10 @@ pub async fn load_files(
                 "describe() says {field} '{said}', but style.toml says '{manifest_says}'"
             );
         }
-        dry_run(&component, &info).await?;
-        Ok(info)
+        let plans_diffusion = dry_run(&component, &info).await?;
+        Ok((info, plans_diffusion))
     };
-    let info = match limit {
+    let (info, plans_diffusion) = match limit {
         Some(limit) => tokio::time::timeout(limit, checking)
             .await
             .unwrap_or_else(|_| {
@@ -189,17 +192,20 @@ pub async fn load_files(
         loaded_at: SystemTime::now(),
         component,
         preview,
+        plans_diffusion,
     }))
 }
 
 /// Plans a one-face and a no-face photo with and without diffusion capabilities, then
 /// post-processes a small photo with the plan for a host without diffusion. The options are
 /// the style's defaults (checked against its own specs). The runtime checks
-/// every result's bounds (`wasm::checks`), as it does at request time.
-async fn dry_run(component: &StyleComponent, info: &StyleInfo) -> anyhow::Result<()> {
+/// every result's bounds (`wasm::checks`), as it does at request time. Returns whether a plan
+/// offered the diffusion methods picked one.
+async fn dry_run(component: &StyleComponent, info: &StyleInfo) -> anyhow::Result<bool> {
     let options = likeness_contract::options::check(&info.params, &[])
         .context("the style's defaults fail its own parameter specs")?;
     let mut fallback_plan = None;
+    let mut plans_diffusion = false;
     for analysis in [synthetic_analysis(1), synthetic_analysis(0)] {
         for capabilities in [Capabilities::none(), Capabilities::all()] {
             let plan = component
@@ -208,6 +214,8 @@ async fn dry_run(component: &StyleComponent, info: &StyleInfo) -> anyhow::Result
                 .context("the dry plan failed")?;
             if capabilities.diffusion_sizes.is_none() {
                 fallback_plan = Some(plan);
+            } else {
+                plans_diffusion |= plan.method.kind().is_diffusion();
             }
         }
     }
@@ -222,7 +230,7 @@ async fn dry_run(component: &StyleComponent, info: &StyleInfo) -> anyhow::Result
         .post_process(&photo, &synthetic_analysis(0), &plan, &options)
         .await
         .context("the dry post-process failed")?;
-    Ok(())
+    Ok(plans_diffusion)
 }
 
 /// A 1024x1024 photo's analysis with `faces` evenly sized, well-placed faces.
