@@ -125,11 +125,14 @@ pub fn apply_paper(image: &mut Rgba, texture: &Plane, strength: f32) {
     for (y, row) in image.data.chunks_exact_mut(w * 4).enumerate() {
         let t = (y % th) * tw;
         let (heights, tones) = (&texture.data[t..t + tw], &relief.data[t..t + tw]);
-        for (x, p) in row.chunks_exact_mut(4).enumerate() {
-            let d = 1.0 + strength * 0.5 * (0.5 - heights[x % tw]);
-            let tone = tones[x % tw];
-            for c in &mut p[..3] {
-                *c = to_byte(pigment(*c as f32 * (1.0 / 255.0), d) * tone);
+        // The texture's row repeats across the image's: one stretch of `tw` pixels at a time.
+        for stretch in row.chunks_mut(tw * 4) {
+            let texels = heights.iter().zip(tones);
+            for (p, (&height, &tone)) in stretch.chunks_exact_mut(4).zip(texels) {
+                let d = 1.0 + strength * 0.5 * (0.5 - height);
+                for c in &mut p[..3] {
+                    *c = to_byte(pigment(*c as f32 * (1.0 / 255.0), d) * tone);
+                }
             }
         }
     }
