@@ -304,3 +304,41 @@ pub(crate) fn write_channel(values: &[f32], c: usize, data: &mut [u8]) -> usize 
     }
     n
 }
+
+/// The RGBA pixel at byte `i` of `data` as four `f32` lanes (`c as f32` of each byte).
+#[inline(always)]
+fn pixel_f32(data: &[u8], i: usize) -> v128 {
+    let p = &data[i..i + 4];
+    let px = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
+    f32x4_convert_u32x4(u32x4_extend_low_u16x8(u16x8_extend_low_u8x16(u32x4_splat(
+        px,
+    ))))
+}
+
+/// One pixel of `Rgba::displace`: the bilinear mix of the pixels at bytes `a`, `b` (the row
+/// above, left and right) and `c`, `d` (below) of `src` by `tx` and `ty`, rounded (`+ 0.5`
+/// and `as u8`, which saturates, NaN to 0) into the colour bytes at `o` of `out`; the same
+/// operations per channel as the scalar loop, the channels as lanes.
+#[inline(always)]
+pub(crate) fn bilinear_pixel(
+    src: &[u8],
+    [a, b, c, d]: [usize; 4],
+    (tx, ty): (f32, f32),
+    out: &mut [u8],
+    o: usize,
+) {
+    let (pa, pb) = (pixel_f32(src, a), pixel_f32(src, b));
+    let (pc, pd) = (pixel_f32(src, c), pixel_f32(src, d));
+    let (tx, ty) = (f32x4_splat(tx), f32x4_splat(ty));
+    let top = f32x4_add(pa, f32x4_mul(f32x4_sub(pb, pa), tx));
+    let bottom = f32x4_add(pc, f32x4_mul(f32x4_sub(pd, pc), tx));
+    let v = f32x4_add(
+        f32x4_add(top, f32x4_mul(f32x4_sub(bottom, top), ty)),
+        f32x4_splat(0.5),
+    );
+    // Saturating conversions all the way down: as `as u8` does, NaN to 0.
+    let words = i32x4_trunc_sat_f32x4(v);
+    let shorts = i16x8_narrow_i32x4(words, words);
+    let bytes = (i32x4_extract_lane::<0>(u8x16_narrow_i16x8(shorts, shorts)) as u32).to_le_bytes();
+    out[o..o + 3].copy_from_slice(&bytes[..3]);
+}
