@@ -846,29 +846,24 @@ fn fallback_input(photo: &RgbImage) -> Image {
 /// Analyses `image`; with [`AnalyzeOptions::min_face_share`] set, looks again at every face
 /// size when the faces found leave the default plan open
 /// ([`policy::settled_without_faces_under`]), so the plan is the one a full detection gives.
+/// Looking again goes on with the same detection ([`Vision::analyze_until`]): one MTCNN pass
+/// over the pyramid either way, each level and box done once.
 pub fn analyze_image(
     vision: &Vision,
     image: &RgbImage,
     options: &AnalyzeOptions,
 ) -> Result<likeness_vision::Analysis, GenerateError> {
-    let run = |options: &AnalyzeOptions| {
-        vision.analyze(image, options).map_err(|error| match error {
+    let settled = |analysis: &likeness_vision::Analysis| {
+        options.min_face_share.is_none_or(|share| {
+            policy::settled_without_faces_under(&to_style_analysis(analysis), share)
+        })
+    };
+    vision
+        .analyze_until(image, options, &settled)
+        .map_err(|error| match error {
             VisionError::Ingest(error) => GenerateError::Image(error),
             other => GenerateError::Vision(other),
         })
-    };
-    let analysis = run(options)?;
-    match options.min_face_share {
-        Some(share)
-            if !policy::settled_without_faces_under(&to_style_analysis(&analysis), share) =>
-        {
-            run(&AnalyzeOptions {
-                min_face_share: None,
-                ..*options
-            })
-        }
-        _ => Ok(analysis),
-    }
 }
 
 /// The analysis as the style contract carries it.

@@ -380,61 +380,48 @@ impl Vision {
     /// `img`'s pixels, faces sorted largest first with their share of the image, the first marked
     /// dominant, and (if asked) an identity embedding per face from crops aligned on `img` itself.
     pub fn analyze(&self, img: &RgbImage, options: &AnalyzeOptions) -> Result<Analysis> {
+        self.analyze_until(img, options, &|_| true)
+    }
+
+    /// [`analyze`](Vision::analyze) with `options.min_face_share`'s cheaper detection first,
+    /// then, when `settled` says no of its analysis, every face (what `min_face_share: None`
+    /// finds): MTCNN goes on with the same run, scanning only the pyramid levels and judging
+    /// only the boxes the cheaper detection did not. Without `min_face_share`, one detection.
+    pub fn analyze_until(
+        &self,
+        img: &RgbImage,
+        options: &AnalyzeOptions,
+        settled: &dyn Fn(&Analysis) -> bool,
+    ) -> Result<Analysis> {
         let detector = self.detector(options.detector)?;
-        let (w, h) = img.dimensions();
-        let (small, [fx, fy]) = ingest::bounded(img, self.max_analysis_side);
+        let (small, scale) = ingest::bounded(img, self.max_analysis_side);
         let min = options.min_score.unwrap_or(detector.min_score());
+        let analysis_of = |found: &[Detection]| Analysis {
+            width: img.width(),
+            height: img.height(),
+            detector: detector.kind(),
+            embedding_model: None,
+            faces: faces_of(found, min, scale, img.dimensions()),
+        };
         let found = match options.min_face_share {
             Some(share) => {
                 let side = (share.max(0.0) * small.width() as f32 * small.height() as f32).sqrt();
-                detector.detect_from(&small, side / 2.0)?
+                detector.detect_from_or_all(&small, side / 2.0, &mut |found| {
+                    !settled(&analysis_of(found))
+                })?
             }
             None => detector.detect(&small)?,
         };
-        let mut dets: Vec<Detection> = found
-            .into_iter()
-            .filter(|d| d.score >= min)
-            .map(|d| Detection {
-                bbox: [
-                    d.bbox[0] * fx,
-                    d.bbox[1] * fy,
-                    d.bbox[2] * fx,
-                    d.bbox[3] * fy,
-                ],
-                score: d.score,
-                landmarks: d.landmarks.map(|p| [p[0] * fx, p[1] * fy]),
-            })
-            .collect();
-        dets.sort_by(|a, b| b.area().total_cmp(&a.area()));
-        let area = (w as f32 * h as f32).max(1.0);
-        let mut faces: Vec<Face> = dets
-            .iter()
-            .enumerate()
-            .map(|(i, d)| Face {
-                bbox: d.bbox,
-                score: d.score,
-                landmarks: d.landmarks,
-                share: d.area() / area,
-                dominant: i == 0,
-                embedding: None,
-            })
-            .collect();
-        let mut embedding_model = None;
-        if options.embedding && !faces.is_empty() {
-            let lms: Vec<[[f32; 2]; 5]> = faces.iter().map(|f| f.landmarks).collect();
+        let mut analysis = analysis_of(&found);
+        if options.embedding && !analysis.faces.is_empty() {
+            let lms: Vec<[[f32; 2]; 5]> = analysis.faces.iter().map(|f| f.landmarks).collect();
             let embeddings = self.embed_faces(img, &lms)?;
-            for (f, e) in faces.iter_mut().zip(embeddings) {
+            for (f, e) in analysis.faces.iter_mut().zip(embeddings) {
                 f.embedding = Some(e);
             }
-            embedding_model = self.embedder.as_ref().map(|e| e.name().to_string());
+            analysis.embedding_model = self.embedder.as_ref().map(|e| e.name().to_string());
         }
-        Ok(Analysis {
-            width: w,
-            height: h,
-            detector: detector.kind(),
-            embedding_model,
-            faces,
-        })
+        Ok(analysis)
     }
 
     /// Aligns each face (five landmarks in `img`'s pixels) and embeds the crops in one batch.
@@ -475,4 +462,36 @@ impl Vision {
             .ok_or_else(|| VisionError::MissingModel("depth".into()))?
             .estimate(img)
     }
+}
+
+/// The detections over `min` score of a copy scaled by `[fx, fy]` from an image of `size`, as
+/// faces in that image's pixels, largest first, the first dominant, with their shares.
+fn faces_of(found: &[Detection], min: f32, [fx, fy]: [f32; 2], size: (u32, u32)) -> Vec<Face> {
+    let mut dets: Vec<Detection> = found
+        .iter()
+        .filter(|d| d.score >= min)
+        .map(|d| Detection {
+            bbox: [
+                d.bbox[0] * fx,
+                d.bbox[1] * fy,
+                d.bbox[2] * fx,
+                d.bbox[3] * fy,
+            ],
+            score: d.score,
+            landmarks: d.landmarks.map(|p| [p[0] * fx, p[1] * fy]),
+        })
+        .collect();
+    dets.sort_by(|a, b| b.area().total_cmp(&a.area()));
+    let area = (size.0 as f32 * size.1 as f32).max(1.0);
+    dets.iter()
+        .enumerate()
+        .map(|(i, d)| Face {
+            bbox: d.bbox,
+            score: d.score,
+            landmarks: d.landmarks,
+            share: d.area() / area,
+            dominant: i == 0,
+            embedding: None,
+        })
+        .collect()
 }

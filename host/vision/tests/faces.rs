@@ -296,3 +296,98 @@ fn one_engine_serves_concurrent_requests() {
     });
     assert_eq!(results, vec![1; 4]);
 }
+
+/// The plan's cheaper detection (faces of at least half the side of 1% of the photo), widened
+/// to every face size when its faces leave the plan open, is one MTCNN pass: every pyramid
+/// level is scanned once, and it finds bit for bit what a fresh full run finds, on the test
+/// photos, a 6-face collage and the host_overhead bench's 1920x1080 group of four.
+#[test]
+fn a_widened_scan_is_the_full_detection_in_one_pass() {
+    let v = vision();
+    let mtcnn = v.mtcnn().expect("mtcnn");
+    let names = [
+        "astronaut.png",
+        "obama.jpg",
+        "biden.jpg",
+        "camera.png",
+        "obama2.jpg",
+    ];
+    let faces = names.map(photo);
+    let mut cases: Vec<(String, RgbImage)> = [
+        "astronaut.png",
+        "biden.jpg",
+        "camera.png",
+        "chelsea.png",
+        "coffee.png",
+        "obama.jpg",
+        "obama2.jpg",
+        "rocket.jpg",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), photo(n)))
+    .collect();
+    let mut collage = RgbImage::new(1536, 1024);
+    for i in 0..6 {
+        let tile = square_tile(&faces[i % 5], 512);
+        imageops::replace(
+            &mut collage,
+            &tile,
+            (i as i64 % 3) * 512,
+            (i as i64 / 3) * 512,
+        );
+    }
+    cases.push(("collage of 6".into(), collage));
+    let mut group = RgbImage::from_pixel(1920, 1080, image::Rgb([128, 128, 128]));
+    for (i, face) in faces.iter().take(4).enumerate() {
+        let scale = 420.0 / face.width().max(face.height()) as f32;
+        let (w, h) = (
+            (face.width() as f32 * scale).round() as u32,
+            (face.height() as f32 * scale).round() as u32,
+        );
+        imageops::replace(
+            &mut group,
+            &ingest::resize(face, w, h),
+            60 + i as i64 * 460,
+            330,
+        );
+    }
+    cases.push(("group 1920x1080".into(), group));
+    let mut skipped_levels = 0;
+    for (name, img) in &cases {
+        let (small, _) = ingest::bounded(img, 1024);
+        let side = (0.01 * small.width() as f64 * small.height() as f64).sqrt();
+        let (full, full_timings) = mtcnn.detect_timed(&small).expect("full");
+        let mut scan = mtcnn.scan(&small);
+        let coarse = scan.detect_from(side / 2.0).expect("coarse");
+        let coarse_levels = scan.timings.pnet_levels;
+        let widened = scan.detect_from(mtcnn.config().min_face).expect("widened");
+        println!(
+            "{name}: {} faces coarse, {} widened, {} full; P-Net levels {coarse_levels} coarse, \
+             {} widened, {} full",
+            coarse.len(),
+            widened.len(),
+            full.len(),
+            scan.timings.pnet_levels,
+            full_timings.pnet_levels
+        );
+        assert_eq!(
+            widened, full,
+            "{name}: the widened scan differs from a full run"
+        );
+        assert_eq!(
+            scan.timings.pnet_levels, full_timings.pnet_levels,
+            "{name}: a level was scanned twice or left out"
+        );
+        skipped_levels += full_timings.pnet_levels - coarse_levels;
+        // Widening again finds the same without running P-Net.
+        assert_eq!(
+            scan.detect_from(mtcnn.config().min_face).expect("again"),
+            full
+        );
+        assert_eq!(scan.timings.pnet_levels, full_timings.pnet_levels);
+    }
+    assert!(
+        skipped_levels >= cases.len(),
+        "the coarse scans skipped {skipped_levels} levels"
+    );
+}

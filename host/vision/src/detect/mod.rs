@@ -58,6 +58,23 @@ pub trait FaceDetector: Send + Sync {
         let _ = min_side;
         self.detect(img)
     }
+    /// [`detect_from`](FaceDetector::detect_from), then, when `again` says so of what it
+    /// found, every face, as [`detect`](FaceDetector::detect) finds them (the default runs
+    /// `detect`; MTCNN widens the same run to the pyramid levels and boxes it has not done, see
+    /// [`mtcnn::Scan`]).
+    fn detect_from_or_all(
+        &self,
+        img: &RgbImage,
+        min_side: f32,
+        again: &mut dyn FnMut(&[Detection]) -> bool,
+    ) -> Result<Vec<Detection>> {
+        let found = self.detect_from(img, min_side)?;
+        if again(&found) {
+            self.detect(img)
+        } else {
+            Ok(found)
+        }
+    }
 }
 
 /// Intersection over union of two `[x1,y1,x2,y2]` boxes (continuous coordinates).

@@ -4,6 +4,7 @@
 //! box regression, squaring, padding and NMS (Union, Union, Min), then a final minimum score.
 //! R-Net and O-Net run on batches of crops.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use image::RgbImage;
@@ -60,6 +61,8 @@ pub struct MtcnnTimings {
     pub other_ms: f64,
     /// The whole run.
     pub total_ms: f64,
+    /// P-Net runs (pyramid levels scanned).
+    pub pnet_levels: usize,
     /// Candidates after P-Net.
     pub pnet_boxes: usize,
     /// Candidates after R-Net.
@@ -144,34 +147,30 @@ impl Mtcnn {
         img: &RgbImage,
         min_face: f64,
     ) -> Result<(Vec<Detection>, MtcnnTimings)> {
-        let mut tm = MtcnnTimings::default();
-        let (w, h) = (img.width() as usize, img.height() as usize);
-        if w == 0 || h == 0 {
-            return Ok((Vec::new(), tm));
-        }
-        let t = Instant::now();
-        let src: &[u8] = img.as_raw();
-        let sat = Sat::new(img);
-        let boxes = self.stage1(src, w, h, min_face, &mut tm)?;
-        tm.pnet_boxes = boxes.len();
-        let mut dets = Vec::new();
-        if !boxes.is_empty() {
-            let boxes = self.stage2(src, &sat, w, h, boxes, &mut tm)?;
-            tm.rnet_boxes = boxes.len();
-            if !boxes.is_empty() {
-                dets = self.stage3(src, &sat, w, h, boxes, &mut tm)?;
-            }
-        }
-        tm.total_ms = ms(t);
-        tm.other_ms =
-            tm.total_ms - tm.pyramid_ms - tm.pnet_ms - tm.crops_ms - tm.rnet_ms - tm.onet_ms;
-        tracing::debug!("mtcnn {w}x{h}: {tm:?}");
-        Ok((dets, tm))
+        let mut scan = self.scan(img);
+        let dets = scan.detect_from(min_face)?;
+        Ok((dets, scan.timings))
     }
 
-    /// The pyramid's scales for faces of `min_face` pixels and more: the full pyramid (from
-    /// the configured smallest face) without its levels for smaller faces.
-    fn scales(&self, w: usize, h: usize, min_face: f64) -> Vec<f64> {
+    /// A run on `img` that can look again for smaller faces without redoing what it has done
+    /// (see [`Scan`]).
+    pub fn scan<'a>(&'a self, img: &'a RgbImage) -> Scan<'a> {
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let scales = self.scales(w, h);
+        Scan {
+            mtcnn: self,
+            img,
+            levels: vec![None; scales.len()],
+            scales,
+            sat: None,
+            rnet: HashMap::new(),
+            onet: HashMap::new(),
+            timings: MtcnnTimings::default(),
+        }
+    }
+
+    /// The full pyramid's scales (from the configured smallest face), finest first.
+    fn scales(&self, w: usize, h: usize) -> Vec<f64> {
         let m = 12.0 / self.config.min_face;
         let mut min_layer = w.min(h) as f64 * m;
         let mut scales = Vec::new();
@@ -181,214 +180,69 @@ impl Mtcnn {
             min_layer *= self.config.factor;
             k += 1;
         }
-        scales.retain(|s| 12.0 / s >= min_face * (1.0 - 1e-9));
         scales
     }
 
-    fn stage1(
-        &self,
-        src: &[u8],
-        w: usize,
-        h: usize,
-        min_face: f64,
-        tm: &mut MtcnnTimings,
-    ) -> Result<Vec<[f64; 5]>> {
-        let mut total: Vec<Cand> = Vec::new();
+    /// P-Net on one pyramid level: its candidates over the first threshold, after the level's
+    /// own NMS.
+    fn pnet_level(&self, level: Level, tm: &mut MtcnnTimings) -> Result<Vec<Cand>> {
+        let (scale, ws, hs, input) = level;
         let t = Instant::now();
-        let levels = pyramid(src, w, h, &self.scales(w, h, min_face));
-        tm.pyramid_ms += ms(t);
-        for (scale, ws, hs, input) in levels {
-            let t = Instant::now();
-            let out = self
-                .pnet
-                .run("input_1", &[1, ws, hs, 3], input, &["conv2d_4", "softmax"])?;
-            tm.pnet_ms += ms(t);
-            let (reg, prob) = (&out[0], &out[1]);
-            let (ow, oh) = match prob.shape.as_slice() {
-                [1, a, b, 2] => (*a, *b),
-                other => {
-                    return Err(crate::error::VisionError::inference(
-                        "mtcnn-pnet",
-                        format!("unexpected output shape {other:?}"),
-                    ));
-                }
-            };
-            if reg.data.len() < ow * oh * 4 || prob.data.len() < ow * oh * 2 {
+        let out = self
+            .pnet
+            .run("input_1", &[1, ws, hs, 3], input, &["conv2d_4", "softmax"])?;
+        tm.pnet_ms += ms(t);
+        tm.pnet_levels += 1;
+        let (reg, prob) = (&out[0], &out[1]);
+        let (ow, oh) = match prob.shape.as_slice() {
+            [1, a, b, 2] => (*a, *b),
+            other => {
                 return Err(crate::error::VisionError::inference(
                     "mtcnn-pnet",
-                    "short output",
+                    format!("unexpected output shape {other:?}"),
                 ));
             }
-            let mut picked: Vec<(usize, usize, f32)> = Vec::new();
-            // np.where over the transposed [W', H'] map: column-major in image terms.
-            for col in 0..ow {
-                for row in 0..oh {
-                    let score = prob.data[(col * oh + row) * 2 + 1];
-                    if score >= self.config.thresholds[0] {
-                        picked.push((col, row, score));
-                    }
+        };
+        if reg.data.len() < ow * oh * 4 || prob.data.len() < ow * oh * 2 {
+            return Err(crate::error::VisionError::inference(
+                "mtcnn-pnet",
+                "short output",
+            ));
+        }
+        let mut picked: Vec<(usize, usize, f32)> = Vec::new();
+        // np.where over the transposed [W', H'] map: column-major in image terms.
+        for col in 0..ow {
+            for row in 0..oh {
+                let score = prob.data[(col * oh + row) * 2 + 1];
+                if score >= self.config.thresholds[0] {
+                    picked.push((col, row, score));
                 }
             }
-            let single = picked.len() == 1;
-            let mut cands: Vec<Cand> = picked
-                .into_iter()
-                .map(|(col, row, score)| {
-                    // The reference flips the regression maps upside down when exactly one cell
-                    // passes (inherited from the original MTCNN code); kept for identical boxes.
-                    let rcol = if single { ow - 1 - col } else { col };
-                    let r = &reg.data[(rcol * oh + row) * 4..(rcol * oh + row) * 4 + 4];
-                    let (c, rw) = (col as f64, row as f64);
-                    [
-                        ((2.0 * c + 1.0) / scale).trunc(),
-                        ((2.0 * rw + 1.0) / scale).trunc(),
-                        ((2.0 * c + 12.0) / scale).trunc(),
-                        ((2.0 * rw + 12.0) / scale).trunc(),
-                        f64::from(score),
-                        f64::from(r[0]),
-                        f64::from(r[1]),
-                        f64::from(r[2]),
-                        f64::from(r[3]),
-                    ]
-                })
-                .collect();
-            let pick = nms(&cands, 0.5, false);
-            cands = pick.into_iter().map(|i| cands[i]).collect();
-            total.extend(cands);
         }
-        if total.is_empty() {
-            return Ok(Vec::new());
-        }
-        let pick = nms(&total, 0.7, false);
-        let mut boxes: Vec<[f64; 5]> = pick
+        let single = picked.len() == 1;
+        let cands: Vec<Cand> = picked
             .into_iter()
-            .map(|i| {
-                let b = total[i];
-                let rw = b[2] - b[0];
-                let rh = b[3] - b[1];
+            .map(|(col, row, score)| {
+                // The reference flips the regression maps upside down when exactly one cell
+                // passes (inherited from the original MTCNN code); kept for identical boxes.
+                let rcol = if single { ow - 1 - col } else { col };
+                let r = &reg.data[(rcol * oh + row) * 4..(rcol * oh + row) * 4 + 4];
+                let (c, rw) = (col as f64, row as f64);
                 [
-                    b[0] + b[5] * rw,
-                    b[1] + b[6] * rh,
-                    b[2] + b[7] * rw,
-                    b[3] + b[8] * rh,
-                    b[4],
+                    ((2.0 * c + 1.0) / scale).trunc(),
+                    ((2.0 * rw + 1.0) / scale).trunc(),
+                    ((2.0 * c + 12.0) / scale).trunc(),
+                    ((2.0 * rw + 12.0) / scale).trunc(),
+                    f64::from(score),
+                    f64::from(r[0]),
+                    f64::from(r[1]),
+                    f64::from(r[2]),
+                    f64::from(r[3]),
                 ]
             })
             .collect();
-        for b in &mut boxes {
-            rerec(b);
-            for v in b.iter_mut().take(4) {
-                *v = v.trunc();
-            }
-        }
-        Ok(boxes)
-    }
-
-    fn stage2(
-        &self,
-        src: &[u8],
-        sat: &Sat,
-        w: usize,
-        h: usize,
-        boxes: Vec<[f64; 5]>,
-        tm: &mut MtcnnTimings,
-    ) -> Result<Vec<[f64; 5]>> {
-        let t = Instant::now();
-        let (boxes, crops) = crops(src, sat, w, h, &boxes, 24);
-        tm.crops_ms += ms(t);
-        let t = Instant::now();
-        let outs =
-            self.run_batched(&self.rnet, "input_2", 24, &crops, &["dense_2", "softmax_1"])?;
-        tm.rnet_ms += ms(t);
-        let mut passed: Vec<Cand> = Vec::new();
-        for (i, b) in boxes.iter().enumerate() {
-            let score = outs[1][i * 2 + 1];
-            if score > self.config.thresholds[1] {
-                let r = &outs[0][i * 4..i * 4 + 4];
-                passed.push(candidate(b, score, r));
-            }
-        }
-        let pick = nms(&passed, 0.7, false);
-        Ok(pick
-            .into_iter()
-            .map(|i| {
-                let mut b = bbreg(&passed[i]);
-                rerec(&mut b);
-                b
-            })
-            .collect())
-    }
-
-    fn stage3(
-        &self,
-        src: &[u8],
-        sat: &Sat,
-        w: usize,
-        h: usize,
-        boxes: Vec<[f64; 5]>,
-        tm: &mut MtcnnTimings,
-    ) -> Result<Vec<Detection>> {
-        let fixed: Vec<[f64; 5]> = boxes
-            .iter()
-            .map(|b| [b[0].trunc(), b[1].trunc(), b[2].trunc(), b[3].trunc(), b[4]])
-            .collect();
-        let t = Instant::now();
-        let (boxes, crops) = crops(src, sat, w, h, &fixed, 48);
-        tm.crops_ms += ms(t);
-        let t = Instant::now();
-        let outs = self.run_batched(
-            &self.onet,
-            "input_3",
-            48,
-            &crops,
-            &["dense_5", "dense_6", "softmax_2"],
-        )?;
-        tm.onet_ms += ms(t);
-        let mut passed: Vec<Cand> = Vec::new();
-        let mut points: Vec<[[f64; 2]; 5]> = Vec::new();
-        for (i, b) in boxes.iter().enumerate() {
-            let score = outs[2][i * 2 + 1];
-            if score > self.config.thresholds[2] {
-                let r = &outs[0][i * 4..i * 4 + 4];
-                let p = &outs[1][i * 10..i * 10 + 10];
-                let bw = b[2] - b[0] + 1.0;
-                let bh = b[3] - b[1] + 1.0;
-                let mut pts = [[0f64; 2]; 5];
-                for k in 0..5 {
-                    pts[k] = [
-                        bw * f64::from(p[k]) + b[0] - 1.0,
-                        bh * f64::from(p[k + 5]) + b[1] - 1.0,
-                    ];
-                }
-                points.push(pts);
-                passed.push(candidate(b, score, r));
-            }
-        }
-        let regressed: Vec<Cand> = passed
-            .iter()
-            .map(|c| {
-                let b = bbreg(c);
-                [b[0], b[1], b[2], b[3], b[4], 0.0, 0.0, 0.0, 0.0]
-            })
-            .collect();
-        let pick = nms(&regressed, 0.7, true);
-        let (wf, hf) = (w as f32, h as f32);
-        Ok(pick
-            .into_iter()
-            .map(|i| {
-                let b = regressed[i];
-                let pts = points[i];
-                Detection {
-                    bbox: [
-                        (b[0] as f32).clamp(0.0, wf),
-                        (b[1] as f32).clamp(0.0, hf),
-                        (b[2] as f32).clamp(0.0, wf),
-                        (b[3] as f32).clamp(0.0, hf),
-                    ],
-                    score: b[4] as f32,
-                    landmarks: pts.map(|p| [p[0] as f32, p[1] as f32]),
-                }
-            })
-            .collect())
+        let pick = nms(&cands, 0.5, false);
+        Ok(pick.into_iter().map(|i| cands[i]).collect())
     }
 
     /// Runs a crop network on `crops` (each `size*size*3`, row-major [y][x][c], 0..255) in batches of
@@ -442,6 +296,296 @@ impl FaceDetector for Mtcnn {
     fn detect_from(&self, img: &RgbImage, min_side: f32) -> Result<Vec<Detection>> {
         self.detect_timed_from(img, f64::from(min_side))
             .map(|(d, _)| d)
+    }
+
+    fn detect_from_or_all(
+        &self,
+        img: &RgbImage,
+        min_side: f32,
+        again: &mut dyn FnMut(&[Detection]) -> bool,
+    ) -> Result<Vec<Detection>> {
+        let mut scan = self.scan(img);
+        let found = scan.detect_from(f64::from(min_side))?;
+        if again(&found) {
+            scan.detect_from(self.config.min_face)
+        } else {
+            Ok(found)
+        }
+    }
+}
+
+/// One photo's MTCNN run that can be widened to smaller faces ([`Scan::detect_from`] with a
+/// smaller `min_face`): it keeps each pyramid level's P-Net candidates and each box's R-Net and
+/// O-Net answers, so that looking again runs P-Net only on the levels not yet scanned and the
+/// later stages only on boxes not yet judged. Every answer is the one a fresh run gives (the
+/// same levels, candidates in the same order, each box's crop and network run unchanged).
+pub struct Scan<'a> {
+    mtcnn: &'a Mtcnn,
+    img: &'a RgbImage,
+    /// The full pyramid's scales, finest first.
+    scales: Vec<f64>,
+    /// Each level's P-Net candidates, once scanned.
+    levels: Vec<Option<Vec<Cand>>>,
+    /// The summed-area table the crops are cut from, once needed.
+    sat: Option<Sat>,
+    /// R-Net's score and regression for each box judged (`None`: the box had no crop).
+    rnet: HashMap<BoxKey, Option<(f32, [f32; 4])>>,
+    /// O-Net's score, regression and landmarks for each box judged.
+    onet: HashMap<BoxKey, Option<OnetAnswer>>,
+    /// Where the time went, over every call so far.
+    pub timings: MtcnnTimings,
+}
+
+/// A box's four coordinates, bit for bit.
+type BoxKey = [u64; 4];
+
+/// O-Net's score, box regression and ten landmark values for one crop.
+type OnetAnswer = (f32, [f32; 4], [f32; 10]);
+
+fn key(b: &[f64]) -> BoxKey {
+    [
+        b[0].to_bits(),
+        b[1].to_bits(),
+        b[2].to_bits(),
+        b[3].to_bits(),
+    ]
+}
+
+/// The `boxes` without an answer in `judged` yet, each once; each gets `None` there (no crop)
+/// until its crop's answer comes.
+fn unjudged<V>(boxes: &[[f64; 5]], judged: &mut HashMap<BoxKey, Option<V>>) -> Vec<[f64; 5]> {
+    let mut fresh = Vec::new();
+    for b in boxes {
+        if let std::collections::hash_map::Entry::Vacant(e) = judged.entry(key(b)) {
+            e.insert(None);
+            fresh.push(*b);
+        }
+    }
+    fresh
+}
+
+impl Scan<'_> {
+    /// The faces of about `min_face` pixels and more (the configured smallest face for every
+    /// face), over the O-Net threshold (before `min_score`), exactly as
+    /// [`Mtcnn::detect_timed_from`] finds them.
+    pub fn detect_from(&mut self, min_face: f64) -> Result<Vec<Detection>> {
+        let (w, h) = (self.img.width() as usize, self.img.height() as usize);
+        if w == 0 || h == 0 {
+            return Ok(Vec::new());
+        }
+        let t = Instant::now();
+        let before = self.timings;
+        let boxes = self.proposals(min_face)?;
+        self.timings.pnet_boxes = boxes.len();
+        self.timings.rnet_boxes = 0;
+        let mut dets = Vec::new();
+        if !boxes.is_empty() {
+            let boxes = self.refine(boxes)?;
+            self.timings.rnet_boxes = boxes.len();
+            if !boxes.is_empty() {
+                dets = self.output(boxes)?;
+            }
+        }
+        let tm = &mut self.timings;
+        tm.total_ms += ms(t);
+        tm.other_ms =
+            tm.total_ms - tm.pyramid_ms - tm.pnet_ms - tm.crops_ms - tm.rnet_ms - tm.onet_ms;
+        tracing::debug!(
+            "mtcnn {w}x{h} from {min_face:.1} px: {:.1} ms ({:.1} ms before)",
+            tm.total_ms - before.total_ms,
+            before.total_ms
+        );
+        Ok(dets)
+    }
+
+    /// Stage 1: P-Net over the levels for faces of `min_face` pixels and more (scanning the
+    /// ones not scanned yet), NMS across levels, box regression, squared boxes.
+    fn proposals(&mut self, min_face: f64) -> Result<Vec<[f64; 5]>> {
+        let img = self.img;
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let wanted: Vec<usize> = (0..self.scales.len())
+            .filter(|&i| 12.0 / self.scales[i] >= min_face * (1.0 - 1e-9))
+            .collect();
+        let todo: Vec<f64> = wanted
+            .iter()
+            .filter(|&&i| self.levels[i].is_none())
+            .map(|&i| self.scales[i])
+            .collect();
+        let t = Instant::now();
+        let levels = pyramid(img.as_raw(), w, h, &todo);
+        self.timings.pyramid_ms += ms(t);
+        for level in levels {
+            let scale = level.0;
+            let cands = self.mtcnn.pnet_level(level, &mut self.timings)?;
+            if let Some(i) = self.scales.iter().position(|&s| s == scale) {
+                self.levels[i] = Some(cands);
+            }
+        }
+        let mut total: Vec<Cand> = Vec::new();
+        for &i in &wanted {
+            // A level too small for P-Net's window has no candidates.
+            total.extend(self.levels[i].get_or_insert_with(Vec::new).iter());
+        }
+        if total.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pick = nms(&total, 0.7, false);
+        let mut boxes: Vec<[f64; 5]> = pick
+            .into_iter()
+            .map(|i| {
+                let b = total[i];
+                let rw = b[2] - b[0];
+                let rh = b[3] - b[1];
+                [
+                    b[0] + b[5] * rw,
+                    b[1] + b[6] * rh,
+                    b[2] + b[7] * rw,
+                    b[3] + b[8] * rh,
+                    b[4],
+                ]
+            })
+            .collect();
+        for b in &mut boxes {
+            rerec(b);
+            for v in b.iter_mut().take(4) {
+                *v = v.trunc();
+            }
+        }
+        Ok(boxes)
+    }
+
+    /// Cuts the crops of `fresh` boxes at `size` pixels: the boxes kept and their crops.
+    fn cut(&mut self, fresh: &[[f64; 5]], size: usize) -> (Vec<[f64; 5]>, Vec<Vec<f32>>) {
+        if fresh.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        let img = self.img;
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let t = Instant::now();
+        let sat = self.sat.get_or_insert_with(|| Sat::new(img));
+        let cut = crops(img.as_raw(), sat, w, h, fresh, size);
+        self.timings.crops_ms += ms(t);
+        cut
+    }
+
+    /// Stage 2: R-Net on the boxes not judged yet, then the boxes over its threshold, NMS,
+    /// regression, squared.
+    fn refine(&mut self, boxes: Vec<[f64; 5]>) -> Result<Vec<[f64; 5]>> {
+        let fresh = unjudged(&boxes, &mut self.rnet);
+        let (kept, crops) = self.cut(&fresh, 24);
+        if !crops.is_empty() {
+            let t = Instant::now();
+            let mtcnn = self.mtcnn;
+            let outs = mtcnn.run_batched(
+                &mtcnn.rnet,
+                "input_2",
+                24,
+                &crops,
+                &["dense_2", "softmax_1"],
+            )?;
+            self.timings.rnet_ms += ms(t);
+            for (i, b) in kept.iter().enumerate() {
+                let r = &outs[0][i * 4..i * 4 + 4];
+                self.rnet
+                    .insert(key(b), Some((outs[1][i * 2 + 1], [r[0], r[1], r[2], r[3]])));
+            }
+        }
+        let mut passed: Vec<Cand> = Vec::new();
+        for b in &boxes {
+            // A box the crops dropped (no area) is no candidate.
+            if let Some(Some((score, r))) = self.rnet.get(&key(b))
+                && *score > self.mtcnn.config.thresholds[1]
+            {
+                passed.push(candidate(b, *score, r));
+            }
+        }
+        let pick = nms(&passed, 0.7, false);
+        Ok(pick
+            .into_iter()
+            .map(|i| {
+                let mut b = bbreg(&passed[i]);
+                rerec(&mut b);
+                b
+            })
+            .collect())
+    }
+
+    /// Stage 3: O-Net on the boxes not judged yet, then the faces over its threshold with
+    /// their landmarks, regression, NMS (Min).
+    fn output(&mut self, boxes: Vec<[f64; 5]>) -> Result<Vec<Detection>> {
+        let boxes: Vec<[f64; 5]> = boxes
+            .iter()
+            .map(|b| [b[0].trunc(), b[1].trunc(), b[2].trunc(), b[3].trunc(), b[4]])
+            .collect();
+        let fresh = unjudged(&boxes, &mut self.onet);
+        let (kept, crops) = self.cut(&fresh, 48);
+        if !crops.is_empty() {
+            let t = Instant::now();
+            let mtcnn = self.mtcnn;
+            let outs = mtcnn.run_batched(
+                &mtcnn.onet,
+                "input_3",
+                48,
+                &crops,
+                &["dense_5", "dense_6", "softmax_2"],
+            )?;
+            self.timings.onet_ms += ms(t);
+            for (i, b) in kept.iter().enumerate() {
+                let r = &outs[0][i * 4..i * 4 + 4];
+                let mut p = [0f32; 10];
+                p.copy_from_slice(&outs[1][i * 10..i * 10 + 10]);
+                self.onet.insert(
+                    key(b),
+                    Some((outs[2][i * 2 + 1], [r[0], r[1], r[2], r[3]], p)),
+                );
+            }
+        }
+        let mut passed: Vec<Cand> = Vec::new();
+        let mut points: Vec<[[f64; 2]; 5]> = Vec::new();
+        for b in &boxes {
+            let Some(Some((score, r, p))) = self.onet.get(&key(b)).copied() else {
+                continue;
+            };
+            if score > self.mtcnn.config.thresholds[2] {
+                let bw = b[2] - b[0] + 1.0;
+                let bh = b[3] - b[1] + 1.0;
+                let mut pts = [[0f64; 2]; 5];
+                for k in 0..5 {
+                    pts[k] = [
+                        bw * f64::from(p[k]) + b[0] - 1.0,
+                        bh * f64::from(p[k + 5]) + b[1] - 1.0,
+                    ];
+                }
+                points.push(pts);
+                passed.push(candidate(b, score, &r));
+            }
+        }
+        let regressed: Vec<Cand> = passed
+            .iter()
+            .map(|c| {
+                let b = bbreg(c);
+                [b[0], b[1], b[2], b[3], b[4], 0.0, 0.0, 0.0, 0.0]
+            })
+            .collect();
+        let pick = nms(&regressed, 0.7, true);
+        let (wf, hf) = (self.img.width() as f32, self.img.height() as f32);
+        Ok(pick
+            .into_iter()
+            .map(|i| {
+                let b = regressed[i];
+                let pts = points[i];
+                Detection {
+                    bbox: [
+                        (b[0] as f32).clamp(0.0, wf),
+                        (b[1] as f32).clamp(0.0, hf),
+                        (b[2] as f32).clamp(0.0, wf),
+                        (b[3] as f32).clamp(0.0, hf),
+                    ],
+                    score: b[4] as f32,
+                    landmarks: pts.map(|p| [p[0] as f32, p[1] as f32]),
+                }
+            })
+            .collect())
     }
 }
 
