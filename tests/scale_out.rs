@@ -1,6 +1,6 @@
 //! Scale-out on Redis Streams with separate processes of the real binary: an API node and
 //! workers sharing a real redis-server (each test starts its own on a free loopback port,
-//! without persistence, and kills it at the end). Under `CI=true` a missing redis-server fails
+//! without persistence unless it restarts Redis, and kills it at the end). Under `CI=true` a missing redis-server fails
 //! the tests; elsewhere they are skipped with a note.
 //!
 //! The generations use the CPU tier on a small photo without a face: the first-party
@@ -61,14 +61,28 @@ struct Redis {
     binary: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// Where it keeps its append-only file, when it persists its data.
+    data: Option<tempfile::TempDir>,
 }
 
 impl Redis {
+    /// A server without persistence: a restart loses everything.
     fn start(binary: PathBuf) -> Redis {
+        Redis::started(binary, None)
+    }
+
+    /// A server that writes every change to its append-only file before it answers
+    /// (`appendfsync always`), so that a restart keeps every acknowledged write.
+    fn persistent(binary: PathBuf) -> Redis {
+        Redis::started(binary, Some(tempfile::tempdir().unwrap()))
+    }
+
+    fn started(binary: PathBuf, data: Option<tempfile::TempDir>) -> Redis {
         let mut redis = Redis {
             binary,
             port: free_port(),
             child: None,
+            data,
         };
         redis.up();
         redis
@@ -80,9 +94,17 @@ impl Redis {
 
     /// Starts the server (again, on the same port) and waits until it answers PING.
     fn up(&mut self) {
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", ""]);
+        match &self.data {
+            Some(dir) => command
+                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                .arg(dir.path()),
+            None => command.args(["--appendonly", "no"]),
+        };
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -109,7 +131,7 @@ impl Redis {
             && &answer == b"+PONG\r\n"
     }
 
-    /// Kills the server (its data goes with it: no persistence).
+    /// Kills the server (SIGKILL: without persistence its data goes with it).
     fn down(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -131,7 +153,8 @@ struct Node {
 }
 
 impl Node {
-    /// Starts `likeness serve` on `styles` with `args` and waits until it listens.
+    /// Starts `likeness serve` on `styles` with `args` (two generation slots unless they say)
+    /// and waits until it listens.
     fn start(styles: &Path, args: &[&str]) -> Node {
         let (child, url) = common::serve::spawn_listening(
             Command::new(env!("CARGO_BIN_EXE_likeness"))
@@ -143,7 +166,11 @@ impl Node {
                 .arg(common::models_dir())
                 .arg("--cache-dir")
                 .arg(common::component_cache())
-                .args(["--generation-slots", "2"])
+                .args(if args.contains(&"--generation-slots") {
+                    &[][..]
+                } else {
+                    &["--generation-slots", "2"][..]
+                })
                 .args(args)
                 .env_remove("LIKENESS_CONFIG")
                 .env_remove("LIKENESS_API_KEYS")
@@ -228,6 +255,11 @@ impl Node {
         common::metric_value(&text, series)
     }
 
+    /// Jobs this worker has taken from the queue (each delivery counted).
+    async fn deliveries(&self) -> f64 {
+        self.metric("likeness_queue_deliveries_count").await
+    }
+
     /// Waits until this worker runs a job.
     async fn wait_until_busy(&self) {
         let deadline = Instant::now() + HANG;
@@ -297,18 +329,23 @@ async fn submit(node: &Node, style: &str, options: Option<&str>) -> String {
     job["id"].as_str().unwrap().to_string()
 }
 
+/// Job `id` as `node` tells it now.
+async fn job_now(node: &Node, id: &str) -> Value {
+    common::client()
+        .get(node.at(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Polls job `id` until it has finished.
 async fn finished(node: &Node, id: &str) -> Value {
     let deadline = Instant::now() + HANG;
     loop {
-        let job: Value = common::client()
-            .get(node.at(&format!("/v1/jobs/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let job = job_now(node, id).await;
         if ["succeeded", "failed", "canceled"].contains(&job["status"].as_str().unwrap()) {
             return job;
         }
@@ -349,7 +386,6 @@ fn facts(response: &reqwest::Response) -> BTreeMap<String, String> {
 /// One generation of each kind (sync JSON, sync image, async, SSE) against `node`, as
 /// comparable values.
 async fn each_kind(node: &Node, style: &str, round: usize) -> Vec<Value> {
-    let http = common::client();
     let mut out = Vec::new();
     match round % 4 {
         0 => {
@@ -391,14 +427,7 @@ async fn each_kind(node: &Node, style: &str, round: usize) -> Vec<Value> {
             let resumed = events(node, &id, Some("2")).await;
             assert_eq!(resumed.first().map(|(_, seq, _)| *seq), Some(3));
             assert_eq!(resumed.len(), all.len() - 2);
-            let job: Value = http
-                .get(node.at(&format!("/v1/jobs/{id}")))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let job = job_now(node, &id).await;
             out.push(
                 serde_json::json!({"events": names, "result": comparable(job["result"].clone())}),
             );
@@ -457,7 +486,7 @@ async fn an_api_node_and_two_workers_answer_as_one_process_does() {
     // Both workers took part, and nothing was reclaimed.
     let mut ran = 0.0;
     for worker in &workers {
-        let mine = worker.metric("likeness_queue_deliveries_count").await;
+        let mine = worker.deliveries().await;
         assert!(mine > 0.0, "a worker ran nothing");
         ran += mine;
         assert_eq!(worker.metric("likeness_queue_reclaims_total").await, 0.0);
@@ -596,18 +625,34 @@ async fn a_full_queue_or_a_keys_share_answers_429_with_retry_after() {
     assert_eq!(api.metric("likeness_queue_length").await, 3.0);
 }
 
+/// Redis restarted with its data persisted (AOF, `appendfsync always`): while it is down the
+/// API answers 503 and the worker's /readyz says so; afterwards both recover by themselves, and
+/// every job accepted before the outage (queued, running, or finished while Redis was away)
+/// ends `succeeded` with one stored result. Once the queue has drained, every entry has been
+/// acknowledged, so every job must have its result by then: a worker that acknowledged a job
+/// whose outcome it had not stored would leave that job unfinished with nothing left to run it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn while_redis_is_down_the_api_answers_503_and_recovers_by_itself() {
     let Some(binary) = redis_server() else { return };
-    let mut redis = Redis::start(binary);
+    let mut redis = Redis::persistent(binary);
     let styles = styles();
     let api = Node::api(styles.path(), &redis, &[]);
     let worker = Node::worker(styles.path(), &redis, &[]);
-    api.ready(&["pixel-art"]).await;
-    worker.ready(&["pixel-art"]).await;
+    api.ready(&["pixel-art", "hostile"]).await;
+    worker.ready(&["pixel-art", "hostile"]).await;
     let before = submit(&api, "pixel-art", None).await;
     assert_eq!(finished(&api, &before).await["status"], "succeeded");
 
+    // Jobs in flight when Redis goes: two running on the worker's two slots (each style call
+    // sleeps 1.5 s), four queued behind them, and a synchronous request whose client waits
+    // through the outage.
+    let mut accepted = Vec::new();
+    for _ in 0..6 {
+        accepted.push(submit(&api, "hostile", Some(r#"{"sleep-ms": 1500}"#)).await);
+    }
+    let waiting = tokio::spawn(generation(&api, "hostile", Some(r#"{"sleep-ms": 100}"#)).send());
+    worker.wait_until_busy().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     redis.down();
     let refused = generation(&api, "pixel-art", None).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -626,6 +671,14 @@ async fn while_redis_is_down_the_api_answers_503_and_recovers_by_itself() {
         .await
         .unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // The two running generations end while Redis is away: their outcomes must wait.
+    let ended = r#"likeness_generations_total{method="none",status="200",style="hostile"}"#;
+    let deadline = Instant::now() + HANG;
+    while worker.metric(ended).await < 2.0 {
+        assert!(Instant::now() < deadline, "the running jobs never ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     redis.up();
     // Both recover by themselves: the next generations succeed, synchronous and queued.
@@ -642,6 +695,41 @@ async fn while_redis_is_down_the_api_answers_503_and_recovers_by_itself() {
     let after = submit(&api, "pixel-art", None).await;
     assert_eq!(finished(&api, &after).await["status"], "succeeded");
     worker.ready(&["pixel-art"]).await;
+    // The synchronous client waited through the outage and got its answer (or, had its
+    // request come after Redis went, a 503 at once: never anything else, never a hang).
+    let answer = waiting.await.unwrap().unwrap();
+    let status = answer.status();
+    let body = answer.text().await.unwrap();
+    assert!(
+        status == StatusCode::OK
+            || (status == StatusCode::SERVICE_UNAVAILABLE && body.contains("queue_unavailable")),
+        "the synchronous request: {status} {body}"
+    );
+
+    // The queue drains: every entry acknowledged, none left pending.
+    let deadline = Instant::now() + HANG;
+    while api.metric("likeness_queue_length").await > 0.0
+        || api.metric("likeness_queue_pending").await > 0.0
+    {
+        assert!(Instant::now() < deadline, "the queue never drained");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // So every accepted job is done, each with one result, stored and unchanged on reading.
+    for id in &accepted {
+        let job = job_now(&api, id).await;
+        assert_eq!(
+            job["status"], "succeeded",
+            "job {id} was acknowledged but is not done: {job}"
+        );
+        assert!(job["result"]["output"].is_object(), "{job}");
+        assert_eq!(finished(&api, id).await["result"], job["result"]);
+        let all = events(&api, id, None).await;
+        let ends = all
+            .iter()
+            .filter(|(name, _, _)| ["succeeded", "failed", "canceled"].contains(&name.as_str()))
+            .count();
+        assert_eq!(ends, 1, "job {id} was reported finished {ends} times");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -719,4 +807,170 @@ async fn a_worker_serving_another_build_of_the_style_says_so() {
     // The styles both serve alike still run.
     let response = generation(&api, "pixel-art", None).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// `--role all` with a Redis queue is an API node and a worker in one process: beside a
+/// worker process it answers every kind of generation, and both take jobs from the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_of_role_all_answers_and_shares_the_work_with_a_worker() {
+    let Some(binary) = redis_server() else { return };
+    let redis = Redis::start(binary);
+    let styles = styles();
+    let url = redis.url();
+    let one_slot = ["--generation-slots", "1", "--claim-idle-ms", "1000"];
+    let all = Node::start(
+        styles.path(),
+        &[&["--role", "all", "--queue", &url][..], &one_slot].concat(),
+    );
+    let worker = Node::worker(styles.path(), &redis, &one_slot[..2]);
+    all.ready(&["pixel-art", "hostile"]).await;
+    worker.ready(&["pixel-art", "hostile"]).await;
+    // Sync JSON, sync image, async and SSE through the `all` node.
+    for kind in 0..4 {
+        each_kind(&all, "pixel-art", kind).await;
+    }
+    // One node's only slot held by a long job, the next job is the other node's.
+    let long = submit(&all, "hostile", Some(r#"{"sleep-ms": 4000}"#)).await;
+    let deadline = Instant::now() + HANG;
+    while all.metric("likeness_worker_busy").await + worker.metric("likeness_worker_busy").await
+        < 1.0
+    {
+        assert!(Instant::now() < deadline, "nobody took the long job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let short = submit(&all, "hostile", None).await;
+    for id in [&short, &long] {
+        let job = finished(&all, id).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+    let (here, there) = (all.deliveries().await, worker.deliveries().await);
+    assert_eq!(here + there, 6.0, "every job was taken once");
+    assert!(here >= 1.0 && there >= 1.0, "all: {here}, worker: {there}");
+    assert_eq!(all.metric("likeness_queue_reclaims_total").await, 0.0);
+    assert_eq!(all.metric("likeness_queue_length").await, 0.0);
+}
+
+/// A generation of `style` on the photo `name` (from tests/photos).
+fn generation_on(node: &Node, style: &str, name: &str) -> reqwest::RequestBuilder {
+    common::client()
+        .post(node.at(&format!("/v1/styles/{style}/generations")))
+        .multipart(common::photo_form(name, Some(r#"{"seed": 3}"#)))
+}
+
+/// An anime generation on a photo with one clear face, as JSON (which must be 200 OK).
+async fn anime(node: &Node) -> Value {
+    let response = generation_on(node, "anime", "astronaut.png")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+impl Node {
+    /// The value of metric `name` for worker class `class`.
+    async fn of_class(&self, name: &str, class: &str) -> f64 {
+        self.metric(&format!(r#"{name}{{class="{class}"}}"#)).await
+    }
+
+    /// Waits until this API node sees `cpu` and `diffusion` live workers of each class.
+    async fn sees_workers(&self, cpu: f64, diffusion: f64) {
+        let deadline = Instant::now() + HANG;
+        loop {
+            let live = (
+                self.of_class("likeness_queue_class_workers", "cpu").await,
+                self.of_class("likeness_queue_class_workers", "diffusion")
+                    .await,
+            );
+            if live == (cpu, diffusion) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "live workers stay {live:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Workers that differ, one with a diffusion pack (the tiny pack) and one without: the job of
+/// a style whose plan picks diffusion (anime, on one clear face: InstantID) runs on the
+/// diffusion worker, as its answer's method says (the CPU worker would answer a CPU method);
+/// CPU jobs run on either. With its diffusion worker killed, such a job waits in the diffusion
+/// stream for the next diffusion worker; once no diffusion worker is live, the CPU worker runs
+/// the job as one process without a diffusion pack does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_go_to_workers_that_can_run_what_their_style_plans() {
+    let Some(binary) = redis_server() else { return };
+    let redis = Redis::start(binary);
+    let styles = styles();
+    let pack = common::tiny_pack();
+    let with_pack = ["--diffusion-pack", pack.to_str().unwrap()];
+    let api = Node::api(styles.path(), &redis, &[]);
+    let mut diffusion = Node::worker(styles.path(), &redis, &with_pack);
+    let cpu = Node::worker(styles.path(), &redis, &[]);
+    for node in [&api, &diffusion, &cpu] {
+        node.ready(&["anime", "hostile"]).await;
+    }
+    api.sees_workers(1.0, 1.0).await;
+
+    for _ in 0..2 {
+        let body = anime(&api).await;
+        assert_eq!(body["method"], "instant-id", "{}", body["reason"]);
+    }
+    // The hostile test style plans method `none` (a CPU style): its jobs run on either.
+    let mut cpu_jobs = Vec::new();
+    for _ in 0..4 {
+        cpu_jobs.push(submit(&api, "hostile", None).await);
+    }
+    for id in &cpu_jobs {
+        assert_eq!(finished(&api, id).await["status"], "succeeded");
+    }
+    let ran = r#"likeness_generations_total{method="instant-id",status="200",style="anime"}"#;
+    assert_eq!(diffusion.metric(ran).await, 2.0);
+    assert_eq!(
+        diffusion.deliveries().await + cpu.deliveries().await,
+        6.0,
+        "every job was taken once"
+    );
+
+    // Killed, the diffusion worker still counts as live until its advertisement lapses: a
+    // job for it waits in its stream (the CPU worker does not read it) for the next one.
+    diffusion.kill();
+    let response = generation_on(&api, "anime", "astronaut.png")
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let waiting = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        api.of_class("likeness_queue_class_length", "diffusion")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        api.of_class("likeness_queue_class_length", "cpu").await,
+        0.0
+    );
+    let mut next = Node::worker(styles.path(), &redis, &with_pack);
+    let job = finished(&api, &waiting).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["method"], "instant-id", "{job}");
+
+    // Stopped, the next one withdraws at once: anime runs on the CPU worker, which has no
+    // diffusion method to offer its plan (it answers a CPU method, as one process would).
+    assert!(next.terminate().success());
+    api.sees_workers(1.0, 0.0).await;
+    let body = anime(&api).await;
+    let method = body["method"].as_str().unwrap();
+    assert!(
+        ["style-transfer", "none"].contains(&method),
+        "{method}: {}",
+        body["reason"]
+    );
+    assert_eq!(api.metric("likeness_queue_length").await, 0.0);
 }

@@ -117,3 +117,86 @@ async fn a_slow_package_delays_neither_readiness_nor_other_styles() {
     );
     server.stop().await;
 }
+
+/// Compilations take turns (each uses every core) and are not timed: a package that waits
+/// longer than the load timeout while another compiles still loads. (A cold start on a busy
+/// machine once rejected every style this way.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_load_waiting_for_its_turn_to_compile_is_not_timed_out() {
+    /// More than the replica's `describe` and dry runs take.
+    const LIMIT: Duration = Duration::from_secs(5);
+    let styles = tempfile::tempdir().unwrap();
+    common::write_package(
+        styles.path(),
+        "replica",
+        "0.1.0-generation-a",
+        &common::replica_wasm(),
+        "",
+    );
+    let cold = tempfile::tempdir().unwrap();
+    let runtime = likeness_host::wasm::StyleRuntime::new(likeness_host::wasm::RuntimeConfig {
+        cache_dir: Some(cold.path().to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap();
+    let settings = likeness_host::style::RegistrySettings {
+        load_timeout: LIMIT,
+        ..Default::default()
+    };
+    let registry = Registry::with_settings(runtime.clone(), styles.path(), settings);
+
+    // Another package compiling for longer than the load timeout.
+    let other = runtime
+        .compile_turn("another-package")
+        .await
+        .expect("a cold cache: compiling needs a turn");
+    let loads = registry.start_loading().unwrap();
+    tokio::time::sleep(LIMIT + Duration::from_secs(1)).await;
+    let waiting = registry.status("replica").unwrap();
+    assert_eq!(waiting.state, StyleState::Loading, "{waiting:?}");
+    assert_eq!(runtime.compilations(), 0, "compiled without its turn");
+
+    drop(other);
+    for load in loads {
+        tokio::time::timeout(HANG, load).await.unwrap().unwrap();
+    }
+    let loaded = registry.status("replica").unwrap();
+    assert_eq!(loaded.state, StyleState::Serving, "{loaded:?}");
+    assert_eq!(runtime.compilations(), 1);
+    // Cached now: the next runtime needs no turn.
+    assert!(
+        runtime
+            .compile_turn(&loaded.digest.unwrap())
+            .await
+            .is_none()
+    );
+}
+
+/// The guest's part of a load (`describe`, dry runs) is what the load timeout bounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_guest_slower_than_the_load_timeout_is_rejected() {
+    let styles = tempfile::tempdir().unwrap();
+    let slow = common::hostile_wasm_describing(SLOW_DESCRIBE);
+    common::write_package(
+        styles.path(),
+        "hostile",
+        "0.1.0-generation-a",
+        &slow,
+        "[limits]\nplan_ms = 1000",
+    );
+    let settings = likeness_host::style::RegistrySettings {
+        load_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let registry = Registry::with_settings(common::runtime(), styles.path(), settings);
+    for load in registry.start_loading().unwrap() {
+        tokio::time::timeout(HANG, load).await.unwrap().unwrap();
+    }
+    let status = registry.status("hostile").unwrap();
+    assert_eq!(status.state, StyleState::Failed, "{status:?}");
+    let reason = status.last_error.unwrap_or_default();
+    assert!(
+        reason.contains("describe and the dry runs took longer than 2 s"),
+        "{reason}"
+    );
+}

@@ -530,8 +530,8 @@ pub struct DeployConfig {
     /// Milliseconds a package folder must stay missing before its style is retired (a deploy
     /// by two renames leaves it missing for a moment).
     pub retire_grace_ms: u64,
-    /// Seconds one package's load (compile, `describe`, dry runs) may take before it is
-    /// rejected; packages load in parallel, off the start-up path.
+    /// Seconds one package's `describe` and dry runs may take before it is rejected; packages
+    /// load in parallel, off the start-up path, and compile one at a time (not timed).
     pub load_timeout_secs: u64,
     /// A canary's error rate (style errors over settled requests, 0 to 1) above which it is
     /// rolled back automatically.

@@ -571,7 +571,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
     if config.role.runs_jobs()
         && let Some(redis) = service.redis()
     {
-        tokio::spawn(worker::run(
+        // Tracked, so that the drain waits for it to stop reading and withdraw its advertisement.
+        service.spawn_tracked(worker::run(
             service.clone(),
             redis.clone(),
             config.admission.generation_slots,

@@ -59,6 +59,10 @@ pub struct Metrics {
     pub queue_length: IntGauge,
     /// Jobs delivered to a worker and not yet acknowledged, as last seen (API nodes).
     pub queue_pending: IntGauge,
+    /// Jobs in each worker class's stream, as last seen (API nodes; label `class`).
+    pub queue_class_length: IntGaugeVec,
+    /// Live workers of each class, as last seen (API nodes; label `class`).
+    pub queue_class_workers: IntGaugeVec,
     /// Whether this process's last Redis operation succeeded (1) or not (0).
     pub queue_connected: IntGauge,
     /// Jobs this worker took over from a worker that died or hung (XAUTOCLAIM).
@@ -201,6 +205,17 @@ impl Metrics {
             "likeness_queue_pending",
             "Jobs delivered to a worker and not yet acknowledged, as last seen.",
         );
+        let class_gauge = |name: &str, help: &str| {
+            IntGaugeVec::new(Opts::new(name, help), &["class"]).expect("valid metric")
+        };
+        let queue_class_length = class_gauge(
+            "likeness_queue_class_length",
+            "Jobs in the stream of a worker class (waiting or running), as last seen.",
+        );
+        let queue_class_workers = class_gauge(
+            "likeness_queue_class_workers",
+            "Live workers of a class (advertised, not lapsed), as last seen.",
+        );
         let queue_connected = gauge(
             "likeness_queue_connected",
             "Whether the last Redis operation succeeded (1) or not (0).",
@@ -239,6 +254,8 @@ impl Metrics {
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(queue_length.clone()),
             Box::new(queue_pending.clone()),
+            Box::new(queue_class_length.clone()),
+            Box::new(queue_class_workers.clone()),
             Box::new(queue_connected.clone()),
             Box::new(queue_reclaims.clone()),
             Box::new(queue_poisoned.clone()),
@@ -290,6 +307,8 @@ impl Metrics {
             style_vectors_computed,
             queue_length,
             queue_pending,
+            queue_class_length,
+            queue_class_workers,
             queue_connected,
             queue_reclaims,
             queue_poisoned,

@@ -22,6 +22,7 @@ use crate::jobs::{Failure, Jobs, Outcome, Snapshot, WireEvent};
 use crate::metrics::Metrics;
 use crate::output::{OutputFormat, Rendered};
 use crate::pipeline::{GenerateError, Pipeline, Stage};
+use crate::queue::class::WorkerClass;
 use crate::queue::redis::RedisQueue;
 use crate::queue::wire::RequestRecord;
 use crate::queue::{JobError, QueueError};
@@ -169,12 +170,25 @@ impl Service {
         m.render()
     }
 
-    /// Brings the Redis queue's gauges (length, pending entries, connected) up to date.
+    /// Brings the Redis queue's gauges (length, pending entries and live workers, in all and
+    /// per class; connected) up to date.
     pub async fn refresh_queue_metrics(&self) {
         let Some(redis) = &self.redis else { return };
         let m = &self.metrics;
         match redis.stats().await {
-            Ok((length, pending)) => {
+            Ok(classes) => {
+                let (mut length, mut pending) = (0, 0);
+                for (class, stats) in classes {
+                    length += stats.length;
+                    pending += stats.pending;
+                    let name = [class.name()];
+                    m.queue_class_length
+                        .with_label_values(&name)
+                        .set(stats.length as i64);
+                    m.queue_class_workers
+                        .with_label_values(&name)
+                        .set(stats.workers as i64);
+                }
                 m.queue_length.set(length as i64);
                 m.queue_pending.set(pending as i64);
                 m.queue_connected.set(1);
@@ -401,8 +415,21 @@ impl Service {
     ) -> Result<Snapshot, QueueError> {
         let record = RequestRecord::of(request, headers, self.serving_digest(&request.style));
         let (owner, per_key) = owner(headers, &self.queue_config);
+        let plans_diffusion = self
+            .pipeline
+            .registry()
+            .get(&request.style)
+            .is_some_and(|style| style.plans_diffusion);
+        let wanted = WorkerClass::wanted(plans_diffusion);
         redis
-            .enqueue(&request.id, &record, &request.photo, &owner, per_key)
+            .enqueue(
+                &request.id,
+                &record,
+                &request.photo,
+                &owner,
+                per_key,
+                wanted,
+            )
             .await
     }
 

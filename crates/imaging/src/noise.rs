@@ -62,35 +62,64 @@ fn lattice_axis(len: u32, cells: usize, cell: f32, wrap: bool) -> Vec<(usize, us
 /// a lattice, interpolated with a smoothstep. With `wrap`, the lattice is periodic over the
 /// plane, so the plane tiles seamlessly (the cell is adjusted to divide the size evenly).
 pub fn value_noise(width: u32, height: u32, cell: f32, seed: u64, wrap: bool) -> Plane {
-    let cell = cell.max(1.0);
-    let (cx, cy, cell_x, cell_y) = if wrap {
-        let cx = ((width as f32 / cell).round() as usize).max(1);
-        let cy = ((height as f32 / cell).round() as usize).max(1);
-        (cx, cy, width as f32 / cx as f32, height as f32 / cy as f32)
-    } else {
-        let cx = (width as f32 / cell).ceil() as usize + 2;
-        let cy = (height as f32 / cell).ceil() as usize + 2;
-        (cx, cy, cell, cell)
-    };
-    let mut rng = Rng::new(seed);
-    let lattice: Vec<f32> = (0..cx * cy).map(|_| rng.next_f32()).collect();
-    let xs = lattice_axis(width, cx, cell_x, wrap);
-    let ys = lattice_axis(height, cy, cell_y, wrap);
     let mut plane = Plane::new(width, height, 0.0);
-    let w = (width as usize).max(1);
-    // Each lattice row interpolated along x once; an output row then mixes two of them, a
-    // loop without lookups that vectorises.
-    let across: Vec<f32> = lattice
-        .chunks_exact(cx)
-        .flat_map(|r| xs.iter().map(|&(x0, x1, tx)| r[x0] + (r[x1] - r[x0]) * tx))
-        .collect();
-    for (row, &(y0, y1, ty)) in plane.data.chunks_exact_mut(w).zip(&ys) {
-        let (a, b) = (&across[y0 * w..][..w], &across[y1 * w..][..w]);
-        for ((out, &a), &b) in row.iter_mut().zip(a).zip(b) {
-            *out = a + (b - a) * ty;
+    Lattice::new(width, height, cell, seed, wrap).mix_into(&mut plane, |out, v| *out = v);
+    plane
+}
+
+/// The random lattice of a [`value_noise`], each of its rows already interpolated along x.
+struct Lattice {
+    /// Each lattice row at every output x.
+    across: Vec<f32>,
+    /// For each output row: the two lattice rows and the smoothed position between them.
+    ys: Vec<(usize, usize, f32)>,
+}
+
+impl Lattice {
+    /// The lattice of `value_noise(width, height, cell, seed, wrap)`.
+    fn new(width: u32, height: u32, cell: f32, seed: u64, wrap: bool) -> Self {
+        let cell = cell.max(1.0);
+        let (cx, cy, cell_x, cell_y) = if wrap {
+            let cx = ((width as f32 / cell).round() as usize).max(1);
+            let cy = ((height as f32 / cell).round() as usize).max(1);
+            (cx, cy, width as f32 / cx as f32, height as f32 / cy as f32)
+        } else {
+            let cx = (width as f32 / cell).ceil() as usize + 2;
+            let cy = (height as f32 / cell).ceil() as usize + 2;
+            (cx, cy, cell, cell)
+        };
+        let mut rng = Rng::new(seed);
+        let lattice: Vec<f32> = (0..cx * cy).map(|_| rng.next_f32()).collect();
+        let xs = lattice_axis(width, cx, cell_x, wrap);
+        // Each lattice row interpolated along x once; an output row then mixes two of them, a
+        // loop without lookups that vectorises.
+        let across = lattice
+            .chunks_exact(cx)
+            .flat_map(|r| xs.iter().map(|&(x0, x1, tx)| r[x0] + (r[x1] - r[x0]) * tx))
+            .collect();
+        let ys = lattice_axis(height, cy, cell_y, wrap);
+        Lattice { across, ys }
+    }
+
+    /// Calls `f(value, noise)` for every value of `plane` (the noise's size) with the noise
+    /// there.
+    fn mix_into(&self, plane: &mut Plane, f: impl Fn(&mut f32, f32)) {
+        let w = (plane.width as usize).max(1);
+        for (y, row) in plane.data.chunks_exact_mut(w).enumerate() {
+            self.mix_row(y, row, &f);
         }
     }
-    plane
+
+    /// Calls `f(value, noise)` for every value of `row`, row `y` of the noise, with the noise
+    /// there: `a + (b - a) * ty` of the two lattice rows around it.
+    #[inline(always)]
+    fn mix_row(&self, y: usize, row: &mut [f32], f: impl Fn(&mut f32, f32)) {
+        let (w, (y0, y1, ty)) = (row.len(), self.ys[y]);
+        let (a, b) = (&self.across[y0 * w..][..w], &self.across[y1 * w..][..w]);
+        for ((out, &a), &b) in row.iter_mut().zip(a).zip(b) {
+            f(out, a + (b - a) * ty);
+        }
+    }
 }
 
 /// Fractal noise: `octaves` layers of [`value_noise`], each half the cell size and half the
@@ -103,22 +132,28 @@ pub fn fractal_noise(
     seed: u64,
     wrap: bool,
 ) -> Plane {
-    let mut sum = Plane::new(width, height, 0.0);
     let mut amplitude = 1.0;
     let mut cell = cell;
-    for octave in 0..octaves.max(1) {
-        let layer = value_noise(
-            width,
-            height,
-            cell,
-            seed.wrapping_add(octave as u64 * 7919),
-            wrap,
-        );
-        for (s, v) in sum.data.iter_mut().zip(&layer.data) {
-            *s += v * amplitude;
+    let layers: Vec<(Lattice, f32)> = (0..octaves.max(1))
+        .map(|octave| {
+            let seed = seed.wrapping_add(octave as u64 * 7919);
+            let layer = (Lattice::new(width, height, cell, seed, wrap), amplitude);
+            amplitude *= 0.5;
+            cell = (cell * 0.5).max(1.0);
+            layer
+        })
+        .collect();
+    // Row by row, each layer added in turn while the row is in the cache, without a plane of
+    // its own.
+    let mut sum = Plane::new(width, height, 0.0);
+    for (y, row) in sum
+        .data
+        .chunks_exact_mut((width as usize).max(1))
+        .enumerate()
+    {
+        for (lattice, amplitude) in &layers {
+            lattice.mix_row(y, row, |s, v| *s += v * amplitude);
         }
-        amplitude *= 0.5;
-        cell = (cell * 0.5).max(1.0);
     }
     sum.normalize();
     sum

@@ -380,9 +380,9 @@ impl Plane {
                 *slot = sy % n;
                 if held[*slot] != sy {
                     let src = &self.data[sy * w..(sy + 1) * w];
-                    for (i, p) in padded.iter_mut().enumerate() {
-                        *p = src[i.saturating_sub(r).min(w - 1)];
-                    }
+                    padded[..r].fill(src[0]);
+                    padded[r..r + w].copy_from_slice(src);
+                    padded[r + w..].fill(src[w - 1]);
                     convolve_row(&padded, kernel, &mut ring[*slot * w..(*slot + 1) * w]);
                     held[*slot] = sy;
                 }

@@ -420,6 +420,15 @@ impl Rgba {
                 let (tx, ty) = (sx - x0 as f32, sy - y0 as f32);
                 let (a, b) = ((y0 * w + x0) * 4, (y0 * w + x1) * 4);
                 let (c, d) = ((y1 * w + x0) * 4, (y1 * w + x1) * 4);
+                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                crate::simd::bilinear_pixel(
+                    &self.data,
+                    [a, b, c, d],
+                    (tx, ty),
+                    &mut out.data,
+                    i * 4,
+                );
+                #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
                 for k in 0..3 {
                     let top = self.data[a + k] as f32
                         + (self.data[b + k] as f32 - self.data[a + k] as f32) * tx;

@@ -131,41 +131,68 @@ pub(crate) fn column_step(
     x
 }
 
+/// How many taps [`convolve_row`] and [`weighted_rows`] add per pass over the row: their
+/// partial sums go to `out` between passes. Cranelift places every load of a block before the
+/// arithmetic that uses it (its loads keep their order, the pure operations sink to their first
+/// use, here the store), so all the taps of one output in one block would be as many live
+/// vectors as taps, more than the 16 registers; four taps for eight values are 14.
+const TAPS_PER_PASS: usize = 4;
+
+/// Runs `$pass::<G>($group, ...)` for each group of up to [`TAPS_PER_PASS`] of `$taps` in
+/// order (`G` a constant, so that the loop over a group's taps unrolls), with the group's
+/// position first.
+macro_rules! by_groups {
+    ($taps:expr, $pass:ident($($arg:expr),*)) => {
+        for (i, group) in $taps.chunks(TAPS_PER_PASS).enumerate() {
+            let first = i * TAPS_PER_PASS;
+            match group.len() {
+                4 => $pass::<4>(first, group.try_into().unwrap(), $($arg),*),
+                3 => $pass::<3>(first, group.try_into().unwrap(), $($arg),*),
+                2 => $pass::<2>(first, group.try_into().unwrap(), $($arg),*),
+                _ => $pass::<1>(first, group.try_into().unwrap(), $($arg),*),
+            }
+        }
+    };
+}
+
 /// `out[x] = sum over t of kernel[t] * padded[x + t]`, the sum from 0 in tap order, for the
-/// leading multiple of 4 of `out`; returns how many values it wrote. The partial sums stay in
-/// registers (the scalar loop stores each tap's).
+/// leading multiple of 8 of `out`; returns how many values it wrote.
 pub(crate) fn convolve_row(padded: &[f32], kernel: &[f32], out: &mut [f32]) -> usize {
-    let n = out.len();
+    let n = out.len() / 8 * 8;
     assert!(!kernel.is_empty() && padded.len() >= n + kernel.len() - 1);
     let taps: Vec<v128> = kernel.iter().map(|&k| f32x4_splat(k)).collect();
-    let mut x = 0;
-    // SAFETY (every load and store below): x + 8 (then x + 4) <= n and t < kernel.len(), so
-    // the reads end by n + kernel.len() - 1 <= padded.len() (checked above), the writes by n.
-    while x + 8 <= n {
-        let (mut a, mut b) = (f32x4_splat(0.0), f32x4_splat(0.0));
+    by_groups!(taps, convolve_pass(padded, &mut out[..n]));
+    n
+}
+
+/// The taps `first..first + G` of [`convolve_row`] added into `out` (a multiple of 8 long;
+/// from 0 for the first taps).
+#[inline(always)]
+fn convolve_pass<const G: usize>(first: usize, taps: &[v128; G], padded: &[f32], out: &mut [f32]) {
+    let n = out.len();
+    assert!(n.is_multiple_of(8) && padded.len() + 1 >= n + first + G);
+    for x in (0..n).step_by(8) {
+        // SAFETY (every load and store): x + 8 <= n and first + t < first + G, so the reads end
+        // by n + first + G - 1 <= padded.len() (checked above), the writes by n.
+        let (mut a, mut b) = if first == 0 {
+            (f32x4_splat(0.0), f32x4_splat(0.0))
+        } else {
+            unsafe { (load(out, x), load(out, x + 4)) }
+        };
         for (t, &k) in taps.iter().enumerate() {
-            a = f32x4_add(a, f32x4_mul(k, unsafe { load(padded, x + t) }));
-            b = f32x4_add(b, f32x4_mul(k, unsafe { load(padded, x + t + 4) }));
+            let at = x + first + t;
+            a = f32x4_add(a, f32x4_mul(k, unsafe { load(padded, at) }));
+            b = f32x4_add(b, f32x4_mul(k, unsafe { load(padded, at + 4) }));
         }
         unsafe {
             store(out, x, a);
             store(out, x + 4, b);
         }
-        x += 8;
     }
-    while x + 4 <= n {
-        let mut a = f32x4_splat(0.0);
-        for (t, &k) in taps.iter().enumerate() {
-            a = f32x4_add(a, f32x4_mul(k, unsafe { load(padded, x + t) }));
-        }
-        unsafe { store(out, x, a) };
-        x += 4;
-    }
-    x
 }
 
 /// `out[x] = sum over k of kernel[k] * rows[k][x]`, the sum from 0 in kernel order, for the
-/// leading multiple of 4 of `out`, where `rows[k]` is the `w`-wide row `slots[k]` of `ring`;
+/// leading multiple of 8 of `out`, where `rows[k]` is the `w`-wide row `slots[k]` of `ring`;
 /// returns how many values it wrote.
 pub(crate) fn weighted_rows(
     ring: &[f32],
@@ -174,18 +201,31 @@ pub(crate) fn weighted_rows(
     kernel: &[f32],
     out: &mut [f32],
 ) -> usize {
+    let n = out.len().min(w) / 8 * 8;
     let taps: Vec<(v128, &[f32])> = kernel
         .iter()
         .zip(slots)
-        .map(|(&k, &slot)| (f32x4_splat(k), &ring[slot * w..(slot + 1) * w]))
+        .map(|(&k, &slot)| (f32x4_splat(k), &ring[slot * w..][..n]))
         .collect();
-    let n = out.len().min(w);
-    let mut x = 0;
-    // SAFETY (every load and store below): x + 8 (then x + 4) <= n, and every row holds w >= n
-    // values (sliced above), `out` at least n.
-    while x + 8 <= n {
-        let (mut a, mut b) = (f32x4_splat(0.0), f32x4_splat(0.0));
-        for &(k, row) in &taps {
+    by_groups!(taps, weighted_pass(&mut out[..n]));
+    n
+}
+
+/// The rows `first..first + G` of [`weighted_rows`] (each with its tap, as long as `out`, a
+/// multiple of 8) added into `out` (from 0 for the first rows).
+#[inline(always)]
+fn weighted_pass<const G: usize>(first: usize, taps: &[(v128, &[f32]); G], out: &mut [f32]) {
+    let n = out.len();
+    assert!(n.is_multiple_of(8) && taps.iter().all(|(_, row)| row.len() == n));
+    for x in (0..n).step_by(8) {
+        // SAFETY (every load and store): x + 8 <= n, the length of `out` and of every row
+        // (checked above).
+        let (mut a, mut b) = if first == 0 {
+            (f32x4_splat(0.0), f32x4_splat(0.0))
+        } else {
+            unsafe { (load(out, x), load(out, x + 4)) }
+        };
+        for &(k, row) in taps {
             a = f32x4_add(a, f32x4_mul(k, unsafe { load(row, x) }));
             b = f32x4_add(b, f32x4_mul(k, unsafe { load(row, x + 4) }));
         }
@@ -193,17 +233,7 @@ pub(crate) fn weighted_rows(
             store(out, x, a);
             store(out, x + 4, b);
         }
-        x += 8;
     }
-    while x + 4 <= n {
-        let mut a = f32x4_splat(0.0);
-        for &(k, row) in &taps {
-            a = f32x4_add(a, f32x4_mul(k, unsafe { load(row, x) }));
-        }
-        unsafe { store(out, x, a) };
-        x += 4;
-    }
-    x
 }
 
 /// Four RGBA pixels from `data[4 * i..4 * i + 16]`, one `u32` lane each (red in the low byte).
@@ -273,4 +303,42 @@ pub(crate) fn write_channel(values: &[f32], c: usize, data: &mut [u8]) -> usize 
         unsafe { v128_store(s.as_mut_ptr().cast(), px) }
     }
     n
+}
+
+/// The RGBA pixel at byte `i` of `data` as four `f32` lanes (`c as f32` of each byte).
+#[inline(always)]
+fn pixel_f32(data: &[u8], i: usize) -> v128 {
+    let p = &data[i..i + 4];
+    let px = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
+    f32x4_convert_u32x4(u32x4_extend_low_u16x8(u16x8_extend_low_u8x16(u32x4_splat(
+        px,
+    ))))
+}
+
+/// One pixel of `Rgba::displace`: the bilinear mix of the pixels at bytes `a`, `b` (the row
+/// above, left and right) and `c`, `d` (below) of `src` by `tx` and `ty`, rounded (`+ 0.5`
+/// and `as u8`, which saturates, NaN to 0) into the colour bytes at `o` of `out`; the same
+/// operations per channel as the scalar loop, the channels as lanes.
+#[inline(always)]
+pub(crate) fn bilinear_pixel(
+    src: &[u8],
+    [a, b, c, d]: [usize; 4],
+    (tx, ty): (f32, f32),
+    out: &mut [u8],
+    o: usize,
+) {
+    let (pa, pb) = (pixel_f32(src, a), pixel_f32(src, b));
+    let (pc, pd) = (pixel_f32(src, c), pixel_f32(src, d));
+    let (tx, ty) = (f32x4_splat(tx), f32x4_splat(ty));
+    let top = f32x4_add(pa, f32x4_mul(f32x4_sub(pb, pa), tx));
+    let bottom = f32x4_add(pc, f32x4_mul(f32x4_sub(pd, pc), tx));
+    let v = f32x4_add(
+        f32x4_add(top, f32x4_mul(f32x4_sub(bottom, top), ty)),
+        f32x4_splat(0.5),
+    );
+    // Saturating conversions all the way down: as `as u8` does, NaN to 0.
+    let words = i32x4_trunc_sat_f32x4(v);
+    let shorts = i16x8_narrow_i32x4(words, words);
+    let bytes = (i32x4_extract_lane::<0>(u8x16_narrow_i16x8(shorts, shorts)) as u32).to_le_bytes();
+    out[o..o + 3].copy_from_slice(&bytes[..3]);
 }

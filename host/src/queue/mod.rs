@@ -1,9 +1,11 @@
 //! Where jobs wait and how their results come back: the embedded queue (in this process,
 //! `crate::jobs`; the default) or Redis Streams shared by API nodes and workers
-//! ([`redis`], [`worker`], what crosses Redis in [`wire`]). The HTTP layer sees one interface
+//! ([`redis`], [`worker`], what crosses Redis in [`wire`], which stream a job goes to and
+//! which streams a worker reads in [`class`]). The HTTP layer sees one interface
 //! over both: the job methods of `crate::service::Service` (`submit`, `answer`, `job`,
 //! `cancel_job`, `events`), answering [`JobError`]s.
 
+pub mod class;
 pub mod redis;
 pub mod wire;
 pub mod worker;

@@ -1,8 +1,9 @@
 //! The Redis side of the queue that API nodes and workers share: its keys, the scripts that
 //! change a job atomically, and the API node's operations (enqueue, read, cancel, follow).
 //!
-//! Keys (`{id}` is the job's id): the stream `likeness:jobs` (consumer group `workers`; an
-//! entry names a job), the hash `likeness:job:{id}` (style, request, status, stage, event
+//! Keys (`{id}` is the job's id): a stream of jobs per worker class, `likeness:jobs:<class>`
+//! (consumer group `workers`; an entry names a job; [`super::class`] says which stream a job
+//! goes to), the live workers of each class (`likeness:workers:<class>`), the hash `likeness:job:{id}` (style, request, status, stage, event
 //! count), `…:photo` (the upload), `…:events` (a stream of progress events, fields `seq`,
 //! `name`, `data`), `…:outcome` (the result, error or cancel, written once: first write wins)
 //! and `…:cancel` (set by a cancel; workers check it between stages and diffusion steps).
@@ -19,13 +20,12 @@ use redis::streams::StreamReadReply;
 use redis::{AsyncConnectionConfig, Client, Script, Value};
 
 use super::QueueError;
+use super::class::{ADVERTISED_FOR, WorkerClass};
 use super::wire::{self, RequestRecord};
 use crate::config::{JobsConfig, QueueConfig};
 use crate::jobs::{EventKind, JobEvent, JobStatus, Outcome, Snapshot, WireEvent, unix_ms};
 
-/// The stream of jobs.
-pub const STREAM: &str = "likeness:jobs";
-/// The workers' consumer group.
+/// The workers' consumer group (of every class's stream).
 pub const GROUP: &str = "workers";
 /// Finished jobs, counted by the finish script (for the drain rate).
 const FINISHED: &str = "likeness:finished";
@@ -36,21 +36,59 @@ const BLOCK_MS: u64 = 1000;
 /// How far back the drain rate is measured.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
 
-/// Queues a job: refuses (-1) when the stream is at its cap, (-2) when the owner has its
-/// share; else stores the job, its photo and its `queued` event and adds it to the stream.
+/// Redis's clock in milliseconds, for the scripts below (one clock for every node).
+const NOW_MS: &str = r"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+";
+
+/// Queues a job: refuses (-1) when the streams hold their cap, (-2) when the owner has its
+/// share; else stores the job, its photo and its `queued` event and adds it to the wanted
+/// class's stream (KEYS[6]) when that class has a live worker (KEYS[7]), else to the `cpu`
+/// stream (KEYS[1], which every worker reads). Answers 1 (`cpu`) or 2 (the wanted class).
 const ENQUEUE: &str = r"
-if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[7]) then return -1 end
+if redis.call('XLEN', KEYS[1]) + redis.call('XLEN', KEYS[6]) >= tonumber(ARGV[7]) then
+  return -1
+end
 if tonumber(redis.call('GET', KEYS[5]) or '0') >= tonumber(ARGV[8]) then return -2 end
+local stream, routed = KEYS[1], 1
+if KEYS[6] ~= KEYS[1] and redis.call('ZCOUNT', KEYS[7], now_ms(), '+inf') > 0 then
+  stream, routed = KEYS[6], 2
+end
 redis.call('INCR', KEYS[5])
 redis.call('PEXPIRE', KEYS[5], ARGV[6])
 redis.call('HSET', KEYS[2], 'style', ARGV[3], 'created_at_ms', ARGV[4], 'status', 'queued',
-  'request', ARGV[2], 'owner', KEYS[5], 'seq', 1)
+  'request', ARGV[2], 'owner', KEYS[5], 'seq', 1, 'stream', stream)
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6])
 redis.call('XADD', KEYS[4], '*', 'seq', 1, 'name', 'queued', 'data', ARGV[9])
 redis.call('PEXPIRE', KEYS[4], ARGV[6])
-redis.call('XADD', KEYS[1], '*', 'id', ARGV[1], 'enqueued_at_ms', ARGV[4])
+redis.call('XADD', stream, '*', 'id', ARGV[1], 'enqueued_at_ms', ARGV[4])
+return routed
+";
+
+/// Advertises worker ARGV[1] in its class's set (KEYS[1]) for ARGV[2] ms, dropping lapsed
+/// advertisements.
+const ADVERTISE: &str = r"
+local now = now_ms()
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 return 1
+";
+
+/// Per class (KEYS: its stream, then its workers' set, for each class): the stream's length,
+/// its pending entries and the live workers.
+const STATS: &str = r"
+local now, out = now_ms(), {}
+for i = 1, #KEYS, 2 do
+  local ok, pending = pcall(redis.call, 'XPENDING', KEYS[i], 'workers')
+  out[#out + 1] = redis.call('XLEN', KEYS[i])
+  out[#out + 1] = (ok and pending[1]) or 0
+  out[#out + 1] = redis.call('ZCOUNT', KEYS[i + 1], now, '+inf')
+end
+return out
 ";
 
 /// Takes a job to run: none (nil) when it is gone or has finished; else its request and
@@ -121,6 +159,17 @@ impl JobKeys {
     }
 }
 
+/// One class's queue, as last seen.
+#[derive(Debug, Clone, Copy)]
+pub struct ClassStats {
+    /// Jobs in its stream (waiting or running).
+    pub length: usize,
+    /// Of those, delivered to a worker and not yet acknowledged.
+    pub pending: usize,
+    /// Its live workers (advertised and not lapsed).
+    pub workers: usize,
+}
+
 /// A connection to the shared queue.
 pub struct RedisQueue {
     client: Client,
@@ -131,6 +180,8 @@ pub struct RedisQueue {
     progress: Script,
     enqueue: Script,
     start: Script,
+    advertise: Script,
+    stats: Script,
     /// Samples of the finished-jobs counter, for the drain rate.
     drained: Mutex<VecDeque<(Instant, u64)>>,
 }
@@ -171,30 +222,35 @@ impl RedisQueue {
             ttl: jobs.ttl(),
             finish: Script::new(FINISH),
             progress: Script::new(PROGRESS),
-            enqueue: Script::new(ENQUEUE),
+            enqueue: Script::new(&format!("{NOW_MS}{ENQUEUE}")),
             start: Script::new(START),
+            advertise: Script::new(&format!("{NOW_MS}{ADVERTISE}")),
+            stats: Script::new(&format!("{NOW_MS}{STATS}")),
             drained: Mutex::default(),
         };
         queue.ensure_group().await?;
         Ok(queue)
     }
 
-    /// Creates the stream's consumer group unless it exists (after a Redis restart without
-    /// persistence it is gone: workers call this again when a read says so).
+    /// Creates each class's stream and its consumer group unless they exist (after a Redis
+    /// restart without persistence they are gone: workers call this again when a read fails).
     pub async fn ensure_group(&self) -> Result<(), QueueError> {
-        let created: redis::RedisResult<Value> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(STREAM)
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut self.conn())
-            .await;
-        match created {
-            Ok(_) => Ok(()),
-            Err(error) if error.code() == Some("BUSYGROUP") => Ok(()),
-            Err(error) => Err(unavailable(error)),
+        for class in WorkerClass::ALL {
+            let created: redis::RedisResult<Value> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(class.stream())
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut self.conn())
+                .await;
+            match created {
+                Ok(_) => {}
+                Err(error) if error.code() == Some("BUSYGROUP") => {}
+                Err(error) => return Err(unavailable(error)),
+            }
         }
+        Ok(())
     }
 
     /// The shared, self-reconnecting connection.
@@ -231,29 +287,53 @@ impl RedisQueue {
             .is_ok()
     }
 
-    /// The stream's length (jobs waiting or running) and its pending entries (delivered, not
-    /// acknowledged).
-    pub async fn stats(&self) -> Result<(usize, usize), QueueError> {
-        let (length, pending): (usize, Value) = redis::pipe()
-            .cmd("XLEN")
-            .arg(STREAM)
-            .cmd("XPENDING")
-            .arg(STREAM)
-            .arg(GROUP)
-            .query_async(&mut self.conn())
+    /// Each class's queue now, in the order of [`WorkerClass::ALL`].
+    pub async fn stats(&self) -> Result<Vec<(WorkerClass, ClassStats)>, QueueError> {
+        let mut invocation = self.stats.prepare_invoke();
+        for class in WorkerClass::ALL {
+            invocation.key(class.stream()).key(class.workers());
+        }
+        let numbers: Vec<usize> = invocation
+            .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        let pending = match pending {
-            Value::Array(items) => match items.first() {
-                Some(Value::Int(n)) => *n as usize,
-                _ => 0,
-            },
-            _ => 0,
-        };
-        Ok((length, pending))
+        Ok(WorkerClass::ALL
+            .into_iter()
+            .zip(numbers.chunks_exact(3))
+            .map(|(class, n)| {
+                let stats = ClassStats {
+                    length: n[0],
+                    pending: n[1],
+                    workers: n[2],
+                };
+                (class, stats)
+            })
+            .collect())
     }
 
-    /// Queues job `id` of `owner` (a hashed API key; its share is `per_key`).
+    /// Advertises worker `consumer` as live in `class` for [`ADVERTISED_FOR`].
+    pub async fn advertise(&self, class: WorkerClass, consumer: &str) -> Result<(), QueueError> {
+        self.advertise
+            .key(class.workers())
+            .arg(consumer)
+            .arg(ADVERTISED_FOR.as_millis() as u64)
+            .invoke_async::<()>(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Withdraws worker `consumer`'s advertisement (it stops reading).
+    pub async fn retire(&self, class: WorkerClass, consumer: &str) -> Result<(), QueueError> {
+        redis::cmd("ZREM")
+            .arg(class.workers())
+            .arg(consumer)
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Queues job `id` of `owner` (a hashed API key; its share is `per_key`) for a worker of
+    /// class `wanted` when one is live, else for any worker.
     pub async fn enqueue(
         &self,
         id: &str,
@@ -261,6 +341,7 @@ impl RedisQueue {
         photo: &[u8],
         owner: &str,
         per_key: usize,
+        wanted: WorkerClass,
     ) -> Result<Snapshot, QueueError> {
         let keys = JobKeys::of(id);
         let created_at_ms = unix_ms();
@@ -273,11 +354,13 @@ impl RedisQueue {
         let request = serde_json::to_string(record).expect("a request serialises");
         let answer: i64 = self
             .enqueue
-            .key(STREAM)
+            .key(WorkerClass::Cpu.stream())
             .key(&keys.hash)
             .key(&keys.photo)
             .key(&keys.events)
             .key(format!("likeness:owner:{owner}"))
+            .key(wanted.stream())
+            .key(wanted.workers())
             .arg(id)
             .arg(request)
             .arg(&record.style)
@@ -313,16 +396,19 @@ impl RedisQueue {
     /// observed over the last minute (5 s while no rate is known yet), 1 to 60 s.
     async fn retry_after(&self) -> Duration {
         let mut conn = self.conn();
-        let counts: redis::RedisResult<(Option<u64>, usize)> = redis::pipe()
+        let counts: redis::RedisResult<(Option<u64>, usize, usize)> = redis::pipe()
             .cmd("GET")
             .arg(FINISHED)
             .cmd("XLEN")
-            .arg(STREAM)
+            .arg(WorkerClass::Cpu.stream())
+            .cmd("XLEN")
+            .arg(WorkerClass::Diffusion.stream())
             .query_async(&mut conn)
             .await;
-        let Ok((finished, length)) = counts else {
+        let Ok((finished, cpu, diffusion)) = counts else {
             return Duration::from_secs(5);
         };
+        let length = cpu + diffusion;
         let now = Instant::now();
         let mut samples = self.drained.lock().unwrap_or_else(|e| e.into_inner());
         samples.push_back((now, finished.unwrap_or(0)));

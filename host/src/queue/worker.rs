@@ -1,10 +1,11 @@
-//! A worker: reads jobs from the Redis stream with the consumer group, runs each through the
-//! service's pipeline, stores the outcome (first write wins) and only then acknowledges it.
+//! A worker: reads jobs from the Redis streams of its class ([`super::class`]) with the
+//! consumer group, runs each through the service's pipeline, stores the outcome (first write
+//! wins) and only then acknowledges it. While it reads, it advertises its class.
 //! An entry whose worker died stays pending; after `queue.claim_idle_ms` without its
 //! worker's heartbeat another worker reclaims it (XAUTOCLAIM) and runs it again, until it
 //! has been delivered more than `queue.max_deliveries` times: then it fails as `poison_job`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::QueueError;
-use super::redis::{GROUP, RedisQueue, STREAM, unavailable};
+use super::class::{ADVERTISE_EVERY, WorkerClass};
+use super::redis::{GROUP, RedisQueue, unavailable};
 use super::wire::{self, RequestRecord};
 use crate::jobs::{EventKind, Failure, JobEvent, Outcome, unix_ms};
 use crate::pipeline::Stage;
@@ -29,6 +31,8 @@ const CANCEL_POLL: Duration = Duration::from_millis(500);
 
 /// One delivery of a job to this worker.
 struct Delivery {
+    /// The stream it came from.
+    stream: &'static str,
     /// The stream entry's id.
     entry: String,
     /// The job's id.
@@ -42,31 +46,45 @@ struct Delivery {
 }
 
 /// Runs jobs from `queue` until the service drains, at most `generation_slots` at once. The
-/// jobs themselves run as tracked work of the service, so the drain waits for them.
+/// jobs themselves run as tracked work of the service, so the drain waits for them. The
+/// worker's class comes from what its pipeline can run.
 pub async fn run(service: Arc<Service>, queue: Arc<RedisQueue>, slots: usize) {
     let consumer = format!(
         "worker-{}-{}",
         std::process::id(),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    tracing::info!(%consumer, slots, "worker reading the job queue");
+    let class = WorkerClass::of(&service.pipeline().capabilities());
+    let streams: Vec<&'static str> = class.reads().iter().map(|c| c.stream()).collect();
+    tracing::info!(%consumer, slots, class = class.name(), "worker reading the job queue");
+    let reading = CancellationToken::new();
+    let advertising = tokio::spawn(advertise(
+        queue.clone(),
+        class,
+        consumer.clone(),
+        reading.clone(),
+    ));
     let slots = Arc::new(Semaphore::new(slots.max(1)));
     let claim_idle = Duration::from_millis(queue.config().claim_idle_ms);
     let mut last_claim = Instant::now() - claim_idle;
     let mut blocking: Option<MultiplexedConnection> = None;
+    // Entries one read delivered beyond the first (one per stream at most): run next.
+    let mut delivered = VecDeque::new();
     while !service.is_draining() {
         let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
+            break;
         };
-        let delivery = if last_claim.elapsed() >= claim_idle / 4 {
-            last_claim = Instant::now();
-            reclaim(&queue, &consumer, claim_idle).await
-        } else {
-            Ok(None)
+        let delivery = match delivered.pop_front() {
+            Some(delivery) => Ok(Some(delivery)),
+            None if last_claim.elapsed() >= claim_idle / 4 => {
+                last_claim = Instant::now();
+                reclaim(&queue, &streams, &consumer, claim_idle).await
+            }
+            None => Ok(None),
         };
         let delivery = match delivery {
             Ok(Some(delivery)) => Ok(Some(delivery)),
-            Ok(None) => read(&queue, &mut blocking, &consumer).await,
+            Ok(None) => read(&queue, &mut blocking, &consumer, &streams, &mut delivered).await,
             Err(error) => Err(error),
         };
         let delivery = match delivery {
@@ -115,76 +133,142 @@ pub async fn run(service: Arc<Service>, queue: Arc<RedisQueue>, slots: usize) {
             .instrument(span),
         );
     }
+    // Entries read but not started are left pending: another worker reclaims them.
+    reading.cancel();
+    let _ = advertising.await;
     tracing::info!(%consumer, "worker stopped reading the job queue");
 }
 
-/// Takes over one entry idle for `claim_idle` (its worker died or hangs).
+/// Advertises this worker's class every [`ADVERTISE_EVERY`] until `reading` is canceled, then
+/// withdraws it.
+async fn advertise(
+    queue: Arc<RedisQueue>,
+    class: WorkerClass,
+    consumer: String,
+    reading: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(ADVERTISE_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = reading.cancelled() => break,
+        }
+        if let Err(error) = queue.advertise(class, &consumer).await {
+            tracing::debug!(%error, "advertising the worker failed");
+        }
+    }
+    if let Err(error) = queue.retire(class, &consumer).await {
+        tracing::warn!(%error, "withdrawing the worker's advertisement failed; it lapses");
+    }
+}
+
+/// Takes over one entry of `streams` idle for `claim_idle` (its worker died or hangs).
 async fn reclaim(
     queue: &RedisQueue,
+    streams: &[&'static str],
     consumer: &str,
     claim_idle: Duration,
 ) -> Result<Option<Delivery>, QueueError> {
     let mut conn = queue.conn();
-    let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-        .arg(STREAM)
-        .arg(GROUP)
-        .arg(consumer)
-        .arg(claim_idle.as_millis() as u64)
-        .arg("0-0")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(&mut conn)
-        .await
-        .map_err(unavailable)?;
-    let Some(entry) = reply.claimed.into_iter().next() else {
-        return Ok(None);
-    };
-    let pending: StreamPendingCountReply = redis::cmd("XPENDING")
-        .arg(STREAM)
-        .arg(GROUP)
-        .arg(&entry.id)
-        .arg(&entry.id)
-        .arg(1)
-        .query_async(&mut conn)
-        .await
-        .map_err(unavailable)?;
-    let deliveries = pending.ids.first().map_or(1, |p| p.times_delivered);
-    Ok(delivery_of(entry.id, &entry.map, deliveries, true))
+    for &stream in streams {
+        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(claim_idle.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let Some(entry) = reply.claimed.into_iter().next() else {
+            continue;
+        };
+        let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(&entry.id)
+            .arg(&entry.id)
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let deliveries = pending.ids.first().map_or(1, |p| p.times_delivered);
+        return Ok(delivery_of(stream, entry.id, &entry.map, deliveries, true));
+    }
+    Ok(None)
 }
 
-/// Waits a moment for a new entry.
+/// Waits a moment for a new entry of `streams`, preferring them in their order: with several,
+/// each is first asked in turn without waiting, then all at once with the wait. One read of
+/// several streams may deliver one entry of each (when they fill at the same moment): the
+/// first is answered and the others put in `delivered`.
 async fn read(
     queue: &RedisQueue,
     blocking: &mut Option<MultiplexedConnection>,
     consumer: &str,
+    streams: &[&'static str],
+    delivered: &mut VecDeque<Delivery>,
 ) -> Result<Option<Delivery>, QueueError> {
     if blocking.is_none() {
         *blocking = Some(queue.dedicated().await?);
     }
     let conn = blocking.as_mut().expect("connected above");
-    let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+    if streams.len() > 1 {
+        for stream in streams {
+            let found = read_group(conn, consumer, std::slice::from_ref(stream), None).await?;
+            if let Some(first) = found.into_iter().next() {
+                return Ok(Some(first));
+            }
+        }
+    }
+    let mut found = read_group(conn, consumer, streams, Some(READ_BLOCK_MS)).await?;
+    let first = (!found.is_empty()).then(|| found.remove(0));
+    delivered.extend(found);
+    Ok(first)
+}
+
+/// One `XREADGROUP` of new entries of `streams` (at most one each), waiting `block` ms for
+/// one when given; the deliveries in the order of `streams`.
+async fn read_group(
+    conn: &mut MultiplexedConnection,
+    consumer: &str,
+    streams: &[&'static str],
+    block: Option<u64>,
+) -> Result<Vec<Delivery>, QueueError> {
+    let mut command = redis::cmd("XREADGROUP");
+    command
         .arg("GROUP")
         .arg(GROUP)
         .arg(consumer)
         .arg("COUNT")
-        .arg(1)
-        .arg("BLOCK")
-        .arg(READ_BLOCK_MS)
+        .arg(1);
+    if let Some(ms) = block {
+        command.arg("BLOCK").arg(ms);
+    }
+    let reply: Option<StreamReadReply> = command
         .arg("STREAMS")
-        .arg(STREAM)
-        .arg(">")
+        .arg(streams)
+        .arg(vec![">"; streams.len()])
         .query_async(conn)
         .await
         .map_err(unavailable)?;
-    let entry = reply
+    let mut keys = reply.map(|reply| reply.keys).unwrap_or_default();
+    keys.sort_by_key(|key| streams.iter().position(|s| *s == key.key));
+    Ok(keys
         .into_iter()
-        .flat_map(|reply| reply.keys)
-        .flat_map(|key| key.ids)
-        .next();
-    Ok(entry.and_then(|entry| delivery_of(entry.id, &entry.map, 1, false)))
+        .flat_map(|key| {
+            let stream = streams.iter().copied().find(|s| *s == key.key);
+            key.ids
+                .into_iter()
+                .filter_map(move |entry| delivery_of(stream?, entry.id, &entry.map, 1, false))
+        })
+        .collect())
 }
 
 fn delivery_of(
+    stream: &'static str,
     entry: String,
     fields: &HashMap<String, Value>,
     deliveries: usize,
@@ -198,6 +282,7 @@ fn delivery_of(
     Some(Delivery {
         job: text("id")?,
         enqueued_at_ms: text("enqueued_at_ms").and_then(|v| v.parse().ok()),
+        stream,
         entry,
         deliveries,
         reclaimed,
@@ -274,6 +359,7 @@ async fn run_job(
     tokio::spawn(heartbeat(
         queue.conn(),
         consumer.to_string(),
+        delivery.stream,
         delivery.entry.clone(),
         Duration::from_millis(queue.config().claim_idle_ms) / 3,
         done.clone(),
@@ -322,6 +408,7 @@ fn fleet_mismatch(service: &Service, record: &RequestRecord) -> Option<Failure> 
 async fn heartbeat(
     mut conn: redis::aio::ConnectionManager,
     consumer: String,
+    stream: &'static str,
     entry: String,
     period: Duration,
     done: CancellationToken,
@@ -334,7 +421,7 @@ async fn heartbeat(
             () = done.cancelled() => return,
         }
         let claimed: redis::RedisResult<Value> = redis::cmd("XCLAIM")
-            .arg(STREAM)
+            .arg(stream)
             .arg(GROUP)
             .arg(&consumer)
             .arg(0)
@@ -414,12 +501,12 @@ async fn simulate(
 async fn acknowledge(queue: &RedisQueue, delivery: &Delivery) {
     let acked: redis::RedisResult<()> = redis::pipe()
         .cmd("XACK")
-        .arg(STREAM)
+        .arg(delivery.stream)
         .arg(GROUP)
         .arg(&delivery.entry)
         .ignore()
         .cmd("XDEL")
-        .arg(STREAM)
+        .arg(delivery.stream)
         .arg(&delivery.entry)
         .ignore()
         .query_async(&mut queue.conn())

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, ensure};
 use sha2::{Digest, Sha256};
@@ -33,6 +33,9 @@ pub struct LoadedStyle {
     pub component: StyleComponent,
     /// The package's preview picture, if it has one.
     pub preview: Option<Preview>,
+    /// Whether its dry-run plan, offered the diffusion methods, picks one: a fleet routes its
+    /// jobs to workers with a diffusion pack (`crate::queue::class`).
+    pub plans_diffusion: bool,
 }
 
 impl std::fmt::Debug for LoadedStyle {
@@ -104,13 +107,16 @@ pub fn read(dir: &Path) -> anyhow::Result<PackageFiles> {
 /// world match, `describe()` agreeing with the manifest, and dry `plan` and `post-process` calls
 /// on synthetic analyses. Compilation runs on a blocking thread, off the request path.
 pub async fn load(runtime: &Arc<StyleRuntime>, dir: &Path) -> anyhow::Result<Arc<LoadedStyle>> {
-    load_files(runtime, read(dir)?).await
+    load_files(runtime, read(dir)?, None).await
 }
 
-/// Validates and compiles a package already [`read`] (the rest of [`load`]).
+/// Validates and compiles a package already [`read`] (the rest of [`load`]). Compilations
+/// take turns ([`StyleRuntime::compile_turn`]) and are bounded by the component's size
+/// limits, not by time; `limit` bounds the guest's part (`describe` and the dry runs).
 pub async fn load_files(
     runtime: &Arc<StyleRuntime>,
     files: PackageFiles,
+    limit: Option<Duration>,
 ) -> anyhow::Result<Arc<LoadedStyle>> {
     let PackageFiles {
         manifest,
@@ -133,28 +139,50 @@ pub async fn load_files(
         None
     };
 
+    // Compiling is the host's own work, bounded by the component's size limits: it takes its
+    // turn and is not timed. The guest's part (`describe`, dry runs) is, as a whole.
+    let turn = runtime.compile_turn(&digest).await;
+    let compiling = Instant::now();
     let component = {
         let runtime = runtime.clone();
         let id = manifest.id.clone();
         let digest = digest.clone();
-        tokio::task::spawn_blocking(move || runtime.compile(&id, &wasm, &digest, limits, assets))
-            .await
-            .context("the compiler thread failed")?
-            .with_context(|| format!("compiling {}", manifest.component))?
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            runtime.compile(&id, &wasm, &digest, limits, assets)
+        })
+        .await
+        .context("the compiler thread failed")?
+        .with_context(|| format!("compiling {}", manifest.component))?
     };
+    tracing::debug!(style = %manifest.id, took = ?compiling.elapsed(), "component ready");
 
-    let info = component.describe().await?;
-    for (field, said, manifest_says) in [
-        ("id", &info.id, &manifest.id),
-        ("name", &info.name, &manifest.name),
-        ("version", &info.version, &manifest.version),
-    ] {
-        ensure!(
-            said == manifest_says,
-            "describe() says {field} '{said}', but style.toml says '{manifest_says}'"
-        );
-    }
-    dry_run(&component, &info).await?;
+    let checking = async {
+        let info = component.describe().await?;
+        for (field, said, manifest_says) in [
+            ("id", &info.id, &manifest.id),
+            ("name", &info.name, &manifest.name),
+            ("version", &info.version, &manifest.version),
+        ] {
+            ensure!(
+                said == manifest_says,
+                "describe() says {field} '{said}', but style.toml says '{manifest_says}'"
+            );
+        }
+        let plans_diffusion = dry_run(&component, &info).await?;
+        Ok((info, plans_diffusion))
+    };
+    let (info, plans_diffusion) = match limit {
+        Some(limit) => tokio::time::timeout(limit, checking)
+            .await
+            .unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "describe and the dry runs took longer than {} s",
+                    limit.as_secs_f64()
+                ))
+            })?,
+        None => checking.await?,
+    };
 
     Ok(Arc::new(LoadedStyle {
         manifest,
@@ -164,17 +192,20 @@ pub async fn load_files(
         loaded_at: SystemTime::now(),
         component,
         preview,
+        plans_diffusion,
     }))
 }
 
 /// Plans a one-face and a no-face photo with and without diffusion capabilities, then
 /// post-processes a small photo with the plan for a host without diffusion. The options are
 /// the style's defaults (checked against its own specs). The runtime checks
-/// every result's bounds (`wasm::checks`), as it does at request time.
-async fn dry_run(component: &StyleComponent, info: &StyleInfo) -> anyhow::Result<()> {
+/// every result's bounds (`wasm::checks`), as it does at request time. Returns whether a plan
+/// offered the diffusion methods picked one.
+async fn dry_run(component: &StyleComponent, info: &StyleInfo) -> anyhow::Result<bool> {
     let options = likeness_contract::options::check(&info.params, &[])
         .context("the style's defaults fail its own parameter specs")?;
     let mut fallback_plan = None;
+    let mut plans_diffusion = false;
     for analysis in [synthetic_analysis(1), synthetic_analysis(0)] {
         for capabilities in [Capabilities::none(), Capabilities::all()] {
             let plan = component
@@ -183,6 +214,8 @@ async fn dry_run(component: &StyleComponent, info: &StyleInfo) -> anyhow::Result
                 .context("the dry plan failed")?;
             if capabilities.diffusion_sizes.is_none() {
                 fallback_plan = Some(plan);
+            } else {
+                plans_diffusion |= plan.method.kind().is_diffusion();
             }
         }
     }
@@ -197,7 +230,7 @@ async fn dry_run(component: &StyleComponent, info: &StyleInfo) -> anyhow::Result
         .post_process(&photo, &synthetic_analysis(0), &plan, &options)
         .await
         .context("the dry post-process failed")?;
-    Ok(())
+    Ok(plans_diffusion)
 }
 
 /// A 1024x1024 photo's analysis with `faces` evenly sized, well-placed faces.

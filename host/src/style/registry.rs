@@ -98,8 +98,9 @@ pub struct RegistrySettings {
     /// How long a package folder must stay missing before its style is retired, so that a
     /// deploy by two renames (`mv old away; mv new in`) never makes a style vanish.
     pub retire_grace: Duration,
-    /// The most one package's load (compile, `describe`, dry runs) may take; a load that
-    /// takes longer is rejected.
+    /// The most one package's `describe` and dry runs may take together; a package whose
+    /// guest takes longer is rejected. (Compiling is not timed: it is bounded by the
+    /// component's size limits and runs one package at a time.)
     pub load_timeout: Duration,
     /// When a canary is rolled back automatically.
     pub canary: CanaryPolicy,
@@ -439,15 +440,8 @@ impl Registry {
                     return Reload::Unchanged;
                 }
                 self.mark_loading(name);
-                let limit = self.settings.load_timeout;
-                tokio::time::timeout(limit, package::load_files(&self.runtime, files))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(anyhow::anyhow!(
-                            "loading took longer than {} s (compile, describe and dry runs)",
-                            limit.as_secs_f64()
-                        ))
-                    })
+                let limit = Some(self.settings.load_timeout);
+                package::load_files(&self.runtime, files, limit).await
             }
             Err(error) => Err(error),
         };
@@ -522,14 +516,10 @@ impl Registry {
                 {
                     return;
                 }
-                let limit = self.settings.load_timeout;
-                match tokio::time::timeout(limit, package::load_files(&self.runtime, files)).await {
-                    Ok(loaded) => loaded.map(|style| (style, share)),
-                    Err(_) => Err(anyhow::anyhow!(
-                        "loading took longer than {} s",
-                        limit.as_secs_f64()
-                    )),
-                }
+                let limit = Some(self.settings.load_timeout);
+                package::load_files(&self.runtime, files, limit)
+                    .await
+                    .map(|style| (style, share))
             }
             (Err(error), _) | (_, Err(error)) => Err(error),
         };

@@ -53,6 +53,12 @@ impl ComponentCache {
         }
     }
 
+    /// Whether there is an entry for the component `digest` (usable or not: [`ComponentCache::load`]
+    /// says).
+    pub fn has(&self, digest: &str) -> bool {
+        self.path(digest).exists()
+    }
+
     /// Loads `compiled` (this engine's compilation of the component `digest`) and, once it has
     /// loaded, stores it for next time: an artifact the engine refuses is never written.
     pub fn store(

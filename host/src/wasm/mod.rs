@@ -119,6 +119,15 @@ pub struct StyleRuntime {
     failed: Mutex<HashMap<String, String>>,
     /// Compilations run so far (cache misses).
     compilations: AtomicU64,
+    /// One compilation at a time: each uses every core (wasmtime compiles a component's
+    /// functions in parallel), so a cold start compiles package after package.
+    compile_turns: Arc<tokio::sync::Semaphore>,
+}
+
+/// A package's turn to compile (see [`StyleRuntime::compile_turn`]): the next one starts when
+/// it is dropped.
+pub struct CompileTurn {
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl StyleRuntime {
@@ -168,7 +177,20 @@ impl StyleRuntime {
             ticker,
             failed: Mutex::new(HashMap::new()),
             compilations: AtomicU64::new(0),
+            compile_turns: Arc::new(tokio::sync::Semaphore::new(1)),
         }))
+    }
+
+    /// Waits for the turn to compile the component whose SHA-256 is `digest`, when it must be
+    /// compiled (`None`: it is in the cache and needs no turn). Hold the turn until
+    /// [`StyleRuntime::compile`] returns.
+    pub async fn compile_turn(&self, digest: &str) -> Option<CompileTurn> {
+        if self.cache.as_ref().is_some_and(|cache| cache.has(digest)) {
+            return None;
+        }
+        let permit = self.compile_turns.clone().acquire_owned().await;
+        // The semaphore is never closed.
+        permit.ok().map(|permit| CompileTurn { _permit: permit })
     }
 
     /// How many components this runtime has compiled (cache misses), for tests and metrics.

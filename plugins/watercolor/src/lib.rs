@@ -12,6 +12,8 @@
 
 #![deny(missing_docs)]
 
+mod pixel;
+
 use likeness_sdk::image::{Plane, Rgba, face_mask, min_f32, to_byte};
 use likeness_sdk::noise;
 use likeness_sdk::options;
@@ -105,13 +107,6 @@ fn smoothstep(e0: f32, e1: f32, x: f32) -> f32 {
     t * t * (3.0 - 2.0 * t)
 }
 
-/// Darkens colour `c` (0..1) by pigment density `d` (1: unchanged, above 1: more pigment),
-/// as in Bousseau et al.'s watercolor model: `c * (1 - (1 - c) * (d - 1))`.
-#[inline]
-fn pigment(c: f32, d: f32) -> f32 {
-    (c * (1.0 - (1.0 - c) * (d - 1.0))).clamp(0.0, 1.0)
-}
-
 /// Lays `image` onto the paper (the texture tiled from the top-left corner): the paper's tone
 /// shows through and pigment settles in its grain. Used after diffusion and as the last step of
 /// [`paint`].
@@ -125,11 +120,11 @@ pub fn apply_paper(image: &mut Rgba, texture: &Plane, strength: f32) {
     for (y, row) in image.data.chunks_exact_mut(w * 4).enumerate() {
         let t = (y % th) * tw;
         let (heights, tones) = (&texture.data[t..t + tw], &relief.data[t..t + tw]);
-        for (x, p) in row.chunks_exact_mut(4).enumerate() {
-            let d = 1.0 + strength * 0.5 * (0.5 - heights[x % tw]);
-            let tone = tones[x % tw];
-            for c in &mut p[..3] {
-                *c = to_byte(pigment(*c as f32 * (1.0 / 255.0), d) * tone);
+        // The texture's row repeats across the image's: one stretch of `tw` pixels at a time.
+        for stretch in row.chunks_mut(tw * 4) {
+            let texels = heights.iter().zip(tones);
+            for (p, (&height, &tone)) in stretch.chunks_exact_mut(4).zip(texels) {
+                pixel::on_paper(p, 1.0 + strength * 0.5 * (0.5 - height), tone);
             }
         }
     }
@@ -219,15 +214,12 @@ pub fn paint(photo: &Rgba, analysis: &Analysis, texture: &Plane, strength: f32, 
     for (y, row) in paint.data.chunks_exact_mut(w as usize * 4).enumerate() {
         for (x, p) in row.chunks_exact_mut(4).enumerate() {
             let i = y * w as usize + x;
-            let d = density.data[i];
-            let ink = 1.0 - 0.38 * sketch.data[i];
-            let fade = fades.data[i];
-            for c in &mut p[..3] {
-                // Lighter: paint over white paper.
-                let v = 0.12 + 0.88 * (*c as f32 * (1.0 / 255.0));
-                let v = pigment(v, d) * ink;
-                *c = to_byte(1.0 + (v - 1.0) * fade);
-            }
+            pixel::paint(
+                p,
+                density.data[i],
+                1.0 - 0.38 * sketch.data[i],
+                fades.data[i],
+            );
         }
     }
     apply_paper(&mut paint, texture, strength);

@@ -111,7 +111,10 @@ fn resolution(clock: libc::clockid_t) -> i64 {
     };
     // SAFETY: `ts` is a valid, writable timespec.
     unsafe { libc::clock_getres(clock, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec as i64
+    // `tv_nsec` is a C long: 32 bits on wasm32, 64 natively.
+    #[allow(clippy::unnecessary_cast)]
+    let nanos = ts.tv_nsec as i64;
+    ts.tv_sec * 1_000_000_000 + nanos
 }
 
 /// Reports the monotonic and wall clocks' finest step and resolution.
