@@ -5,10 +5,12 @@
 //! the dominant face's box is the full detection's.
 
 mod common;
+#[path = "../host/vision/tests/common/scenes.rs"]
+mod scenes;
 
 use std::time::Instant;
 
-use image::{RgbImage, imageops};
+use image::RgbImage;
 use likeness_contract::policy::{self, Preferences};
 use likeness_contract::{Capabilities, MethodKind};
 use likeness_host::pipeline::{analyze_image, to_style_analysis};
@@ -21,65 +23,19 @@ fn photo(name: &str) -> RgbImage {
         .image
 }
 
-/// `img` scaled to fit a `side` square.
-fn fit(img: &RgbImage, side: u32) -> RgbImage {
-    let scale = side as f32 / img.width().max(img.height()) as f32;
-    let w = (img.width() as f32 * scale).round().max(1.0) as u32;
-    let h = (img.height() as f32 * scale).round().max(1.0) as u32;
-    ingest::resize(img, w, h)
-}
-
-/// A grey canvas with `tiles` (image, side of its square, x, y) pasted on it.
-fn canvas(w: u32, h: u32, tiles: &[(&RgbImage, u32, i64, i64)]) -> RgbImage {
-    let mut out = RgbImage::from_pixel(w, h, image::Rgb([128, 128, 128]));
-    for (img, side, x, y) in tiles {
-        imageops::replace(&mut out, &fit(img, *side), *x, *y);
-    }
-    out
-}
-
 #[test]
 fn the_cheaper_detection_plans_as_the_full_one() {
     let vision = common::vision();
-    let faces = [
-        "astronaut.png",
-        "obama.jpg",
-        "biden.jpg",
-        "camera.png",
-        "obama2.jpg",
-    ]
-    .map(photo);
-    let mut cases: Vec<(String, RgbImage)> = [
-        "astronaut.png",
-        "biden.jpg",
-        "camera.png",
-        "chelsea.png",
-        "coffee.png",
-        "obama.jpg",
-        "obama2.jpg",
-        "rocket.jpg",
-    ]
-    .iter()
-    .map(|n| (n.to_string(), photo(n)))
-    .collect();
-    let six: Vec<(&RgbImage, u32, i64, i64)> = (0..6)
-        .map(|i| {
-            (
-                &faces[i % 5],
-                512,
-                (i as i64 % 3) * 512,
-                (i as i64 / 3) * 512,
-            )
-        })
+    let faces = scenes::FACES.map(photo);
+    let mut cases: Vec<(String, RgbImage)> = scenes::PHOTOS
+        .iter()
+        .map(|n| (n.to_string(), photo(n)))
         .collect();
-    cases.push(("collage of 6".into(), canvas(1536, 1024, &six)));
-    let group: Vec<(&RgbImage, u32, i64, i64)> = (0..4)
-        .map(|i| (&faces[i], 420, 60 + i as i64 * 460, 330))
-        .collect();
-    cases.push(("group 1920x1080".into(), canvas(1920, 1080, &group)));
+    cases.push(("collage of 6".into(), scenes::collage_of_six(&faces)));
+    cases.push(("group 1920x1080".into(), scenes::group_of_four(&faces)));
     cases.push((
         "portrait with small faces behind".into(),
-        canvas(
+        scenes::canvas(
             1920,
             1080,
             &[
@@ -91,9 +47,9 @@ fn the_cheaper_detection_plans_as_the_full_one() {
     ));
     cases.push((
         "face too small".into(),
-        canvas(1920, 1080, &[(&faces[0], 160, 900, 500)]),
+        scenes::canvas(1920, 1080, &[(&faces[0], 160, 900, 500)]),
     ));
-    cases.push(("1024 portrait".into(), fit(&faces[1], 1024)));
+    cases.push(("1024 portrait".into(), scenes::fit(&faces[1], 1024)));
 
     let capabilities = Capabilities::all();
     let prefs = Preferences {
@@ -158,8 +114,8 @@ fn the_dct_scaled_decode_plans_as_the_full_one() {
         .map(|i| (&faces[i], 840, 120 + i as i64 * 920, 660))
         .collect();
     let cases = [
-        ("portrait 2560x2560", fit(&faces[1], 2560)),
-        ("group 3840x2160", canvas(3840, 2160, &group)),
+        ("portrait 2560x2560", scenes::fit(&faces[1], 2560)),
+        ("group 3840x2160", scenes::canvas(3840, 2160, &group)),
     ];
     let capabilities = Capabilities::all();
     let prefs = Preferences {

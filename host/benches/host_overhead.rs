@@ -26,6 +26,8 @@
 
 #[path = "../vision/benches/reference/python.rs"]
 mod reference_python;
+#[path = "../vision/tests/common/scenes.rs"]
+mod scenes;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -181,24 +183,7 @@ fn inputs(photos: &Path) -> Vec<(&'static str, Vec<u8>)> {
     )
     .to_image();
     let portrait = ingest::resize(&square, 1024, 1024);
-    let mut group = RgbImage::from_pixel(1920, 1080, image::Rgb([128, 128, 128]));
-    for (i, name) in ["astronaut.png", "obama.jpg", "biden.jpg", "camera.png"]
-        .into_iter()
-        .enumerate()
-    {
-        let face = read(name);
-        let scale = 420.0 / face.width().max(face.height()) as f32;
-        let (w, h) = (
-            (face.width() as f32 * scale).round() as u32,
-            (face.height() as f32 * scale).round() as u32,
-        );
-        imageops::replace(
-            &mut group,
-            &ingest::resize(&face, w, h),
-            60 + i as i64 * 460,
-            330,
-        );
-    }
+    let group = scenes::group_of_four(&scenes::FACES.map(read));
     let phone = ingest::resize(&obama, 4032, 3024);
     vec![
         ("portrait 1024x1024", jpeg(&portrait)),

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{iou, jpeg_with_orientation, photo, vision};
+use common::{iou, jpeg_with_orientation, photo, scenes, vision};
 use image::{RgbImage, imageops};
 use likeness_vision::{AnalyzeOptions, DetectorKind, cosine, ingest};
 
@@ -305,53 +305,13 @@ fn one_engine_serves_concurrent_requests() {
 fn a_widened_scan_is_the_full_detection_in_one_pass() {
     let v = vision();
     let mtcnn = v.mtcnn().expect("mtcnn");
-    let names = [
-        "astronaut.png",
-        "obama.jpg",
-        "biden.jpg",
-        "camera.png",
-        "obama2.jpg",
-    ];
-    let faces = names.map(photo);
-    let mut cases: Vec<(String, RgbImage)> = [
-        "astronaut.png",
-        "biden.jpg",
-        "camera.png",
-        "chelsea.png",
-        "coffee.png",
-        "obama.jpg",
-        "obama2.jpg",
-        "rocket.jpg",
-    ]
-    .iter()
-    .map(|n| (n.to_string(), photo(n)))
-    .collect();
-    let mut collage = RgbImage::new(1536, 1024);
-    for i in 0..6 {
-        let tile = square_tile(&faces[i % 5], 512);
-        imageops::replace(
-            &mut collage,
-            &tile,
-            (i as i64 % 3) * 512,
-            (i as i64 / 3) * 512,
-        );
-    }
-    cases.push(("collage of 6".into(), collage));
-    let mut group = RgbImage::from_pixel(1920, 1080, image::Rgb([128, 128, 128]));
-    for (i, face) in faces.iter().take(4).enumerate() {
-        let scale = 420.0 / face.width().max(face.height()) as f32;
-        let (w, h) = (
-            (face.width() as f32 * scale).round() as u32,
-            (face.height() as f32 * scale).round() as u32,
-        );
-        imageops::replace(
-            &mut group,
-            &ingest::resize(face, w, h),
-            60 + i as i64 * 460,
-            330,
-        );
-    }
-    cases.push(("group 1920x1080".into(), group));
+    let faces = scenes::FACES.map(photo);
+    let mut cases: Vec<(String, RgbImage)> = scenes::PHOTOS
+        .iter()
+        .map(|n| (n.to_string(), photo(n)))
+        .collect();
+    cases.push(("collage of 6".into(), scenes::collage_of_six(&faces)));
+    cases.push(("group 1920x1080".into(), scenes::group_of_four(&faces)));
     let mut skipped_levels = 0;
     for (name, img) in &cases {
         let (small, _) = ingest::bounded(img, 1024);

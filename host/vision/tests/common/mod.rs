@@ -3,6 +3,8 @@
 //! LIKENESS_TESTDATA). Nothing fetched is committed.
 #![allow(dead_code)]
 
+pub mod scenes;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
