@@ -26,13 +26,8 @@ fn photo(name: &str) -> RgbImage {
 #[test]
 fn the_cheaper_detection_plans_as_the_full_one() {
     let vision = common::vision();
+    let mut cases = scenes::photos_and_scenes(photo);
     let faces = scenes::FACES.map(photo);
-    let mut cases: Vec<(String, RgbImage)> = scenes::PHOTOS
-        .iter()
-        .map(|n| (n.to_string(), photo(n)))
-        .collect();
-    cases.push(("collage of 6".into(), scenes::collage_of_six(&faces)));
-    cases.push(("group 1920x1080".into(), scenes::group_of_four(&faces)));
     cases.push((
         "portrait with small faces behind".into(),
         scenes::canvas(

@@ -305,13 +305,7 @@ fn one_engine_serves_concurrent_requests() {
 fn a_widened_scan_is_the_full_detection_in_one_pass() {
     let v = vision();
     let mtcnn = v.mtcnn().expect("mtcnn");
-    let faces = scenes::FACES.map(photo);
-    let mut cases: Vec<(String, RgbImage)> = scenes::PHOTOS
-        .iter()
-        .map(|n| (n.to_string(), photo(n)))
-        .collect();
-    cases.push(("collage of 6".into(), scenes::collage_of_six(&faces)));
-    cases.push(("group 1920x1080".into(), scenes::group_of_four(&faces)));
+    let cases = scenes::photos_and_scenes(photo);
     let mut skipped_levels = 0;
     for (name, img) in &cases {
         let (small, _) = ingest::bounded(img, 1024);

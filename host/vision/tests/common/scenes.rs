@@ -67,3 +67,13 @@ pub fn group_of_four(faces: &[RgbImage]) -> RgbImage {
         .collect();
     canvas(1920, 1080, &tiles)
 }
+
+/// Every test photo, then the collage of six and the group of four, by name, loaded by `photo`.
+pub fn photos_and_scenes(photo: impl Fn(&str) -> RgbImage) -> Vec<(String, RgbImage)> {
+    let faces = FACES.map(&photo);
+    let mut cases: Vec<(String, RgbImage)> =
+        PHOTOS.iter().map(|n| (n.to_string(), photo(n))).collect();
+    cases.push(("collage of 6".into(), collage_of_six(&faces)));
+    cases.push(("group 1920x1080".into(), group_of_four(&faces)));
+    cases
+}
