@@ -331,14 +331,7 @@ async fn submit(node: &Node, style: &str, options: Option<&str>) -> String {
 
 /// Job `id` as `node` tells it now.
 async fn job_now(node: &Node, id: &str) -> Value {
-    common::client()
-        .get(node.at(&format!("/v1/jobs/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    common::send_json(common::client().get(node.at(&format!("/v1/jobs/{id}")))).await
 }
 
 /// Polls job `id` until it has finished.
@@ -743,14 +736,8 @@ async fn a_cancel_through_the_api_node_stops_the_job_on_its_worker_and_sigterm_d
     worker.ready(&["hostile"]).await;
     let id = submit(&api, "hostile", Some(r#"{"sleep-ms": 5000}"#)).await;
     worker.wait_until_busy().await;
-    let canceled: Value = common::client()
-        .delete(api.at(&format!("/v1/jobs/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let canceled =
+        common::send_json(common::client().delete(api.at(&format!("/v1/jobs/{id}")))).await;
     assert_eq!(canceled["status"], "canceled", "{canceled}");
     // The worker's generation ends as canceled (409), not as a success.
     let series = r#"likeness_generations_total{method="-",status="409",style="hostile"}"#;
@@ -859,14 +846,7 @@ fn generation_on(node: &Node, style: &str, name: &str) -> reqwest::RequestBuilde
 
 /// An anime generation on a photo with one clear face, as JSON (which must be 200 OK).
 async fn anime(node: &Node) -> Value {
-    let response = generation_on(node, "anime", "astronaut.png")
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body
+    common::send_json(generation_on(node, "anime", "astronaut.png")).await
 }
 
 impl Node {
