@@ -60,6 +60,12 @@ pub struct RuntimeOptions {
     /// Flush denormal floats to zero in the CPU kernels (`session.set_denormal_as_zero`). The
     /// development embedding model runs ~7x faster with it; results change only below 1e-38.
     pub flush_denormals: bool,
+    /// Let the pool's threads spin waiting for work after each run instead of sleeping
+    /// (ONNX Runtime's default). Off by default: on a few cores, the threads spinning after
+    /// one stage's run take the cores from the stages running beside it and from other
+    /// requests (two requests at once on 2 cores: 67-73 ms a pair without spinning, 90-93
+    /// with it, `docs/benchmarks.md`), for at most a few milliseconds saved on a lone run.
+    pub spinning: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -69,6 +75,7 @@ impl Default for RuntimeOptions {
             intra_threads: 0,
             pool_size: 1,
             flush_denormals: true,
+            spinning: false,
         }
     }
 }
@@ -133,6 +140,7 @@ impl Runtime {
         // share these threads instead of each session bringing a pool of one thread per core.
         let threads = ort::environment::GlobalThreadPoolOptions::default()
             .with_intra_threads(options.intra_threads)
+            .and_then(|threads| threads.with_spin_control(options.spinning))
             .map_err(|e| VisionError::Runtime(format!("configuring the thread pool: {e}")))?;
         let env = builder
             .with_name("likeness-vision")
