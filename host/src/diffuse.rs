@@ -5,6 +5,8 @@
 //! pack's own `face_recognizer` (antelopev2's, the one InstantID and PuLID were trained with),
 //! raw as insightface's `embedding`, never from the host's identity-score embedder.
 
+use std::sync::OnceLock;
+
 use image::RgbImage;
 use likeness_contract::{Capabilities, ControlKind, Diffusion, MethodKind, Size, SizeLimits};
 use likeness_diffusion::{
@@ -66,8 +68,9 @@ pub fn output_size(settings: &Diffusion, limits: &SizeLimits, width: u32, height
 /// control images, InstantID's face embedding or PuLID's features. Blocking: run it on a
 /// blocking thread holding a CPU slot for lane `lane` of `lanes`. The parts are independent and
 /// run side by side on the CPU slots free now ([`Lanes::run_all`]), in order on this thread
-/// when none is; a failure is the first in the sequential order (PuLID's features, the control
-/// maps in the plan's order, InstantID's embedding). `canceled` stops the parts not started.
+/// when none is; a failure is the first in the sequential order (InstantID's embedding or
+/// PuLID's features, then the control maps in the plan's order). `canceled` stops the parts
+/// not started.
 #[allow(clippy::too_many_arguments)]
 pub fn prepare(
     engine: &DiffusionEngine,
@@ -104,14 +107,23 @@ pub fn prepare(
             kinds.push(map.kind);
         }
     }
-    // Canny and depth read the photo at the output size; made once, before the parts.
-    let sized = kinds
-        .iter()
-        .any(|k| matches!(k, ControlKind::Canny | ControlKind::Depth))
-        .then(|| ingest::resize(photo, width, height));
-    let sized = sized.as_ref();
+    // Canny and depth read the photo at the output size: made once, by the first part that
+    // needs it (beside the identity part), the other waiting for it.
+    let sized: OnceLock<RgbImage> = OnceLock::new();
+    let sized = &sized;
 
+    // The identity part first: it is the longest, and each lane takes the next part when done.
     let mut jobs: Vec<Job<'_, Part>> = Vec::new();
+    if let (MethodKind::InstantId, Some(face)) = (method, identity) {
+        // The pack's recogniser on the aligned face: what the engine would do with the crop.
+        jobs.push(Job::new("face-embedding", move || {
+            let crop = recognizer_crop(photo, face)?;
+            engine
+                .embed_face(&crop)
+                .map(Part::Embedding)
+                .map_err(diffusion_error)
+        }));
+    }
     if let (MethodKind::Pulid, Some(face)) = (method, identity) {
         jobs.push(Job::new("pulid-features", move || {
             pulid_features(engine, photo, face).map(Part::Pulid)
@@ -119,17 +131,14 @@ pub fn prepare(
     }
     for kind in kinds {
         jobs.push(Job::new(control_name(kind), move || {
-            let resized =
-                || sized.ok_or_else(|| GenerateError::Internal("the photo was not resized".into()));
+            let resized = || sized.get_or_init(|| ingest::resize(photo, width, height));
             let image = match kind {
                 ControlKind::Canny => {
-                    let edges = control::canny(resized()?);
+                    let edges = control::canny(resized());
                     likeness_diffusion::Image::grey(width, height, edges.into_raw())
                 }
                 ControlKind::Depth => {
-                    let depth = vision
-                        .depth_map(resized()?)
-                        .map_err(GenerateError::Vision)?;
+                    let depth = vision.depth_map(resized()).map_err(GenerateError::Vision)?;
                     let (w, h) = depth.dimensions();
                     likeness_diffusion::Image::grey(w, h, depth.into_raw())
                 }
@@ -147,16 +156,6 @@ pub fn prepare(
                 GenerateError::Internal("a control image has the wrong size".into())
             })?;
             Ok(Part::Control(ControlImage { kind, image }))
-        }));
-    }
-    if let (MethodKind::InstantId, Some(face)) = (method, identity) {
-        // The pack's recogniser on the aligned face: what the engine would do with the crop.
-        jobs.push(Job::new("face-embedding", move || {
-            let crop = recognizer_crop(photo, face)?;
-            engine
-                .embed_face(&crop)
-                .map(Part::Embedding)
-                .map_err(diffusion_error)
         }));
     }
 

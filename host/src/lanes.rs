@@ -164,9 +164,11 @@ impl Lanes {
 
     /// Runs independent blocking `jobs` on the calling thread (lane `lane`, whose slot the
     /// caller holds) and on one more thread per CPU slot free now (at most one per job beyond
-    /// the first), job `i` on lane `i mod lanes`; returns their results in the jobs' order, or
-    /// the error of the first job (in that order) that failed. Jobs after a failed one that
-    /// have not started are skipped, and every job not yet started once `canceled` says so.
+    /// the first): lane `k` starts with job `k`, then each lane takes the next job not yet
+    /// started, in the jobs' order, when it is done with its last, so a long job does not hold
+    /// back the ones queued after it (put the longest first). Returns their results in the jobs' order, or the error of the first
+    /// job (in that order) that failed. Jobs after a failed one that have not started are
+    /// skipped, and every job not yet started once `canceled` says so.
     pub fn run_all<T: Send>(
         &self,
         lane: u32,
@@ -175,16 +177,23 @@ impl Lanes {
     ) -> Result<Vec<T>, GenerateError> {
         let count = jobs.len();
         let spares: Vec<Slot> = (1..count).map_while(|_| self.spare()).collect();
-        let width = spares.len() + 1;
         let failed = AtomicUsize::new(usize::MAX);
         let results: Vec<Mutex<Option<Result<T, GenerateError>>>> =
             (0..count).map(|_| Mutex::new(None)).collect();
-        let mut queues: Vec<Vec<(usize, Job<'_, T>)>> = (0..width).map(|_| Vec::new()).collect();
-        for (i, job) in jobs.into_iter().enumerate() {
-            queues[i % width].push((i, job));
-        }
-        let work = |lane: u32, queue: Vec<(usize, Job<'_, T>)>| {
-            for (i, job) in queue {
+        let queue: Vec<Mutex<Option<Job<'_, T>>>> =
+            jobs.into_iter().map(|job| Mutex::new(Some(job))).collect();
+        // Lane `k` of the `width` starts with job `k`; then each takes the next not started.
+        let width = spares.len() + 1;
+        let next = AtomicUsize::new(width);
+        let work = |lane: u32, first: usize| {
+            let mut take = Some(first);
+            loop {
+                let i = take
+                    .take()
+                    .unwrap_or_else(|| next.fetch_add(1, Ordering::Relaxed));
+                let Some(job) = queue.get(i).and_then(|job| lock(job).take()) else {
+                    break;
+                };
                 let result = if canceled() {
                     Err(GenerateError::Canceled)
                 } else if i > failed.load(Ordering::Relaxed) {
@@ -198,17 +207,12 @@ impl Lanes {
                 *lock(&results[i]) = Some(result);
             }
         };
-        let mut queues = queues.into_iter();
-        let mine = queues.next().unwrap_or_default();
         std::thread::scope(|scope| {
-            for (slot, queue) in spares.into_iter().zip(queues) {
+            for (k, slot) in spares.into_iter().enumerate() {
                 let work = &work;
-                scope.spawn(move || {
-                    let slot = slot;
-                    work(slot.lane, queue);
-                });
+                scope.spawn(move || work(slot.lane, k + 1));
             }
-            work(lane, mine);
+            work(lane, 0);
         });
         let mut done = Vec::with_capacity(count);
         for result in results {
@@ -243,11 +247,20 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    fn jobs(log: &Mutex<Vec<usize>>, fail: Option<usize>) -> Vec<Job<'_, usize>> {
+    /// Four jobs logging their start; job `fail` fails; the first `together` wait (up to 30 s)
+    /// until that many have started, so that they run at once on as many lanes.
+    fn jobs(log: &Mutex<Vec<usize>>, fail: Option<usize>, together: usize) -> Vec<Job<'_, usize>> {
         (0..4)
             .map(|i| {
                 Job::new("job", move || {
                     lock(log).push(i);
+                    let waited = Instant::now();
+                    while i < together && lock(log).len() < together {
+                        if waited.elapsed().as_secs() > 30 {
+                            return Err(GenerateError::Internal("the others never started".into()));
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
                     if Some(i) == fail {
                         return Err(GenerateError::Internal(format!("job {i} failed")));
                     }
@@ -265,7 +278,7 @@ mod tests {
         let own = lanes.spare().unwrap();
         let log = Mutex::new(Vec::new());
         let done = lanes
-            .run_all(own.lane, jobs(&log, None), &|| false)
+            .run_all(own.lane, jobs(&log, None, slots), &|| false)
             .unwrap();
         drop(own);
         assert_eq!(
@@ -288,6 +301,41 @@ mod tests {
     }
 
     #[test]
+    fn a_long_job_does_not_hold_back_the_ones_after_it() {
+        // Job `a` runs until `d` has started: the other lane must take `b`, `c` and `d`.
+        let lanes = Lanes::new(Some(Arc::new(Semaphore::new(2))));
+        let own = lanes.spare().unwrap();
+        let started = Mutex::new(Vec::new());
+        let job = |name: &'static str| {
+            let started = &started;
+            Job::new(name, move || {
+                lock(started).push(name);
+                let waited = Instant::now();
+                while name == "a" && !lock(started).contains(&"d") {
+                    if waited.elapsed().as_secs() > 30 {
+                        return Err(GenerateError::Internal("d never started".into()));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Ok(name)
+            })
+        };
+        let done = lanes
+            .run_all(
+                own.lane,
+                vec![job("a"), job("b"), job("c"), job("d")],
+                &|| false,
+            )
+            .unwrap();
+        assert_eq!(done, vec!["a", "b", "c", "d"]);
+        let spans = lanes.spans();
+        let lane = |name: &str| spans.iter().find(|s| s.name == name).unwrap().lane;
+        assert_ne!(lane("a"), lane("b"));
+        assert_eq!(lane("b"), lane("c"));
+        assert_eq!(lane("c"), lane("d"));
+    }
+
+    #[test]
     fn without_a_free_slot_jobs_run_in_order_on_the_own_lane() {
         let (lanes, done, started) = run_with(1);
         assert_eq!(done, vec![0, 10, 20, 30]);
@@ -304,7 +352,7 @@ mod tests {
         let own = lanes.spare().unwrap();
         let log = Mutex::new(Vec::new());
         let error = lanes
-            .run_all(own.lane, jobs(&log, Some(1)), &|| false)
+            .run_all(own.lane, jobs(&log, Some(1), 1), &|| false)
             .unwrap_err();
         assert_eq!(error.to_string(), "internal error: job 1 failed");
         assert_eq!(
@@ -315,7 +363,7 @@ mod tests {
 
         let log = Mutex::new(Vec::new());
         let error = lanes
-            .run_all(own.lane, jobs(&log, None), &|| true)
+            .run_all(own.lane, jobs(&log, None, 1), &|| true)
             .unwrap_err();
         assert!(matches!(error, GenerateError::Canceled));
         assert!(lock(&log).is_empty());
