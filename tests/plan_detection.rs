@@ -1,8 +1,9 @@
 //! The cheaper detection the host plans on (faces of at least
 //! [`policy::SKIPPABLE_FACE_SHARE`] of the photo first, every size only when that leaves the plan
 //! open) gives the default policy's plan of a full detection, on the test photos, a 6-face
-//! collage, a group photo, a portrait with small faces behind and a face too small to keep;
-//! the dominant face's box is the full detection's.
+//! collage, a group photo, a portrait with small faces behind, a face too small to keep and a
+//! second face on either side of the group's bound; every face of at least that share has the
+//! full detection's box.
 
 mod common;
 #[path = "../host/vision/tests/common/scenes.rs"]
@@ -45,6 +46,17 @@ fn the_cheaper_detection_plans_as_the_full_one() {
         scenes::canvas(1920, 1080, &[(&faces[0], 160, 900, 500)]),
     ));
     cases.push(("1024 portrait".into(), scenes::fit(&faces[1], 1024)));
+    // A second face around half the first's box (2.2% of the photo): a group from about 1.07%.
+    for side in (900..=1040).step_by(20) {
+        cases.push((
+            format!("second face at {side} px"),
+            scenes::canvas(
+                1920,
+                1080,
+                &[(&faces[1], 860, 20, 100), (&faces[2], side, 900, 0)],
+            ),
+        ));
+    }
 
     let capabilities = Capabilities::all();
     let prefs = Preferences {
@@ -90,6 +102,23 @@ fn the_cheaper_detection_plans_as_the_full_one() {
         );
         assert_eq!(plan_fast, plan_full, "{name}: the plans differ");
         assert!(overlap >= 0.99, "{name}: dominant face IoU {overlap}");
+        // Every face that can change a plan is found with the full detection's box.
+        for face in full
+            .faces
+            .iter()
+            .filter(|f| f.share >= policy::SKIPPABLE_FACE_SHARE)
+        {
+            let best = fast
+                .faces
+                .iter()
+                .map(|f| iou(&f.bbox, &face.bbox))
+                .fold(0.0, f32::max);
+            assert!(
+                best >= 0.99,
+                "{name}: a face of share {} has IoU {best}",
+                face.share
+            );
+        }
     }
     // The cheaper pass alone decides for every photo with one usable face.
     assert!(
