@@ -13,8 +13,10 @@
 //! The Rust side calls the functions a request runs: `ingest::decode_at_least`, the plan's detection
 //! (`pipeline::analyze_image`), the embedder's align and embed, `control::canny` and
 //! `control::keypoint_image` at the working size, the `pixel-art` component's `plan` and
-//! `post-process` through wasmtime, `identity::score`, `OutputFormat::encode`; and the whole
-//! request (`Pipeline::generate`, method `none`) with its PNG encode.
+//! `post-process` through wasmtime, `identity::score`, `OutputFormat::encode`; `inputs`, the
+//! embedding, resize + canny and keypoints made side by side on the host's lanes as a diffusion
+//! method's inputs are; and the whole request (`Pipeline::generate`, method `none`) with its PNG encode.
+//! Two totals: every stage in turn, and the request's order with `inputs` side by side.
 //!
 //! Both sides must find the same faces (IoU >= 0.99, on the same pixels) and draw the same
 //! control images (Canny: >= 99.5% of pixels identical; keypoints: at most 1% of the drawn
@@ -38,12 +40,14 @@ use std::time::Instant;
 use image::{RgbImage, imageops};
 use likeness_contract::policy;
 use likeness_host::identity;
+use likeness_host::lanes::{Job, Lanes};
 use likeness_host::output::OutputFormat;
-use likeness_host::pipeline::{Pipeline, analyze_image, to_style_analysis};
+use likeness_host::pipeline::{GenerateError, Pipeline, analyze_image, to_style_analysis};
 use likeness_host::style::{Registry, build};
 use likeness_host::wasm::{Image, RuntimeConfig, StyleRuntime};
 use likeness_vision::{AnalyzeOptions, Vision, control, detect::iou, fetch, ingest};
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 /// The style whose plan and post-process are timed: a light look without diffusion.
@@ -75,7 +79,17 @@ const TOTALLED: [&str; 8] = [
     "encode-png",
 ];
 /// The host's own stages, without a Python twin.
-const RUST_ONLY: [&str; 5] = ["decode-full", "plan", "post-process", "identity", "request"];
+const RUST_ONLY: [&str; 6] = [
+    "decode-full",
+    "inputs",
+    "plan",
+    "post-process",
+    "identity",
+    "request",
+];
+/// The stages of an InstantID request in order, with its independent inputs (align + embed,
+/// resize + canny, keypoints) made side by side as the host makes them (`inputs`).
+const SIDE_BY_SIDE: [&str; 5] = ["decode", "detect", "inputs", "plan", "encode-png"];
 
 fn env_or(var: &str, default: usize) -> usize {
     std::env::var(var)
@@ -441,6 +455,9 @@ fn main() {
         check_controls(label, &canny, &drawn, &dir);
 
         let limits = ingest::Limits::default();
+        let cpu_slots = Arc::new(Semaphore::new(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ));
         let rust_stage = |stage: &str| -> f64 {
             let started = Instant::now();
             match stage {
@@ -462,6 +479,31 @@ fn main() {
                 )),
                 "canny" => drop(std::hint::black_box(control::canny(&sized))),
                 "keypoints" => drop(std::hint::black_box(control::keypoint_image(w, h, &kps))),
+                // The three as a diffusion method's inputs are made (`diffuse::prepare`): jobs
+                // on the host's lanes, over as many CPU slots as cores, the longest first, the
+                // canny job resizing the photo to the working size first.
+                "inputs" => {
+                    let lanes = Lanes::new(Some(cpu_slots.clone()));
+                    let own = tokio.block_on(lanes.own()).expect("a CPU slot");
+                    let jobs = vec![
+                        Job::new("face-embedding", || {
+                            let crop = embedder.align(&img, &face.landmarks);
+                            embedder
+                                .embed(std::slice::from_ref(&crop))
+                                .map(|embeddings| embeddings.len())
+                                .map_err(GenerateError::Vision)
+                        }),
+                        Job::new("canny", || {
+                            Ok(control::canny(&ingest::resize(&img, w, h)).len())
+                        }),
+                        Job::new("face-keypoints", || {
+                            Ok(control::keypoint_image(w, h, &kps).len())
+                        }),
+                    ];
+                    drop(std::hint::black_box(
+                        lanes.run_all(own.lane, jobs, &|| false),
+                    ))
+                }
                 "encode-png" => drop(std::hint::black_box(OutputFormat::Png.encode(&output))),
                 "encode-jpeg" => drop(std::hint::black_box(OutputFormat::Jpeg.encode(&output))),
                 "encode-webp" => drop(std::hint::black_box(OutputFormat::Webp.encode(&output))),
@@ -578,6 +620,16 @@ fn table(label: &str, rust: &[(&str, Vec<f64>)], python: &[(&str, Vec<f64>)], n:
     out += &format!(
         "| **host overhead** (the total + plan) | {:.1} | | | | |\n",
         rust_total + plan
+    );
+    let side_by_side: f64 = SIDE_BY_SIDE
+        .iter()
+        .filter_map(|stage| rust.iter().find(|(s, _)| s == stage))
+        .map(|(_, t)| percentiles(t).0)
+        .sum();
+    out += &format!(
+        "| **host overhead, side by side** ({}) | {side_by_side:.1} | | {python_total:.1} | | {:.2}x |\n",
+        SIDE_BY_SIDE.join(" + "),
+        python_total / side_by_side
     );
     out
 }
