@@ -15,8 +15,9 @@
 //! `control::keypoint_image` at the working size, the `pixel-art` component's `plan` and
 //! `post-process` through wasmtime, `identity::score`, `OutputFormat::encode`; `inputs`, the
 //! embedding, resize + canny and keypoints made side by side on the host's lanes as a diffusion
-//! method's inputs are; and the whole request (`Pipeline::generate`, method `none`) with its PNG encode.
-//! Two totals: every stage in turn, and the request's order with `inputs` side by side.
+//! method's inputs are; and the whole request (`Pipeline::generate`, method `none`) with its
+//! PNG encode. Two totals: every stage in turn, and the request's order with `inputs` side by
+//! side.
 //!
 //! Both sides must find the same faces (IoU >= 0.99, on the same pixels) and draw the same
 //! control images (Canny: >= 99.5% of pixels identical; keypoints: at most 1% of the drawn
@@ -370,6 +371,10 @@ fn main() {
         &models,
     );
     let versions = reference.ask(json!({"cmd": "versions"}));
+    // The host's CPU slots (the default: one per core), for `inputs`.
+    let cpu_slots = Arc::new(Semaphore::new(
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    ));
     let mut tables = Vec::new();
     for (label, bytes) in inputs(&photos) {
         let dir = work.path().join(label.split(' ').next().unwrap());
@@ -455,9 +460,6 @@ fn main() {
         check_controls(label, &canny, &drawn, &dir);
 
         let limits = ingest::Limits::default();
-        let cpu_slots = Arc::new(Semaphore::new(
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
-        ));
         let rust_stage = |stage: &str| -> f64 {
             let started = Instant::now();
             match stage {
@@ -608,10 +610,13 @@ fn table(label: &str, rust: &[(&str, Vec<f64>)], python: &[(&str, Vec<f64>)], n:
             None => out += &format!("| {stage} | {p50:.2} | {p99:.2} | - | - | - |\n"),
         }
     }
-    let plan = rust
-        .iter()
-        .find(|(s, _)| *s == "plan")
-        .map_or(0.0, |(_, t)| percentiles(t).0);
+    // A Rust stage's p50 (0 when it was not timed).
+    let p50 = |stage: &str| {
+        rust.iter()
+            .find(|(s, _)| *s == stage)
+            .map_or(0.0, |(_, t)| percentiles(t).0)
+    };
+    let plan = p50("plan");
     out += &format!(
         "| **total** ({}) | {rust_total:.1} | | {python_total:.1} | | {:.2}x |\n",
         TOTALLED.join(" + "),
@@ -621,11 +626,7 @@ fn table(label: &str, rust: &[(&str, Vec<f64>)], python: &[(&str, Vec<f64>)], n:
         "| **host overhead** (the total + plan) | {:.1} | | | | |\n",
         rust_total + plan
     );
-    let side_by_side: f64 = SIDE_BY_SIDE
-        .iter()
-        .filter_map(|stage| rust.iter().find(|(s, _)| s == stage))
-        .map(|(_, t)| percentiles(t).0)
-        .sum();
+    let side_by_side: f64 = SIDE_BY_SIDE.iter().map(|stage| p50(stage)).sum();
     out += &format!(
         "| **host overhead, side by side** ({}) | {side_by_side:.1} | | {python_total:.1} | | {:.2}x |\n",
         SIDE_BY_SIDE.join(" + "),

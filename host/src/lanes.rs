@@ -166,9 +166,10 @@ impl Lanes {
     /// caller holds) and on one more thread per CPU slot free now (at most one per job beyond
     /// the first): lane `k` starts with job `k`, then each lane takes the next job not yet
     /// started, in the jobs' order, when it is done with its last, so a long job does not hold
-    /// back the ones queued after it (put the longest first). Returns their results in the jobs' order, or the error of the first
-    /// job (in that order) that failed. Jobs after a failed one that have not started are
-    /// skipped, and every job not yet started once `canceled` says so.
+    /// back the ones queued after it (put the longest first). Returns their results in the
+    /// jobs' order, or the error of the first job (in that order) that failed. Jobs after a
+    /// failed one that have not started are skipped, and every job not yet started once
+    /// `canceled` says so.
     pub fn run_all<T: Send>(
         &self,
         lane: u32,
@@ -186,11 +187,8 @@ impl Lanes {
         let width = spares.len() + 1;
         let next = AtomicUsize::new(width);
         let work = |lane: u32, first: usize| {
-            let mut take = Some(first);
-            loop {
-                let i = take
-                    .take()
-                    .unwrap_or_else(|| next.fetch_add(1, Ordering::Relaxed));
+            let taken = std::iter::repeat_with(|| next.fetch_add(1, Ordering::Relaxed));
+            for i in std::iter::once(first).chain(taken) {
                 let Some(job) = queue.get(i).and_then(|job| lock(job).take()) else {
                     break;
                 };
@@ -247,6 +245,18 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    /// Waits (up to 30 s) until `done` says so.
+    fn wait_until(what: &str, done: impl Fn() -> bool) -> Result<(), GenerateError> {
+        let waited = Instant::now();
+        while !done() {
+            if waited.elapsed().as_secs() > 30 {
+                return Err(GenerateError::Internal(format!("{what} never happened")));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
     /// Four jobs logging their start; job `fail` fails; the first `together` wait (up to 30 s)
     /// until that many have started, so that they run at once on as many lanes.
     fn jobs(log: &Mutex<Vec<usize>>, fail: Option<usize>, together: usize) -> Vec<Job<'_, usize>> {
@@ -254,12 +264,8 @@ mod tests {
             .map(|i| {
                 Job::new("job", move || {
                     lock(log).push(i);
-                    let waited = Instant::now();
-                    while i < together && lock(log).len() < together {
-                        if waited.elapsed().as_secs() > 30 {
-                            return Err(GenerateError::Internal("the others never started".into()));
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    if i < together {
+                        wait_until("the others' start", || lock(log).len() >= together)?;
                     }
                     if Some(i) == fail {
                         return Err(GenerateError::Internal(format!("job {i} failed")));
@@ -310,12 +316,8 @@ mod tests {
             let started = &started;
             Job::new(name, move || {
                 lock(started).push(name);
-                let waited = Instant::now();
-                while name == "a" && !lock(started).contains(&"d") {
-                    if waited.elapsed().as_secs() > 30 {
-                        return Err(GenerateError::Internal("d never started".into()));
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(1));
+                if name == "a" {
+                    wait_until("d's start", || lock(started).contains(&"d"))?;
                 }
                 Ok(name)
             })

@@ -351,10 +351,10 @@ mod tests {
         let narrow = Sat::new(&img);
         assert!(matches!(narrow.table, Table::Narrow(_)));
         let wide = Sat {
+            w: 61,
+            h: 47,
             table: Table::Wide(summed::<u64>(img.as_raw(), 61, 47)),
-            ..narrow
         };
-        let narrow = Sat::new(&img);
         for (x, y, side, size) in [
             (-3.0, 4.0, 30.0, 24),
             (10.5, 0.0, 44.0, 48),
