@@ -1304,7 +1304,12 @@ async fn without_diffusion_the_rust_styles_draw_by_style_transfer_and_keep_the_p
         let body = generate(&server, style, "wrong.png", wrong.clone()).await;
         let output = decode_data_url(body["output"]["data_url"].as_str().unwrap()).to_rgb8();
         let score = vision
-            .identity_score(&obama, &output, &likeness_vision::MatchOptions::default())
+            .identity_score(
+                &obama,
+                &output,
+                &likeness_vision::MatchOptions::default(),
+                &likeness_vision::Cores,
+            )
             .unwrap();
         eprintln!(
             "{style}: the wrong person scores {:.3} as Obama",

@@ -16,7 +16,7 @@ use likeness_contract::policy::{self, Preferences};
 use likeness_contract::{Capabilities, MethodKind};
 use likeness_host::pipeline::{analyze_image, to_style_analysis};
 use likeness_vision::detect::iou;
-use likeness_vision::{AnalyzeOptions, ingest};
+use likeness_vision::{AnalyzeOptions, Cores, InOrder, ingest};
 
 fn photo(name: &str) -> RgbImage {
     ingest::decode(&common::photo_bytes(name), &ingest::Limits::default())
@@ -78,7 +78,7 @@ fn the_cheaper_detection_plans_as_the_full_one() {
             .expect("full");
         let full_ms = started.elapsed().as_secs_f64() * 1000.0;
         let started = Instant::now();
-        let fast = analyze_image(&vision, img, &cheap).expect("fast");
+        let fast = analyze_image(&vision, img, &cheap, &InOrder).expect("fast");
         let fast_ms = started.elapsed().as_secs_f64() * 1000.0;
         let first = vision.analyze(img, &cheap).expect("first pass");
         let was_settled = policy::settled_without_faces_under(
@@ -168,8 +168,8 @@ fn the_dct_scaled_decode_plans_as_the_full_one() {
             (full.width().div_ceil(2), full.height().div_ceil(2)),
             "{name}: decoded at 1/2 for 1280"
         );
-        let a = analyze_image(&vision, &full, &cheap).expect("full");
-        let b = analyze_image(&vision, &scaled, &cheap).expect("scaled");
+        let a = analyze_image(&vision, &full, &cheap, &Cores).expect("full");
+        let b = analyze_image(&vision, &scaled, &cheap, &InOrder).expect("scaled");
         let plan_full = policy::default_plan(&to_style_analysis(&a), &capabilities, &prefs);
         let plan_scaled = policy::default_plan(&to_style_analysis(&b), &capabilities, &prefs);
         assert_eq!(plan_scaled.method, plan_full.method, "{name}");

@@ -41,12 +41,12 @@ use std::time::Instant;
 use image::{RgbImage, imageops};
 use likeness_contract::policy;
 use likeness_host::identity;
-use likeness_host::lanes::{Job, Lanes};
+use likeness_host::lanes::{Job, Lanes, OnLanes};
 use likeness_host::output::OutputFormat;
 use likeness_host::pipeline::{GenerateError, Pipeline, analyze_image, to_style_analysis};
 use likeness_host::style::{Registry, build};
 use likeness_host::wasm::{Image, RuntimeConfig, StyleRuntime};
-use likeness_vision::{AnalyzeOptions, Vision, control, detect::iou, fetch, ingest};
+use likeness_vision::{AnalyzeOptions, Cores, Vision, control, detect::iou, fetch, ingest};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -384,7 +384,7 @@ fn main() {
 
         // One request's worth of intermediate results, made by the host's own functions.
         let img = decode_for(&bytes, pipeline.working_side());
-        let analysis = analyze_image(&vision, &img, &for_plan).expect("analyse");
+        let analysis = analyze_image(&vision, &img, &for_plan, &Cores).expect("analyse");
         let face = analysis.dominant().expect("a face").clone();
         let crop = embedder.align(&img, &face.landmarks);
         let (w, h) = ingest::working_size(img.width(), img.height());
@@ -460,6 +460,12 @@ fn main() {
         check_controls(label, &canny, &drawn, &dir);
 
         let limits = ingest::Limits::default();
+        // A request's lanes over the host's CPU slots, the calling thread on its own lane.
+        let on_lanes = |work: &mut dyn FnMut(&Lanes, u32)| {
+            let lanes = Lanes::new(cpu_slots.clone());
+            let own = tokio.block_on(lanes.own()).expect("a CPU slot");
+            work(&lanes, own.lane);
+        };
         let rust_stage = |stage: &str| -> f64 {
             let started = Instant::now();
             match stage {
@@ -472,9 +478,12 @@ fn main() {
                 "decode-full" => drop(std::hint::black_box(ingest::decode(&bytes, &limits))),
                 "orient" => drop(std::hint::black_box(imageops::rotate90(&img))),
                 "resize" => drop(std::hint::black_box(ingest::resize(&img, w, h))),
-                "detect" => drop(std::hint::black_box(analyze_image(
-                    &vision, &img, &for_plan,
-                ))),
+                "detect" => on_lanes(&mut |lanes, lane| {
+                    let spread = OnLanes { lanes, lane };
+                    drop(std::hint::black_box(analyze_image(
+                        &vision, &img, &for_plan, &spread,
+                    )))
+                }),
                 "align" => drop(std::hint::black_box(embedder.align(&img, &face.landmarks))),
                 "embed" => drop(std::hint::black_box(
                     embedder.embed(std::slice::from_ref(&crop)),
@@ -484,9 +493,7 @@ fn main() {
                 // The three as a diffusion method's inputs are made (`diffuse::prepare`): jobs
                 // on the host's lanes, over as many CPU slots as cores, the longest first, the
                 // canny job resizing the photo to the working size first.
-                "inputs" => {
-                    let lanes = Lanes::new(Some(cpu_slots.clone()));
-                    let own = tokio.block_on(lanes.own()).expect("a CPU slot");
+                "inputs" => on_lanes(&mut |lanes, lane| {
                     let jobs = vec![
                         Job::new("face-embedding", || {
                             let crop = embedder.align(&img, &face.landmarks);
@@ -502,10 +509,8 @@ fn main() {
                             Ok(control::keypoint_image(w, h, &kps).len())
                         }),
                     ];
-                    drop(std::hint::black_box(
-                        lanes.run_all(own.lane, jobs, &|| false),
-                    ))
-                }
+                    drop(std::hint::black_box(lanes.run_all(lane, jobs, &|| false)))
+                }),
                 "encode-png" => drop(std::hint::black_box(OutputFormat::Png.encode(&output))),
                 "encode-jpeg" => drop(std::hint::black_box(OutputFormat::Jpeg.encode(&output))),
                 "encode-webp" => drop(std::hint::black_box(OutputFormat::Webp.encode(&output))),
@@ -522,11 +527,15 @@ fn main() {
                         &options,
                     )),
                 )),
-                "identity" => drop(std::hint::black_box(identity::score(
-                    &vision,
-                    &reference_face,
-                    &output,
-                ))),
+                "identity" => on_lanes(&mut |lanes, lane| {
+                    let spread = OnLanes { lanes, lane };
+                    drop(std::hint::black_box(identity::score(
+                        &vision,
+                        &reference_face,
+                        &output,
+                        &spread,
+                    )))
+                }),
                 // The whole request as the service runs it, and its PNG encode, less the
                 // style's post-process (the look itself).
                 _ => {

@@ -5,7 +5,7 @@
 //! when it has one, judges the score (`crate::execute`).
 
 use image::RgbImage;
-use likeness_vision::{IdentityScore, MatchOptions, Reference, Vision};
+use likeness_vision::{IdentityScore, MatchOptions, Reference, Spread, Vision};
 
 use crate::wasm::Image;
 
@@ -118,16 +118,19 @@ pub fn reference_face(
     Ok(ReferenceFace { index, reference })
 }
 
-/// Scores `output` against `reference` (blocking: detection and embedding).
+/// Scores `output` against `reference` (blocking: detection, its parts through `spread`, and
+/// embedding).
 pub fn score(
     vision: &Vision,
     reference: &ReferenceFace,
     output: &Image,
+    spread: &dyn Spread,
 ) -> Result<IdentityScore, likeness_vision::VisionError> {
     vision.identity_score(
         &reference.reference,
         &to_rgb(output),
         &MatchOptions::default(),
+        spread,
     )
 }
 

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use likeness_vision::spread::{Part, Spread};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::pipeline::GenerateError;
@@ -39,7 +40,7 @@ pub struct StageSpan {
 /// and the record of its stages. Cloning shares the record.
 #[derive(Clone)]
 pub struct Lanes {
-    slots: Option<Arc<Semaphore>>,
+    slots: Arc<Semaphore>,
     shared: Arc<Shared>,
 }
 
@@ -51,11 +52,11 @@ struct Shared {
     spans: Mutex<Vec<StageSpan>>,
 }
 
-/// A CPU slot a lane holds (none where the CPU stages are unbounded); dropping it frees it.
+/// A CPU slot a lane holds; dropping it frees it.
 pub struct Slot {
     /// The lane it belongs to.
     pub lane: u32,
-    _permit: Option<OwnedSemaphorePermit>,
+    _permit: OwnedSemaphorePermit,
     shared: Arc<Shared>,
 }
 
@@ -67,8 +68,9 @@ impl Drop for Slot {
 
 /// One of [`Lanes::run_all`]'s independent stages: its name and its work.
 pub struct Job<'a, T> {
-    /// The stage's name in the spans.
-    pub name: &'static str,
+    /// The stage's name in the spans (`None`: a part of the stage that runs it, not recorded
+    /// apart from it).
+    pub name: Option<&'static str>,
     /// The work (blocking).
     pub run: Box<dyn FnOnce() -> Result<T, GenerateError> + Send + 'a>,
 }
@@ -80,16 +82,49 @@ impl<'a, T> Job<'a, T> {
         run: impl FnOnce() -> Result<T, GenerateError> + Send + 'a,
     ) -> Self {
         Job {
-            name,
+            name: Some(name),
+            run: Box::new(run),
+        }
+    }
+
+    /// A part of the stage that runs it (not recorded in the spans), doing `run`.
+    pub fn part(run: impl FnOnce() -> Result<T, GenerateError> + Send + 'a) -> Self {
+        Job {
+            name: None,
             run: Box::new(run),
         }
     }
 }
 
+/// A stage's independent parts ([`Spread`]: the face detection's pyramid levels and batches of
+/// crops) on a generation's lanes: the calling thread on lane `lane`, whose slot it holds, and
+/// the spare slots free now, as [`Lanes::run_all`] runs jobs.
+pub struct OnLanes<'a> {
+    /// The generation's lanes.
+    pub lanes: &'a Lanes,
+    /// The lane of the calling thread.
+    pub lane: u32,
+}
+
+impl Spread for OnLanes<'_> {
+    fn run(&self, parts: Vec<Part<'_>>) {
+        let jobs = parts
+            .into_iter()
+            .map(|part| {
+                Job::part(move || {
+                    part();
+                    Ok(())
+                })
+            })
+            .collect();
+        // Parts never fail (each keeps its own result) and all run: nothing is canceled.
+        let _ = self.lanes.run_all(self.lane, jobs, &|| false);
+    }
+}
+
 impl Lanes {
-    /// The lanes of a generation starting now, over the host's CPU slots (`None`: unbounded,
-    /// every spare lane is granted).
-    pub fn new(slots: Option<Arc<Semaphore>>) -> Lanes {
+    /// The lanes of a generation starting now, over the host's CPU slots.
+    pub fn new(slots: Arc<Semaphore>) -> Lanes {
         Lanes {
             slots,
             shared: Arc::new(Shared {
@@ -104,31 +139,24 @@ impl Lanes {
 
     /// Waits for a CPU slot for the request's own lane.
     pub async fn own(&self) -> Result<Slot, GenerateError> {
-        let permit = match &self.slots {
-            Some(slots) => Some(
-                slots
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| GenerateError::Internal("the CPU slots are closed".into()))?,
-            ),
-            None => None,
-        };
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| GenerateError::Internal("the CPU slots are closed".into()))?;
         Ok(self.slot(0, permit))
     }
 
     /// A slot for a spare lane if one is free now, else `None` (the stage then runs in order
     /// on the request's own lane).
     pub fn spare(&self) -> Option<Slot> {
-        let permit = match &self.slots {
-            Some(slots) => Some(slots.clone().try_acquire_owned().ok()?),
-            None => None,
-        };
+        let permit = self.slots.clone().try_acquire_owned().ok()?;
         let lane = self.shared.next_lane.fetch_add(1, Ordering::Relaxed);
         Some(self.slot(lane, permit))
     }
 
-    fn slot(&self, lane: u32, permit: Option<OwnedSemaphorePermit>) -> Slot {
+    fn slot(&self, lane: u32, permit: OwnedSemaphorePermit) -> Slot {
         let held = self.shared.held.fetch_add(1, Ordering::Relaxed) + 1;
         self.shared.peak.fetch_max(held, Ordering::Relaxed);
         Slot {
@@ -197,7 +225,10 @@ impl Lanes {
                 } else if i > failed.load(Ordering::Relaxed) {
                     continue;
                 } else {
-                    self.timed(job.name, lane, job.run)
+                    match job.name {
+                        Some(name) => self.timed(name, lane, job.run),
+                        None => (job.run)(),
+                    }
                 };
                 if result.is_err() {
                     failed.fetch_min(i, Ordering::Relaxed);
@@ -280,7 +311,7 @@ mod tests {
     /// lanes, the results and the order the jobs started in.
     fn run_with(slots: usize) -> (Lanes, Vec<usize>, Vec<usize>) {
         let semaphore = Arc::new(Semaphore::new(slots));
-        let lanes = Lanes::new(Some(semaphore.clone()));
+        let lanes = Lanes::new(semaphore.clone());
         let own = lanes.spare().unwrap();
         let log = Mutex::new(Vec::new());
         let done = lanes
@@ -309,7 +340,7 @@ mod tests {
     #[test]
     fn a_long_job_does_not_hold_back_the_ones_after_it() {
         // Job `a` runs until `d` has started: the other lane must take `b`, `c` and `d`.
-        let lanes = Lanes::new(Some(Arc::new(Semaphore::new(2))));
+        let lanes = Lanes::new(Arc::new(Semaphore::new(2)));
         let own = lanes.spare().unwrap();
         let started = Mutex::new(Vec::new());
         let job = |name: &'static str| {
@@ -348,9 +379,60 @@ mod tests {
         assert!(spans.windows(2).all(|w| w[0].end_ms <= w[1].start_ms));
     }
 
+    /// A stage's three parts through [`OnLanes`] on a host of `slots` CPU slots, the caller
+    /// holding one: the first two wait for each other when `together`. Returns the threads
+    /// they ran on, in the parts' order, and the lanes.
+    fn parts_with(slots: usize, together: bool) -> (Vec<std::thread::ThreadId>, Lanes) {
+        let lanes = Lanes::new(Arc::new(Semaphore::new(slots)));
+        let own = lanes.spare().unwrap();
+        let ran: Vec<Mutex<Option<std::thread::ThreadId>>> =
+            (0..3).map(|_| Mutex::new(None)).collect();
+        let started = AtomicUsize::new(0);
+        let parts: Vec<Part<'_>> = ran
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| {
+                let started = &started;
+                Box::new(move || {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    if together && i < 2 {
+                        wait_until("the other part's start", || {
+                            started.load(Ordering::SeqCst) >= 2
+                        })
+                        .unwrap();
+                    }
+                    *lock(slot) = Some(std::thread::current().id());
+                }) as Part<'_>
+            })
+            .collect();
+        OnLanes {
+            lanes: &lanes,
+            lane: own.lane,
+        }
+        .run(parts);
+        let threads = ran
+            .into_iter()
+            .map(|t| t.into_inner().unwrap().expect("every part ran"))
+            .collect();
+        (threads, lanes)
+    }
+
+    #[test]
+    fn a_stages_parts_run_on_the_free_slots_and_unrecorded() {
+        let (threads, lanes) = parts_with(2, true);
+        assert_ne!(threads[0], threads[1], "two parts at once");
+        assert_eq!(lanes.peak_slots(), 2);
+        assert!(lanes.spans().is_empty(), "parts are not stages");
+
+        let (threads, lanes) = parts_with(1, false);
+        let caller = std::thread::current().id();
+        assert!(threads.iter().all(|t| *t == caller), "{threads:?}");
+        assert_eq!(lanes.peak_slots(), 1);
+    }
+
     #[test]
     fn the_first_failure_in_order_wins_and_cancellation_stops_the_rest() {
-        let lanes = Lanes::new(Some(Arc::new(Semaphore::new(1))));
+        let lanes = Lanes::new(Arc::new(Semaphore::new(1)));
         let own = lanes.spare().unwrap();
         let log = Mutex::new(Vec::new());
         let error = lanes

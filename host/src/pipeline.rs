@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use image::RgbImage;
-use likeness_vision::{AnalyzeOptions, IngestError, Vision, VisionError, ingest};
+use likeness_vision::{AnalyzeOptions, IngestError, Spread, Vision, VisionError, ingest};
 use tokio_util::sync::CancellationToken;
 
 use likeness_contract::options::{OptionError, RawOptions};
@@ -17,7 +17,7 @@ use likeness_contract::{Analysis, Capabilities, Face, Landmarks, Method, MethodK
 
 use crate::execute::{Executor, Made, Try};
 use crate::identity::{self, Identity, IdentityReport, ReferenceFace};
-use crate::lanes::{Lanes, Slot, StageSpan};
+use crate::lanes::{Lanes, OnLanes, Slot, StageSpan};
 use crate::style::canary::Routing;
 use crate::style::{Registry, StyleState};
 use crate::transfer::StyleVectors;
@@ -168,10 +168,10 @@ pub struct Pipeline {
     vision: Arc<Vision>,
     limits: ingest::Limits,
     /// Bounds the CPU stages (decode + analyse, the plan, the reference embedding, the
-    /// method's inputs, post-process, the identity score) across all requests; `None`:
-    /// unbounded. A generation runs its independent stages side by side on the slots free at
+    /// method's inputs, post-process, the identity score) across all requests (default: one
+    /// per core). A generation runs its independent stages side by side on the slots free at
     /// the time ([`crate::lanes`]).
-    cpu_slots: Option<Arc<tokio::sync::Semaphore>>,
+    cpu_slots: Arc<tokio::sync::Semaphore>,
     /// The diffusion engine over the installed model pack; `None`: only method `none` runs.
     diffusion: Option<Arc<likeness_diffusion::DiffusionEngine>>,
     /// What one generation may spend on the identity gate's retries and fallbacks.
@@ -187,7 +187,9 @@ impl Pipeline {
             registry,
             vision,
             limits,
-            cpu_slots: None,
+            cpu_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
             diffusion: None,
             retry_budget: crate::config::IdentityConfig::default().retry_budget(),
             style_vectors: Arc::default(),
@@ -204,7 +206,7 @@ impl Pipeline {
     /// post-process, the identity score) only while holding one of these permits, so that the
     /// server bounds them apart from the generation slots.
     pub fn with_cpu_slots(mut self, slots: Arc<tokio::sync::Semaphore>) -> Self {
-        self.cpu_slots = Some(slots);
+        self.cpu_slots = slots;
         self
     }
 
@@ -285,7 +287,11 @@ impl Pipeline {
         tokio::task::spawn_blocking(move || {
             lanes.timed("analysing", slot.lane, || {
                 let decoded = ingest::decode_at_least(&photo, &limits, long_side)?;
-                let analysis = analyze_image(&vision, &decoded.image, &options)?;
+                let spread = OnLanes {
+                    lanes: &lanes,
+                    lane: slot.lane,
+                };
+                let analysis = analyze_image(&vision, &decoded.image, &options, &spread)?;
                 let size = decoded.upright_size();
                 Ok((decoded.image, analysis, size))
             })
@@ -745,7 +751,11 @@ impl Pipeline {
         let (vision, image, lanes) = (self.vision.clone(), image.clone(), lanes.clone());
         tokio::task::spawn_blocking(move || {
             lanes.timed("identity", slot.lane, || {
-                match identity::score(&vision, &reference, &image) {
+                let spread = OnLanes {
+                    lanes: &lanes,
+                    lane: slot.lane,
+                };
+                match identity::score(&vision, &reference, &image, &spread) {
                     Ok(score) => Identity::Scored(IdentityReport::new(&score, &reference)),
                     Err(error) => {
                         tracing::warn!(%error, "scoring the output's identity failed");
@@ -847,11 +857,12 @@ fn fallback_input(photo: &RgbImage) -> Image {
 /// size when the faces found leave the default plan open
 /// ([`policy::settled_without_faces_under`]), so the plan is the one a full detection gives.
 /// Looking again goes on with the same detection ([`Vision::analyze_until`]): one MTCNN pass
-/// over the pyramid either way, each level and box done once.
+/// over the pyramid either way, each level and box done once, its parts through `spread`.
 pub fn analyze_image(
     vision: &Vision,
     image: &RgbImage,
     options: &AnalyzeOptions,
+    spread: &dyn Spread,
 ) -> Result<likeness_vision::Analysis, GenerateError> {
     let settled = |analysis: &likeness_vision::Analysis| {
         options.min_face_share.is_none_or(|share| {
@@ -859,7 +870,7 @@ pub fn analyze_image(
         })
     };
     vision
-        .analyze_until(image, options, &settled)
+        .analyze_until(image, options, &settled, spread)
         .map_err(|error| match error {
             VisionError::Ingest(error) => GenerateError::Image(error),
             other => GenerateError::Vision(other),

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::detect::iou;
 use crate::error::{Result, VisionError};
+use crate::spread::Spread;
 use crate::{AnalyzeOptions, Face, Vision, cosine};
 
 /// The person whose identity is checked: one face of the photo and its embedding.
@@ -153,12 +154,14 @@ impl Vision {
 
     /// Scores how much of `reference` survived in `output` (any size: positions are mapped by
     /// the size ratio). No face at the reference's place is a score of 0 with
-    /// [`IdentityScore::matched`] empty, not an error.
+    /// [`IdentityScore::matched`] empty, not an error. The detection's parts run through
+    /// `spread`.
     pub fn identity_score(
         &self,
         reference: &Reference,
         output: &RgbImage,
         options: &MatchOptions,
+        spread: &dyn Spread,
     ) -> Result<IdentityScore> {
         let started = Instant::now();
         let scaled = reference.box_in(output.width(), output.height());
@@ -169,13 +172,15 @@ impl Vision {
         let area = (output.width() as f32 * output.height() as f32).max(1.0);
         let min_face_share = (options.min_face_side > 0.0)
             .then(|| (2.0 * options.min_face_side * side).powi(2) / area);
-        let analysis = self.analyze(
+        let analysis = self.analyze_until(
             output,
             &AnalyzeOptions {
                 min_score: Some(options.min_score),
                 min_face_share,
                 ..AnalyzeOptions::default()
             },
+            &|_| true,
+            spread,
         )?;
         let detect_ms = started.elapsed().as_secs_f64() * 1e3;
         let boxes: Vec<[f32; 4]> = analysis.faces.iter().map(|f| f.bbox).collect();

@@ -35,6 +35,7 @@ pub mod packs;
 mod resample;
 mod simd;
 pub mod similarity;
+pub mod spread;
 pub mod transfer;
 
 use std::path::Path;
@@ -51,6 +52,7 @@ pub use ingest::{Decoded, IngestError, Limits};
 pub use onnx::{Provider, ProviderChoice, Runtime, RuntimeOptions};
 pub use packs::{Pack, PackStatus, Role, check_packs};
 pub use similarity::cosine;
+pub use spread::{Cores, InOrder, Spread};
 pub use transfer::StyleTransfer;
 
 use control::DepthEstimator;
@@ -228,7 +230,14 @@ impl Vision {
         let pool = |role: Role| -> Result<Option<(onnx::SessionPool, packs::ModelEntry)>> {
             match packs::find_role(&packs, role) {
                 Some((pack, entry)) => {
-                    let p = runtime.pool(&pack.path_of(entry), role.as_str())?;
+                    let (path, name) = (pack.path_of(entry), role.as_str());
+                    // MTCNN's networks run small inputs, as parts spread over the cores.
+                    let p = match role {
+                        Role::MtcnnPnet | Role::MtcnnRnet | Role::MtcnnOnet => {
+                            runtime.caller_pool(&path, name)?
+                        }
+                        _ => runtime.pool(&path, name)?,
+                    };
                     Ok(Some((p, entry.clone())))
                 }
                 None => Ok(None),
@@ -368,7 +377,7 @@ impl Vision {
         let detector = self.detector(kind)?;
         let min = min_score.unwrap_or(detector.min_score());
         let mut dets: Vec<Detection> = detector
-            .detect(img)?
+            .detect(img, &Cores)?
             .into_iter()
             .filter(|d| d.score >= min)
             .collect();
@@ -379,19 +388,22 @@ impl Vision {
     /// Finds the faces of `img`: detection on a copy bounded to `max_analysis_side`, coordinates in
     /// `img`'s pixels, faces sorted largest first with their share of the image, the first marked
     /// dominant, and (if asked) an identity embedding per face from crops aligned on `img` itself.
+    /// The detection's parts run over every core ([`Cores`]).
     pub fn analyze(&self, img: &RgbImage, options: &AnalyzeOptions) -> Result<Analysis> {
-        self.analyze_until(img, options, &|_| true)
+        self.analyze_until(img, options, &|_| true, &Cores)
     }
 
     /// [`analyze`](Vision::analyze) with `options.min_face_share`'s cheaper detection first,
     /// then, when `settled` says no of its analysis, every face (what `min_face_share: None`
     /// finds): MTCNN goes on with the same run, scanning only the pyramid levels and judging
     /// only the boxes the cheaper detection did not. Without `min_face_share`, one detection.
+    /// The detection's independent parts run through `spread`.
     pub fn analyze_until(
         &self,
         img: &RgbImage,
         options: &AnalyzeOptions,
         settled: &dyn Fn(&Analysis) -> bool,
+        spread: &dyn Spread,
     ) -> Result<Analysis> {
         let detector = self.detector(options.detector)?;
         let (small, scale) = ingest::bounded(img, self.max_analysis_side);
@@ -406,11 +418,10 @@ impl Vision {
         let found = match options.min_face_share {
             Some(share) => {
                 let side = (share.max(0.0) * small.width() as f32 * small.height() as f32).sqrt();
-                detector.detect_from_or_all(&small, side / 2.0, &mut |found| {
-                    !settled(&analysis_of(found))
-                })?
+                let mut again = |found: &[Detection]| !settled(&analysis_of(found));
+                detector.detect_from_or_all(&small, side / 2.0, &mut again, spread)?
             }
-            None => detector.detect(&small)?,
+            None => detector.detect(&small, spread)?,
         };
         let mut analysis = analysis_of(&found);
         if options.embedding && !analysis.faces.is_empty() {

@@ -52,8 +52,9 @@ pub enum Provider {
 pub struct RuntimeOptions {
     /// Provider preference.
     pub provider: ProviderChoice,
-    /// Intra-op threads of the process's one pool, which every session shares (so stages
-    /// running at once do not multiply them); 0 lets ONNX Runtime pick (one per core).
+    /// Intra-op threads of the process's one pool, which every session but a
+    /// [`Runtime::caller_pool`]'s shares (so stages running at once do not multiply them); 0
+    /// lets ONNX Runtime pick (one per core).
     pub intra_threads: usize,
     /// Sessions per model, so that this many requests can run one model at once (at least 1).
     pub pool_size: usize,
@@ -185,9 +186,19 @@ impl Runtime {
 
     /// Builds a pool of `options.pool_size` sessions for the model at `path`.
     pub fn pool(&self, path: &Path, name: &str) -> Result<SessionPool> {
-        let mut sessions = Vec::with_capacity(self.options.pool_size);
-        for _ in 0..self.options.pool_size {
-            sessions.push(Mutex::new(self.session(path)?));
+        self.pool_of(path, name, self.options.pool_size, false)
+    }
+
+    fn pool_of(
+        &self,
+        path: &Path,
+        name: &str,
+        size: usize,
+        on_caller: bool,
+    ) -> Result<SessionPool> {
+        let mut sessions = Vec::with_capacity(size);
+        for _ in 0..size {
+            sessions.push(Mutex::new(self.session(path, on_caller)?));
         }
         let first = lock(&sessions[0]);
         let inputs = first.inputs().iter().map(outlet_info).collect();
@@ -201,6 +212,16 @@ impl Runtime {
             inputs,
             outputs,
         })
+    }
+
+    /// A pool of one session per core for a small model whose runs compute on the calling
+    /// thread alone (no intra-op threads): its callers spread their runs over the cores
+    /// themselves ([`crate::spread`]), which pays on small inputs where the shared pool's
+    /// threads mostly wait for each other (MTCNN's P-Net levels and crop batches: a single
+    /// thread loses 10-40% to two, two threads each on their own run halve it).
+    pub fn caller_pool(&self, path: &Path, name: &str) -> Result<SessionPool> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.pool_of(path, name, cores.max(self.options.pool_size), true)
     }
 
     /// The process's ONNX Runtime environment, for code that builds its own sessions (the
@@ -241,13 +262,22 @@ impl Runtime {
         Ok(builder)
     }
 
-    fn session(&self, path: &Path) -> Result<Session> {
+    /// A session for the model at `path`; `on_caller`: with an intra-op pool of its own of one
+    /// thread, the calling one, instead of the environment's shared pool.
+    fn session(&self, path: &Path, on_caller: bool) -> Result<Session> {
         let model_err = |reason: String| VisionError::Model {
             file: path.to_path_buf(),
             reason,
         };
-        self.configured_builder()
-            .map_err(model_err)?
+        let mut builder = self.configured_builder().map_err(model_err)?;
+        if on_caller {
+            builder = builder
+                .with_independent_thread_pool()
+                .map_err(|e| model_err(e.to_string()))?
+                .with_intra_threads(1)
+                .map_err(|e| model_err(e.to_string()))?;
+        }
+        builder
             .commit_from_file(path)
             .map_err(|e| model_err(e.to_string()))
     }
@@ -377,6 +407,11 @@ impl SessionPool {
     /// The model file.
     pub fn file(&self) -> &Path {
         &self.file
+    }
+
+    /// The model's name in errors (its role).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Checks that the model has an input and outputs of these names.

@@ -4,7 +4,7 @@ mod common;
 
 use common::{iou, jpeg_with_orientation, photo, scenes, vision};
 use image::{RgbImage, imageops};
-use likeness_vision::{AnalyzeOptions, DetectorKind, cosine, ingest};
+use likeness_vision::{AnalyzeOptions, Cores, DetectorKind, InOrder, cosine, ingest};
 
 fn dist(a: [f32; 2], b: [f32; 2]) -> f32 {
     ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
@@ -310,8 +310,8 @@ fn a_widened_scan_is_the_full_detection_in_one_pass() {
     for (name, img) in &cases {
         let (small, _) = ingest::bounded(img, 1024);
         let side = (0.01 * small.width() as f64 * small.height() as f64).sqrt();
-        let (full, full_timings) = mtcnn.detect_timed(&small).expect("full");
-        let mut scan = mtcnn.scan(&small);
+        let (full, full_timings) = mtcnn.detect_timed(&small, &InOrder).expect("full");
+        let mut scan = mtcnn.scan(&small, &Cores);
         let coarse = scan.detect_from(side / 2.0).expect("coarse");
         let coarse_levels = scan.timings.pnet_levels;
         let widened = scan.detect_from(mtcnn.config().min_face).expect("widened");

@@ -6,7 +6,7 @@ mod common;
 
 use common::{photo, vision};
 use image::{RgbImage, imageops};
-use likeness_vision::{AnalyzeOptions, MatchOptions, Reference, ingest};
+use likeness_vision::{AnalyzeOptions, Cores, MatchOptions, Reference, ingest};
 
 /// The reference for the dominant face of `img`.
 fn reference_of(img: &RgbImage) -> Reference {
@@ -58,6 +58,7 @@ fn the_same_person_in_another_photo_scores_high_another_person_low() {
             &reference,
             &paste_face(&obama, &photo("obama2.jpg")),
             &options,
+            &Cores,
         )
         .expect("score");
     let other = v
@@ -65,6 +66,7 @@ fn the_same_person_in_another_photo_scores_high_another_person_low() {
             &reference,
             &paste_face(&obama, &photo("biden.jpg")),
             &options,
+            &Cores,
         )
         .expect("score");
     println!(
@@ -92,7 +94,7 @@ fn a_resized_copy_scores_about_one_at_any_size() {
     ] {
         let output = ingest::resize(&obama, ow, oh);
         let score = v
-            .identity_score(&reference, &output, &MatchOptions::default())
+            .identity_score(&reference, &output, &MatchOptions::default(), &Cores)
             .expect("score");
         println!("obama resized to {ow}x{oh}: {score:?}");
         let matched = score.matched.expect("matched");
@@ -115,7 +117,7 @@ fn a_face_blurred_away_is_no_match_with_a_reason() {
     let mut output = obama.clone();
     imageops::replace(&mut output, &blurred, i64::from(x), i64::from(y));
     let score = v
-        .identity_score(&reference, &output, &MatchOptions::default())
+        .identity_score(&reference, &output, &MatchOptions::default(), &Cores)
         .expect("score");
     println!("blurred: {score:?}");
     assert_eq!(score.score, 0.0);
@@ -134,7 +136,7 @@ fn a_face_elsewhere_in_the_output_is_not_the_reference() {
     // Mirrored, the face moves about 66 px to the right: the output has a face, not there.
     let output = imageops::flip_horizontal(&astronaut);
     let score = v
-        .identity_score(&reference, &output, &MatchOptions::default())
+        .identity_score(&reference, &output, &MatchOptions::default(), &Cores)
         .expect("score");
     println!("mirrored: {score:?}");
     assert_eq!(score.faces_in_output, 1);
@@ -150,7 +152,12 @@ fn a_photo_without_faces_is_scored_without_error() {
     let v = vision();
     let reference = reference_of(&photo("obama.jpg"));
     let score = v
-        .identity_score(&reference, &photo("chelsea.png"), &MatchOptions::default())
+        .identity_score(
+            &reference,
+            &photo("chelsea.png"),
+            &MatchOptions::default(),
+            &Cores,
+        )
         .expect("score");
     assert_eq!((score.score, score.faces_in_output), (0.0, 0));
 }
@@ -184,10 +191,10 @@ fn the_reference_sized_search_scores_as_the_full_one() {
     for (name, source, output) in &cases {
         let reference = reference_of(source);
         let fast = v
-            .identity_score(&reference, output, &MatchOptions::default())
+            .identity_score(&reference, output, &MatchOptions::default(), &Cores)
             .expect("score");
         let full = v
-            .identity_score(&reference, output, &every_size)
+            .identity_score(&reference, output, &every_size, &Cores)
             .expect("score");
         println!(
             "{name}: {:.4} vs {:.4} at every size; detect {:.0} ms vs {:.0} ms",

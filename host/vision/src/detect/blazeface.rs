@@ -10,6 +10,7 @@ use image::RgbImage;
 use super::{Detection, DetectorKind, FaceDetector, letterbox, nms, sigmoid};
 use crate::error::{Result, VisionError};
 use crate::onnx::SessionPool;
+use crate::spread::Spread;
 
 /// BlazeFace settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,7 +67,7 @@ impl FaceDetector for BlazeFace {
         self.config.min_score
     }
 
-    fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>> {
+    fn detect(&self, img: &RgbImage, _spread: &dyn Spread) -> Result<Vec<Detection>> {
         if img.width() == 0 || img.height() == 0 {
             return Ok(Vec::new());
         }

@@ -9,6 +9,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::spread::Spread;
 
 /// One detected face in the detector's input image pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -49,14 +50,20 @@ pub trait FaceDetector: Send + Sync {
     fn min_score(&self) -> f32;
     /// Detects faces in `img`, returning boxes and 5 landmarks in `img`'s pixels. May return
     /// candidates below [`min_score`](FaceDetector::min_score) (down to the detector's internal
-    /// thresholds); order unspecified.
-    fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>>;
+    /// thresholds); order unspecified. A detector made of independent parts runs them through
+    /// `spread`.
+    fn detect(&self, img: &RgbImage, spread: &dyn Spread) -> Result<Vec<Detection>>;
     /// [`detect`](FaceDetector::detect) where faces whose shorter side is under `min_side`
     /// pixels may be left out, for a cheaper run (the default: the detector has one input size
     /// and finds what it finds, as [`detect`](FaceDetector::detect)).
-    fn detect_from(&self, img: &RgbImage, min_side: f32) -> Result<Vec<Detection>> {
+    fn detect_from(
+        &self,
+        img: &RgbImage,
+        min_side: f32,
+        spread: &dyn Spread,
+    ) -> Result<Vec<Detection>> {
         let _ = min_side;
-        self.detect(img)
+        self.detect(img, spread)
     }
     /// [`detect_from`](FaceDetector::detect_from), then, when `again` says so of what it
     /// found, every face, as [`detect`](FaceDetector::detect) finds them (the default runs
@@ -67,10 +74,11 @@ pub trait FaceDetector: Send + Sync {
         img: &RgbImage,
         min_side: f32,
         again: &mut dyn FnMut(&[Detection]) -> bool,
+        spread: &dyn Spread,
     ) -> Result<Vec<Detection>> {
-        let found = self.detect_from(img, min_side)?;
+        let found = self.detect_from(img, min_side, spread)?;
         if again(&found) {
-            self.detect(img)
+            self.detect(img, spread)
         } else {
             Ok(found)
         }

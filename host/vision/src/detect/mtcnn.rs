@@ -2,9 +2,12 @@
 //! `(x - 127.5) * 0.0078125`, every tensor transposed H<->W (`[N, W, H, 3]`), scale pyramid factor
 //! 0.709 from a 20-px minimum face, INTER_AREA resizing, stage thresholds 0.6 / 0.7 / 0.7, the same
 //! box regression, squaring, padding and NMS (Union, Union, Min), then a final minimum score.
-//! R-Net and O-Net run on batches of crops.
+//! R-Net and O-Net run on batches of crops. The pyramid levels, the summed-area table and the
+//! batches of crops are independent parts run through a [`Spread`]: one core each, side by
+//! side where the caller has cores free (the answers do not depend on how they were spread).
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use image::RgbImage;
@@ -14,6 +17,7 @@ use super::{Detection, DetectorKind, FaceDetector};
 use crate::error::Result;
 use crate::onnx::SessionPool;
 use crate::resample::{Sat, area_resize_f32, area_resize_u8};
+use crate::spread::{Part, Spread};
 
 /// MTCNN settings; the defaults are the reference's.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,23 +47,25 @@ impl Default for MtcnnConfig {
     }
 }
 
-/// Where the time of one MTCNN run went, in milliseconds (the ONNX Runtime calls include building
-/// their input tensors).
+/// Where the time of one MTCNN run went, in milliseconds. Each stage's time is its work summed
+/// over the parts that did it, which may have run side by side, so the stages can add up to
+/// more than [`total_ms`](MtcnnTimings::total_ms). The ONNX Runtime calls include building
+/// their input tensors.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct MtcnnTimings {
     /// INTER_AREA resizing of the scale pyramid.
     pub pyramid_ms: f64,
     /// P-Net over all pyramid levels.
     pub pnet_ms: f64,
+    /// Building the summed-area table the crops are cut from.
+    pub table_ms: f64,
     /// Cutting and resizing the R-Net and O-Net crops.
     pub crops_ms: f64,
-    /// R-Net on the batch of candidates.
+    /// R-Net on the candidates.
     pub rnet_ms: f64,
-    /// O-Net on the batch of candidates.
+    /// O-Net on the candidates.
     pub onet_ms: f64,
-    /// Everything else (summed-area table, candidate decoding, NMS, regression).
-    pub other_ms: f64,
-    /// The whole run.
+    /// The whole run, wall clock.
     pub total_ms: f64,
     /// P-Net runs (pyramid levels scanned).
     pub pnet_levels: usize,
@@ -128,14 +134,14 @@ impl Mtcnn {
         &self.config
     }
 
-    /// Runs the three stages; returns every face over the O-Net threshold (before `min_score`).
-    pub fn detect_raw(&self, img: &RgbImage) -> Result<Vec<Detection>> {
-        self.detect_timed(img).map(|(d, _)| d)
-    }
-
-    /// [`detect_raw`](Mtcnn::detect_raw) with a breakdown of where the time went.
-    pub fn detect_timed(&self, img: &RgbImage) -> Result<(Vec<Detection>, MtcnnTimings)> {
-        self.detect_timed_from(img, self.config.min_face)
+    /// Runs the three stages, their parts through `spread`; returns every face over the O-Net
+    /// threshold (before `min_score`) with a breakdown of where the time went.
+    pub fn detect_timed(
+        &self,
+        img: &RgbImage,
+        spread: &dyn Spread,
+    ) -> Result<(Vec<Detection>, MtcnnTimings)> {
+        self.detect_timed_from(img, self.config.min_face, spread)
     }
 
     /// [`detect_timed`](Mtcnn::detect_timed) looking only for faces of about `min_face` pixels
@@ -146,20 +152,22 @@ impl Mtcnn {
         &self,
         img: &RgbImage,
         min_face: f64,
+        spread: &dyn Spread,
     ) -> Result<(Vec<Detection>, MtcnnTimings)> {
-        let mut scan = self.scan(img);
+        let mut scan = self.scan(img, spread);
         let dets = scan.detect_from(min_face)?;
         Ok((dets, scan.timings))
     }
 
-    /// A run on `img` that can look again for smaller faces without redoing what it has done
-    /// (see [`Scan`]).
-    pub fn scan<'a>(&'a self, img: &'a RgbImage) -> Scan<'a> {
+    /// A run on `img`, its parts through `spread`, that can look again for smaller faces
+    /// without redoing what it has done (see [`Scan`]).
+    pub fn scan<'a>(&'a self, img: &'a RgbImage, spread: &'a dyn Spread) -> Scan<'a> {
         let (w, h) = (img.width() as usize, img.height() as usize);
         let scales = self.scales(w, h);
         Scan {
             mtcnn: self,
             img,
+            spread,
             levels: vec![None; scales.len()],
             scales,
             sat: None,
@@ -183,16 +191,15 @@ impl Mtcnn {
         scales
     }
 
-    /// P-Net on one pyramid level: its candidates over the first threshold, after the level's
-    /// own NMS.
-    fn pnet_level(&self, level: Level, tm: &mut MtcnnTimings) -> Result<Vec<Cand>> {
-        let (scale, ws, hs, input) = level;
-        let t = Instant::now();
-        let out = self
-            .pnet
-            .run("input_1", &[1, ws, hs, 3], input, &["conv2d_4", "softmax"])?;
-        tm.pnet_ms += ms(t);
-        tm.pnet_levels += 1;
+    /// P-Net on one pyramid level (`scale`, its `ws x hs` size, the image resized to it):
+    /// its candidates over the first threshold, after the level's own NMS.
+    fn pnet_level(&self, scale: f64, ws: usize, hs: usize, scaled: &[f32]) -> Result<Vec<Cand>> {
+        let out = self.pnet.run(
+            "input_1",
+            &[1, ws, hs, 3],
+            transposed(scaled, ws, hs),
+            &["conv2d_4", "softmax"],
+        )?;
         let (reg, prob) = (&out[0], &out[1]);
         let (ow, oh) = match prob.shape.as_slice() {
             [1, a, b, 2] => (*a, *b),
@@ -258,18 +265,9 @@ impl Mtcnn {
         let mut all: Vec<Vec<f32>> = vec![Vec::new(); outputs.len()];
         let per = size * size * 3;
         for chunk in crops.chunks(self.config.batch.max(1)) {
-            let mut data = vec![0f32; chunk.len() * per];
-            for (n, crop) in chunk.iter().enumerate() {
-                let base = n * per;
-                for y in 0..size {
-                    for x in 0..size {
-                        let s = (y * size + x) * 3;
-                        let d = base + (x * size + y) * 3;
-                        for c in 0..3 {
-                            data[d + c] = (crop[s + c] - NORM_MEAN) * NORM_SCALE;
-                        }
-                    }
-                }
+            let mut data = Vec::with_capacity(chunk.len() * per);
+            for crop in chunk {
+                data.extend(transposed(crop, size, size));
             }
             let out = net.run(input, &[chunk.len(), size, size, 3], data, outputs)?;
             for (acc, o) in all.iter_mut().zip(out) {
@@ -289,12 +287,17 @@ impl FaceDetector for Mtcnn {
         self.config.min_score
     }
 
-    fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>> {
-        self.detect_raw(img)
+    fn detect(&self, img: &RgbImage, spread: &dyn Spread) -> Result<Vec<Detection>> {
+        self.detect_timed(img, spread).map(|(d, _)| d)
     }
 
-    fn detect_from(&self, img: &RgbImage, min_side: f32) -> Result<Vec<Detection>> {
-        self.detect_timed_from(img, f64::from(min_side))
+    fn detect_from(
+        &self,
+        img: &RgbImage,
+        min_side: f32,
+        spread: &dyn Spread,
+    ) -> Result<Vec<Detection>> {
+        self.detect_timed_from(img, f64::from(min_side), spread)
             .map(|(d, _)| d)
     }
 
@@ -303,8 +306,9 @@ impl FaceDetector for Mtcnn {
         img: &RgbImage,
         min_side: f32,
         again: &mut dyn FnMut(&[Detection]) -> bool,
+        spread: &dyn Spread,
     ) -> Result<Vec<Detection>> {
-        let mut scan = self.scan(img);
+        let mut scan = self.scan(img, spread);
         let found = scan.detect_from(f64::from(min_side))?;
         if again(&found) {
             scan.detect_from(self.config.min_face)
@@ -322,6 +326,8 @@ impl FaceDetector for Mtcnn {
 pub struct Scan<'a> {
     mtcnn: &'a Mtcnn,
     img: &'a RgbImage,
+    /// Where the independent parts run.
+    spread: &'a dyn Spread,
     /// The full pyramid's scales, finest first.
     scales: Vec<f64>,
     /// Each level's P-Net candidates, once scanned.
@@ -388,8 +394,6 @@ impl Scan<'_> {
         }
         let tm = &mut self.timings;
         tm.total_ms += ms(t);
-        tm.other_ms =
-            tm.total_ms - tm.pyramid_ms - tm.pnet_ms - tm.crops_ms - tm.rnet_ms - tm.onet_ms;
         tracing::debug!(
             "mtcnn {w}x{h} from {min_face:.1} px: {:.1} ms ({:.1} ms before)",
             tm.total_ms - before.total_ms,
@@ -399,33 +403,68 @@ impl Scan<'_> {
     }
 
     /// Stage 1: P-Net over the levels for faces of `min_face` pixels and more (scanning the
-    /// ones not scanned yet), NMS across levels, box regression, squared boxes.
+    /// ones not scanned yet, one part each, beside the summed-area table the crops need next),
+    /// NMS across levels, box regression, squared boxes.
     fn proposals(&mut self, min_face: f64) -> Result<Vec<[f64; 5]>> {
         let img = self.img;
         let (w, h) = (img.width() as usize, img.height() as usize);
         let wanted: Vec<usize> = (0..self.scales.len())
             .filter(|&i| 12.0 / self.scales[i] >= min_face * (1.0 - 1e-9))
             .collect();
-        let todo: Vec<f64> = wanted
-            .iter()
-            .filter(|&&i| self.levels[i].is_none())
-            .map(|&i| self.scales[i])
-            .collect();
-        let t = Instant::now();
-        let levels = pyramid(img.as_raw(), w, h, &todo);
-        self.timings.pyramid_ms += ms(t);
-        for level in levels {
-            let scale = level.0;
-            let cands = self.mtcnn.pnet_level(level, &mut self.timings)?;
-            if let Some(i) = self.scales.iter().position(|&s| s == scale) {
-                self.levels[i] = Some(cands);
+        // INTER_AREA to `ceil(w * scale) x ceil(h * scale)`; a level too small for P-Net's
+        // window has no candidates.
+        let mut todo: Vec<(usize, usize, usize)> = Vec::new();
+        for &i in &wanted {
+            let scale = self.scales[i];
+            let (ws, hs) = ((w as f64 * scale).ceil(), (h as f64 * scale).ceil());
+            match self.levels[i] {
+                Some(_) => {}
+                None if ws >= 12.0 && hs >= 12.0 => todo.push((i, ws as usize, hs as usize)),
+                None => self.levels[i] = Some(Vec::new()),
             }
         }
-        let mut total: Vec<Cand> = Vec::new();
-        for &i in &wanted {
-            // A level too small for P-Net's window has no candidates.
-            total.extend(self.levels[i].get_or_insert_with(Vec::new).iter());
+        type Scanned = Result<(Vec<Cand>, f64, f64)>;
+        let scanned: Vec<Mutex<Option<Scanned>>> = todo.iter().map(|_| Mutex::new(None)).collect();
+        let table: Mutex<Option<(Sat, f64)>> = Mutex::new(None);
+        let mut parts: Vec<Part<'_>> = Vec::with_capacity(todo.len() + 1);
+        for (&(i, ws, hs), slot) in todo.iter().zip(&scanned) {
+            let (mtcnn, scale) = (self.mtcnn, self.scales[i]);
+            parts.push(Box::new(move || {
+                let t = Instant::now();
+                let scaled = area_resize_u8(img.as_raw(), w, h, ws, hs);
+                let resized = ms(t);
+                let t = Instant::now();
+                let found = mtcnn.pnet_level(scale, ws, hs, &scaled);
+                *lock(slot) = Some(found.map(|cands| (cands, resized, ms(t))));
+            }));
         }
+        if self.sat.is_none() && !todo.is_empty() {
+            let table = &table;
+            parts.push(Box::new(move || {
+                let t = Instant::now();
+                let sat = Sat::new(img);
+                *lock(table) = Some((sat, ms(t)));
+            }));
+        }
+        self.spread.run(parts);
+        if let Some((sat, took)) = table.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            self.sat = Some(sat);
+            self.timings.table_ms += took;
+        }
+        for ((i, _, _), slot) in todo.into_iter().zip(scanned) {
+            let found = slot.into_inner().unwrap_or_else(|e| e.into_inner());
+            let (cands, resized, ran) = found.ok_or_else(|| skipped("mtcnn-pnet"))??;
+            self.timings.pyramid_ms += resized;
+            self.timings.pnet_ms += ran;
+            self.timings.pnet_levels += 1;
+            self.levels[i] = Some(cands);
+        }
+        let total: Vec<Cand> = wanted
+            .iter()
+            .filter_map(|&i| self.levels[i].as_ref())
+            .flatten()
+            .copied()
+            .collect();
         if total.is_empty() {
             return Ok(Vec::new());
         }
@@ -454,41 +493,90 @@ impl Scan<'_> {
         Ok(boxes)
     }
 
-    /// Cuts the crops of `fresh` boxes at `size` pixels: the boxes kept and their crops.
-    fn cut(&mut self, fresh: &[[f64; 5]], size: usize) -> (Vec<[f64; 5]>, Vec<Vec<f32>>) {
+    /// Cuts the crops of `fresh` boxes at `size` pixels and runs `net` on them, in parts of
+    /// at most `part_boxes` boxes: the boxes kept (a box with no crop is dropped), in order,
+    /// and each output's rows for them concatenated.
+    fn judge(
+        &mut self,
+        fresh: &[[f64; 5]],
+        (size, part_boxes): (usize, usize),
+        net: &SessionPool,
+        input: &str,
+        outputs: &[&str],
+    ) -> Result<Judged> {
+        let mut all = Judged::empty(outputs.len());
         if fresh.is_empty() {
-            return (Vec::new(), Vec::new());
+            return Ok(all);
         }
         let img = self.img;
         let (w, h) = (img.width() as usize, img.height() as usize);
-        let t = Instant::now();
-        let sat = self.sat.get_or_insert_with(|| Sat::new(img));
-        let cut = crops(img.as_raw(), sat, w, h, fresh, size);
-        self.timings.crops_ms += ms(t);
-        cut
+        if self.sat.is_none() {
+            let t = Instant::now();
+            self.sat = Some(Sat::new(img));
+            self.timings.table_ms += ms(t);
+        }
+        let (mtcnn, sat) = (self.mtcnn, self.sat.as_ref());
+        let per_part = fresh
+            .len()
+            .div_ceil(fresh.len().div_ceil(part_boxes.max(1)));
+        let chunks: Vec<&[[f64; 5]]> = fresh.chunks(per_part).collect();
+        let judged: Vec<Mutex<Option<Result<Judged>>>> =
+            chunks.iter().map(|_| Mutex::new(None)).collect();
+        let parts: Vec<Part<'_>> = chunks
+            .iter()
+            .zip(&judged)
+            .map(|(chunk, slot)| {
+                Box::new(move || {
+                    let t = Instant::now();
+                    let (kept, cut) = match sat {
+                        Some(sat) => crops(img.as_raw(), sat, w, h, chunk, size),
+                        None => (Vec::new(), Vec::new()),
+                    };
+                    let cropped = ms(t);
+                    let t = Instant::now();
+                    let ran = if cut.is_empty() {
+                        Ok(vec![Vec::new(); outputs.len()])
+                    } else {
+                        mtcnn.run_batched(net, input, size, &cut, outputs)
+                    };
+                    *lock(slot) = Some(ran.map(|outs| Judged {
+                        kept,
+                        outs,
+                        crops_ms: cropped,
+                        net_ms: ms(t),
+                    }));
+                }) as Part<'_>
+            })
+            .collect();
+        self.spread.run(parts);
+        for slot in judged {
+            let found = slot.into_inner().unwrap_or_else(|e| e.into_inner());
+            let part = found.ok_or_else(|| skipped(net.name()))??;
+            all.kept.extend(part.kept);
+            for (rows, more) in all.outs.iter_mut().zip(part.outs) {
+                rows.extend(more);
+            }
+            all.crops_ms += part.crops_ms;
+            all.net_ms += part.net_ms;
+        }
+        self.timings.crops_ms += all.crops_ms;
+        Ok(all)
     }
 
     /// Stage 2: R-Net on the boxes not judged yet, then the boxes over its threshold, NMS,
     /// regression, squared.
     fn refine(&mut self, boxes: Vec<[f64; 5]>) -> Result<Vec<[f64; 5]>> {
         let fresh = unjudged(&boxes, &mut self.rnet);
-        let (kept, crops) = self.cut(&fresh, 24);
-        if !crops.is_empty() {
-            let t = Instant::now();
-            let mtcnn = self.mtcnn;
-            let outs = mtcnn.run_batched(
-                &mtcnn.rnet,
-                "input_2",
-                24,
-                &crops,
-                &["dense_2", "softmax_1"],
-            )?;
-            self.timings.rnet_ms += ms(t);
-            for (i, b) in kept.iter().enumerate() {
-                let r = &outs[0][i * 4..i * 4 + 4];
-                self.rnet
-                    .insert(key(b), Some((outs[1][i * 2 + 1], [r[0], r[1], r[2], r[3]])));
-            }
+        let mtcnn = self.mtcnn;
+        let outputs = ["dense_2", "softmax_1"];
+        let Judged {
+            kept, outs, net_ms, ..
+        } = self.judge(&fresh, (24, RNET_PART), &mtcnn.rnet, "input_2", &outputs)?;
+        self.timings.rnet_ms += net_ms;
+        for (i, b) in kept.iter().enumerate() {
+            let r = &outs[0][i * 4..i * 4 + 4];
+            self.rnet
+                .insert(key(b), Some((outs[1][i * 2 + 1], [r[0], r[1], r[2], r[3]])));
         }
         let mut passed: Vec<Cand> = Vec::new();
         for b in &boxes {
@@ -518,27 +606,20 @@ impl Scan<'_> {
             .map(|b| [b[0].trunc(), b[1].trunc(), b[2].trunc(), b[3].trunc(), b[4]])
             .collect();
         let fresh = unjudged(&boxes, &mut self.onet);
-        let (kept, crops) = self.cut(&fresh, 48);
-        if !crops.is_empty() {
-            let t = Instant::now();
-            let mtcnn = self.mtcnn;
-            let outs = mtcnn.run_batched(
-                &mtcnn.onet,
-                "input_3",
-                48,
-                &crops,
-                &["dense_5", "dense_6", "softmax_2"],
-            )?;
-            self.timings.onet_ms += ms(t);
-            for (i, b) in kept.iter().enumerate() {
-                let r = &outs[0][i * 4..i * 4 + 4];
-                let mut p = [0f32; 10];
-                p.copy_from_slice(&outs[1][i * 10..i * 10 + 10]);
-                self.onet.insert(
-                    key(b),
-                    Some((outs[2][i * 2 + 1], [r[0], r[1], r[2], r[3]], p)),
-                );
-            }
+        let mtcnn = self.mtcnn;
+        let outputs = ["dense_5", "dense_6", "softmax_2"];
+        let Judged {
+            kept, outs, net_ms, ..
+        } = self.judge(&fresh, (48, ONET_PART), &mtcnn.onet, "input_3", &outputs)?;
+        self.timings.onet_ms += net_ms;
+        for (i, b) in kept.iter().enumerate() {
+            let r = &outs[0][i * 4..i * 4 + 4];
+            let mut p = [0f32; 10];
+            p.copy_from_slice(&outs[1][i * 10..i * 10 + 10]);
+            self.onet.insert(
+                key(b),
+                Some((outs[2][i * 2 + 1], [r[0], r[1], r[2], r[3]], p)),
+            );
         }
         let mut passed: Vec<Cand> = Vec::new();
         let mut points: Vec<[[f64; 2]; 5]> = Vec::new();
@@ -589,78 +670,59 @@ impl Scan<'_> {
     }
 }
 
-/// One pyramid level: scale, width, height, P-Net input tensor.
-type Level = (f64, usize, usize, Vec<f32>);
+/// The most boxes in one part of R-Net's run (about 2 ms of one core's work): small enough
+/// that a photo's candidates spread over a few cores, large enough that a run's fixed cost
+/// stays small.
+const RNET_PART: usize = 24;
+/// The most boxes in one part of O-Net's run (also about 2 ms: O-Net's crop is 4x R-Net's).
+const ONET_PART: usize = 4;
 
-/// The P-Net inputs for every pyramid level: `(scale, width, height, tensor)` with the image
-/// INTER_AREA-resized to `ceil(w * scale) x ceil(h * scale)`, normalised and laid out transposed
-/// `[W, H, 3]`. Levels are spread over the cores (largest first, each to the least-loaded thread).
-fn pyramid(src: &[u8], w: usize, h: usize, scales: &[f64]) -> Vec<Level> {
-    let dims: Vec<(f64, usize, usize)> = scales
-        .iter()
-        .map(|&s| {
-            (
-                s,
-                (w as f64 * s).ceil() as usize,
-                (h as f64 * s).ceil() as usize,
-            )
-        })
-        .filter(|&(_, ws, hs)| ws >= 12 && hs >= 12)
-        .collect();
-    let level = |&(scale, ws, hs): &(f64, usize, usize)| {
-        let scaled = area_resize_u8(src, w, h, ws, hs);
-        let mut input = vec![0f32; ws * hs * 3];
-        for y in 0..hs {
-            for x in 0..ws {
-                let s = (y * ws + x) * 3;
-                let d = (x * hs + y) * 3;
-                for c in 0..3 {
-                    input[d + c] = (scaled[s + c] - NORM_MEAN) * NORM_SCALE;
-                }
+/// A `w x h` RGB image (row-major `[y][x][c]`, 0..255) normalised and laid out transposed
+/// `[W, H, 3]`, as the networks take it.
+fn transposed(pixels: &[f32], w: usize, h: usize) -> Vec<f32> {
+    let mut out = vec![0f32; w * h * 3];
+    for y in 0..h {
+        for x in 0..w {
+            let s = (y * w + x) * 3;
+            let d = (x * h + y) * 3;
+            for c in 0..3 {
+                out[d + c] = (pixels[s + c] - NORM_MEAN) * NORM_SCALE;
             }
         }
-        (scale, ws, hs, input)
-    };
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 8)
-        .min(dims.len().max(1));
-    if threads <= 1 {
-        return dims.iter().map(level).collect();
     }
-    // Cost of a level: the vertical pass reads the whole source; the rest scales with its area.
-    let cost = |&(_, ws, hs): &(f64, usize, usize)| (w * h + ws * w + 4 * ws * hs) as f64;
-    let mut load = vec![0f64; threads];
-    let mut owner = vec![0usize; dims.len()];
-    for (i, d) in dims.iter().enumerate() {
-        let t = (0..threads)
-            .min_by(|&a, &b| load[a].total_cmp(&load[b]))
-            .unwrap_or(0);
-        load[t] += cost(d);
-        owner[i] = t;
-    }
-    let mut out: Vec<Option<Level>> = vec![None; dims.len()];
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let mine: Vec<usize> = (0..dims.len()).filter(|&i| owner[i] == t).collect();
-                let (dims, level) = (&dims, &level);
-                s.spawn(move || {
-                    mine.into_iter()
-                        .map(|i| (i, level(&dims[i])))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for handle in handles {
-            // A level worker only indexes within its buffers; a panic would leave the level out.
-            for (i, lvl) in handle.join().unwrap_or_default() {
-                out[i] = Some(lvl);
-            }
+    out
+}
+
+/// A crop network's answers for boxes it judged.
+struct Judged {
+    /// The boxes that had a crop, in order.
+    kept: Vec<[f64; 5]>,
+    /// Each output's rows for them, concatenated.
+    outs: Vec<Vec<f32>>,
+    /// Cutting the crops, summed over the parts.
+    crops_ms: f64,
+    /// The network's runs, summed over the parts.
+    net_ms: f64,
+}
+
+impl Judged {
+    fn empty(outputs: usize) -> Judged {
+        Judged {
+            kept: Vec::new(),
+            outs: vec![Vec::new(); outputs],
+            crops_ms: 0.0,
+            net_ms: 0.0,
         }
-    });
-    out.into_iter().flatten().collect()
+    }
+}
+
+/// The error for a part the spread did not run.
+fn skipped(model: &str) -> crate::error::VisionError {
+    crate::error::VisionError::inference(model, "a part of the detection did not run")
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The reference's NMS on integer-style boxes (`+1` areas): repeatedly keeps the highest score and

@@ -12,6 +12,7 @@ use super::{Detection, DetectorKind, FaceDetector, letterbox, nms};
 use crate::error::{Result, VisionError};
 use crate::onnx::SessionPool;
 use crate::packs::ModelEntry;
+use crate::spread::Spread;
 
 /// SCRFD settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,7 +84,7 @@ impl FaceDetector for Scrfd {
         self.config.min_score
     }
 
-    fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>> {
+    fn detect(&self, img: &RgbImage, _spread: &dyn Spread) -> Result<Vec<Detection>> {
         if img.width() == 0 || img.height() == 0 {
             return Ok(Vec::new());
         }
