@@ -217,8 +217,9 @@ impl Runtime {
     /// A pool of one session per core for a small model whose runs compute on the calling
     /// thread alone (no intra-op threads): its callers spread their runs over the cores
     /// themselves ([`crate::spread`]), which pays on small inputs where the shared pool's
-    /// threads mostly wait for each other (MTCNN's P-Net levels and crop batches: a single
-    /// thread loses 10-40% to two, two threads each on their own run halve it).
+    /// threads mostly wait for each other (MTCNN's P-Net levels and crop batches take only
+    /// 10-50% longer on one thread than on the pool's two, while two threads on runs of
+    /// their own do twice the work).
     pub fn caller_pool(&self, path: &Path, name: &str) -> Result<SessionPool> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.pool_of(path, name, cores.max(self.options.pool_size), true)
