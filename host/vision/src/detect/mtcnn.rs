@@ -515,7 +515,10 @@ impl Scan<'_> {
             self.sat = Some(Sat::new(img));
             self.timings.table_ms += ms(t);
         }
-        let (mtcnn, sat) = (self.mtcnn, self.sat.as_ref());
+        let mtcnn = self.mtcnn;
+        let Some(sat) = self.sat.as_ref() else {
+            return Ok(all);
+        };
         let per_part = fresh
             .len()
             .div_ceil(fresh.len().div_ceil(part_boxes.max(1)));
@@ -528,10 +531,7 @@ impl Scan<'_> {
             .map(|(chunk, slot)| {
                 Box::new(move || {
                     let t = Instant::now();
-                    let (kept, cut) = match sat {
-                        Some(sat) => crops(img.as_raw(), sat, w, h, chunk, size),
-                        None => (Vec::new(), Vec::new()),
-                    };
+                    let (kept, cut) = crops(img.as_raw(), sat, w, h, chunk, size);
                     let cropped = ms(t);
                     let t = Instant::now();
                     let ran = if cut.is_empty() {
